@@ -1,0 +1,202 @@
+//! Wiring: starts the journal, the engine and the ingress in order, serves until the shutdown
+//! future resolves, then stops them in the reverse order so that everything accepted is
+//! committed before [`run`] returns.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::engine::{Control, EngineHandle};
+use crate::ingress::{Ingress, uds};
+use crate::journal::{self, JournalError, JournalHandle};
+use crate::telemetry::{self, Counters};
+
+/// How often the supervisor looks at the threads and exports counters.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
+
+/// Why the daemon could not start or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The data folder could not be created.
+    #[error("cannot create data folder {path}: {source}")]
+    DataDir {
+        /// The folder.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The database could not be opened or migrated.
+    #[error("cannot open database {path}: {source}")]
+    Journal {
+        /// The database file.
+        path: String,
+        /// Why.
+        source: JournalError,
+    },
+    /// The socket could not be bound.
+    #[error("cannot listen on {path}: {source}")]
+    Socket {
+        /// The socket path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A thread could not be started.
+    #[error("cannot start the {0} thread: {1}")]
+    Spawn(&'static str, std::io::Error),
+    /// A thread ended abnormally.
+    #[error("the {0} thread failed: {1}")]
+    ThreadFailed(&'static str, String),
+}
+
+/// Runs the daemon until `shutdown` resolves, then drains and returns.
+///
+/// Order of start-up: data folder, database (migrated), journal thread, engine thread, socket;
+/// only then READY=1 goes to systemd. Order of shutdown: stop accepting, let every connection
+/// hand over what it read and collect its replies, let the engine finish every ring, let the
+/// journal commit the last batch, remove the socket file.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+    let config = Arc::new(config);
+    let d = &config.daemon;
+    std::fs::create_dir_all(&d.data_dir).map_err(|source| AppError::DataDir {
+        path: d.data_dir.display().to_string(),
+        source,
+    })?;
+    let db = journal::open(&d.database_path, config.journal.synchronous).map_err(|source| {
+        AppError::Journal {
+            path: d.database_path.display().to_string(),
+            source,
+        }
+    })?;
+    let counters = Arc::new(Counters::default());
+    let (records_tx, records_rx) = rtrb::RingBuffer::new(config.engine.journal_ring);
+    let journal = JournalHandle::spawn(db, records_rx, &config, counters.clone())
+        .map_err(|e| AppError::Spawn("journal", e))?;
+    let engine = EngineHandle::spawn(&config, records_tx, journal.bell(), counters.clone())
+        .map_err(|e| AppError::Spawn("engine", e))?;
+    let listener = uds::bind(&d.socket_path, d.socket_mode).map_err(|source| AppError::Socket {
+        path: d.socket_path.display().to_string(),
+        source,
+    })?;
+
+    let ingress = Arc::new(Ingress {
+        config: config.clone(),
+        engine: engine.link(),
+        journal: journal.link(),
+        counters: counters.clone(),
+        open: AtomicUsize::new(0),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(uds::serve(listener, ingress, stop_rx));
+
+    println!(
+        "orderpipe ready: socket {} database {}",
+        d.socket_path.display(),
+        d.database_path.display()
+    );
+    tracing::info!(socket = %d.socket_path.display(), database = %d.database_path.display(), "ready");
+    let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+
+    let failure = supervise(&engine, &journal, &counters, shutdown).await;
+
+    let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status("draining")]);
+    tracing::info!("shutting down: draining connections, engine and journal");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    // Every connection has handed over its rings (or gone); the engine may stop once they are
+    // empty. Registrations were all sent before this, and the channel is in order.
+    let link = engine.link();
+    while let Err(Control::Shutdown) = link.send(Control::Shutdown) {
+        if engine.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let engine_result = tokio::task::spawn_blocking(move || engine.join())
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    let journal_result = tokio::task::spawn_blocking(move || journal.join())
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    let _ = std::fs::remove_file(&d.socket_path);
+    telemetry::export(&counters);
+    tracing::info!(
+        accepted = counters.engine.orders_accepted.load(Ordering::Relaxed),
+        durable_seq = counters.journal.durable_seq.load(Ordering::Relaxed),
+        "stopped"
+    );
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    engine_result.map_err(|e| AppError::ThreadFailed("engine", e))?;
+    journal_result.map_err(|e| AppError::ThreadFailed("journal", e))?;
+    Ok(())
+}
+
+/// Waits for `shutdown` while watching the threads, exporting counters and feeding the systemd
+/// watchdog. Returns the failure if a thread died on its own.
+async fn supervise(
+    engine: &EngineHandle,
+    journal: &JournalHandle,
+    counters: &Counters,
+    shutdown: impl Future<Output = ()>,
+) -> Option<AppError> {
+    let watchdog = sd_notify::watchdog_enabled();
+    let heartbeat = engine.heartbeat();
+    let mut last_beat = heartbeat.load(Ordering::Relaxed);
+    let mut last_ping = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(SUPERVISE_EVERY);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return None,
+            _ = tick.tick() => {}
+        }
+        if engine.is_finished() {
+            tracing::error!("engine thread ended unexpectedly");
+            return Some(AppError::ThreadFailed("engine", "ended unexpectedly".into()));
+        }
+        if journal.is_finished() {
+            tracing::error!("journal thread ended unexpectedly");
+            return Some(AppError::ThreadFailed("journal", "ended unexpectedly".into()));
+        }
+        telemetry::export(counters);
+        if let Some(interval) = watchdog {
+            // Ping only while the engine loop advances: a stuck engine gets the daemon
+            // restarted by systemd instead of being reported healthy.
+            let beat = heartbeat.load(Ordering::Relaxed);
+            if beat != last_beat && last_ping.elapsed() >= interval / 2 {
+                let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+                last_ping = tokio::time::Instant::now();
+                last_beat = beat;
+            }
+        }
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one during the drain exits the process
+/// at once with status 130.
+pub fn shutdown_signals() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            eprintln!("orderpipe: second signal during shutdown; exiting at once");
+            std::process::exit(130);
+        });
+    })
+}

@@ -1,0 +1,355 @@
+//! The engine thread: polls every connection's command ring, runs the state machine, pushes
+//! replies and journal records, and waits according to the configured idle strategy.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use super::command::{Command, JournalRecord, Outcome, Reply};
+use super::machine::Engine;
+use crate::config::{Config, IdleStrategy};
+use crate::telemetry::{Counters, LatencyHistogram, bump, mono_ns};
+use crate::wake::{Doorbell, TaskBell};
+
+/// Most commands taken from one connection before the engine looks at the next, so one busy
+/// client cannot starve the others.
+const CONNECTION_BUDGET: usize = 256;
+
+/// How long a parked engine sleeps before it looks around anyway (heartbeat for the watchdog).
+const PARK_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Capacity of the control channel.
+const CONTROL_CAPACITY: usize = 1024;
+
+/// One client connection as the engine sees it: its two rings and the bell of its task.
+#[derive(Debug)]
+pub struct Connection {
+    /// Commands from the connection task, in the order the client sent them.
+    pub commands: rtrb::Consumer<Command>,
+    /// Replies to the connection task, one per command, in the same order.
+    pub replies: rtrb::Producer<Reply>,
+    /// Wakes the connection task when replies are ready (only if it waits for them).
+    pub bell: Arc<TaskBell>,
+}
+
+/// Copies of the engine's latency histograms.
+#[derive(Debug, Clone, Default)]
+pub struct EngineSnapshot {
+    /// Socket read → engine takes the command.
+    pub ingress_to_engine: LatencyHistogram,
+    /// The engine's work per command.
+    pub engine_process: LatencyHistogram,
+}
+
+/// Control-plane messages, polled by the engine without blocking.
+#[derive(Debug)]
+pub enum Control {
+    /// A new connection to serve.
+    Register(Connection),
+    /// Send copies of the latency histograms.
+    Stats(tokio::sync::oneshot::Sender<EngineSnapshot>),
+    /// Finish every registered connection's commands, then stop.
+    Shutdown,
+}
+
+/// What other threads hold to talk to the engine: the control channel and its doorbell.
+#[derive(Debug, Clone)]
+pub struct EngineLink {
+    /// Control messages to the engine.
+    control: Sender<Control>,
+    /// Rings the engine when it parks.
+    doorbell: Arc<Doorbell>,
+}
+
+impl EngineLink {
+    /// Sends a control message and wakes the engine. Gives the message back if the control
+    /// channel is full or the engine has stopped.
+    pub fn send(&self, message: Control) -> Result<(), Control> {
+        let result = self.control.try_send(message).map_err(|e| match e {
+            TrySendError::Full(m) | TrySendError::Disconnected(m) => m,
+        });
+        self.doorbell.ring();
+        result
+    }
+
+    /// Wakes the engine if it is parked; call after pushing commands.
+    #[inline]
+    pub fn ring(&self) {
+        self.doorbell.ring();
+    }
+}
+
+/// The running engine thread.
+#[derive(Debug)]
+pub struct EngineHandle {
+    /// Control channel and doorbell.
+    link: EngineLink,
+    /// Advances while the engine loop runs (read by the watchdog).
+    heartbeat: Arc<AtomicU64>,
+    /// The thread, until joined.
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EngineHandle {
+    /// Starts the engine thread.
+    pub fn spawn(
+        config: &Config,
+        journal: rtrb::Producer<JournalRecord>,
+        journal_bell: Arc<Doorbell>,
+        counters: Arc<Counters>,
+    ) -> std::io::Result<EngineHandle> {
+        let (control, control_rx) = crossbeam_channel::bounded(CONTROL_CAPACITY);
+        let doorbell = Arc::new(Doorbell::new());
+        let heartbeat = Arc::new(AtomicU64::new(0));
+        let mut runner = Runner {
+            engine: Engine::new(&config.markets),
+            connections: Vec::with_capacity(config.daemon.max_connections.min(4096)),
+            control: control_rx,
+            journal,
+            journal_bell,
+            doorbell: doorbell.clone(),
+            heartbeat: heartbeat.clone(),
+            counters,
+            idle: config.engine.idle,
+            spin: config.engine.spin,
+            stats: EngineSnapshot::default(),
+            stopping: false,
+        };
+        let core = config.engine.core;
+        let thread = std::thread::Builder::new()
+            .name("engine".into())
+            .spawn(move || {
+                pin(core);
+                runner.doorbell.bind_current_thread();
+                runner.run();
+            })?;
+        Ok(EngineHandle {
+            link: EngineLink { control, doorbell },
+            heartbeat,
+            thread: Some(thread),
+        })
+    }
+
+    /// A cloneable link to the engine for other threads and tasks.
+    pub fn link(&self) -> EngineLink {
+        self.link.clone()
+    }
+
+    /// The heartbeat counter (advances while the engine loop runs).
+    pub fn heartbeat(&self) -> Arc<AtomicU64> {
+        self.heartbeat.clone()
+    }
+
+    /// True once the engine thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits for the engine thread to end; `Err` if it panicked.
+    pub fn join(mut self) -> Result<(), String> {
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|p| panic_text(&p)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_text(payload: &Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn pin(core: Option<usize>) {
+    let Some(id) = core else {
+        tracing::info!("engine thread not pinned (engine.core is not set)");
+        return;
+    };
+    if core_affinity::set_for_current(core_affinity::CoreId { id }) {
+        tracing::info!(core = id, "engine thread pinned");
+    } else {
+        tracing::warn!(core = id, "could not pin the engine thread; it runs unpinned");
+    }
+}
+
+/// The engine thread's state.
+struct Runner {
+    engine: Engine,
+    /// Registered connections; order does not matter (removal swaps).
+    connections: Vec<Connection>,
+    control: Receiver<Control>,
+    journal: rtrb::Producer<JournalRecord>,
+    journal_bell: Arc<Doorbell>,
+    doorbell: Arc<Doorbell>,
+    heartbeat: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+    idle: IdleStrategy,
+    spin: Duration,
+    stats: EngineSnapshot,
+    /// Shutdown was requested: stop once every connection is finished.
+    stopping: bool,
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        // Normally empty; after a panic this tells every waiting connection task that its
+        // reply ring is abandoned instead of leaving it asleep.
+        for conn in &self.connections {
+            conn.bell.ring_always();
+        }
+    }
+}
+
+impl Runner {
+    fn run(&mut self) {
+        // When the current idle stretch began (one clock read per busy → idle transition).
+        let mut idle_since: Option<Instant> = None;
+        let mut idle_rounds: u64 = 0;
+        let mut rounds: u64 = 0;
+        loop {
+            rounds += 1;
+            self.heartbeat.store(rounds, Ordering::Relaxed);
+            let work = self.poll_connections();
+            if work > 0 {
+                self.journal_bell.ring();
+            }
+            // Under load the control channel is looked at every 64th round only, which keeps
+            // its atomics off the hot path; when idle, every round.
+            if work == 0 || rounds % 64 == 0 {
+                self.poll_control();
+            }
+            if self.stopping && self.connections.is_empty() {
+                break;
+            }
+            if work > 0 {
+                idle_since = None;
+                continue;
+            }
+            match self.idle {
+                IdleStrategy::BusySpin => std::hint::spin_loop(),
+                IdleStrategy::Park => self.park(),
+                IdleStrategy::SpinThenPark => {
+                    idle_rounds += 1;
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    if idle_rounds % 64 == 0 && since.elapsed() >= self.spin {
+                        self.park();
+                        idle_since = None;
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+        }
+        tracing::info!(last_seq = self.engine.last_seq(), "engine stopped");
+        // Dropping the producer tells the journal that nothing more will come.
+        let (dead, _) = rtrb::RingBuffer::new(1);
+        drop(std::mem::replace(&mut self.journal, dead));
+        self.journal_bell.ring();
+    }
+
+    fn park(&mut self) {
+        let connections = &self.connections;
+        let control = &self.control;
+        self.doorbell.sleep(PARK_TIMEOUT, || {
+            !control.is_empty()
+                || connections
+                    .iter()
+                    .any(|c| !c.commands.is_empty() || c.commands.is_abandoned())
+        });
+    }
+
+    /// Takes commands from every connection; returns how many were processed.
+    fn poll_connections(&mut self) -> usize {
+        let mut total = 0;
+        let mut i = 0;
+        while i < self.connections.len() {
+            let conn = &mut self.connections[i];
+            if conn.replies.is_abandoned() {
+                // The task is gone: nobody can receive replies, and nothing in the ring was
+                // acknowledged, so the commands are discarded with the connection.
+                self.drop_connection(i);
+                continue;
+            }
+            let mut done = 0;
+            // One clock read per command: command k's processing time runs from its start to
+            // the start of command k+1 (or the final read).
+            let mut t = 0;
+            while done < CONNECTION_BUDGET {
+                // Replies are never dropped: a command is taken only when its reply has room.
+                if conn.replies.cached_slots() == 0 && conn.replies.slots() == 0 {
+                    break;
+                }
+                let Ok(cmd) = conn.commands.pop() else { break };
+                let now = mono_ns();
+                if done > 0 {
+                    self.stats.engine_process.record(now - t);
+                }
+                t = now;
+                self.stats
+                    .ingress_to_engine
+                    .record(now.saturating_sub(cmd.recv_mono));
+                let reply = self.engine.process(&cmd, now, &mut self.journal);
+                let c = &self.counters.engine;
+                bump(&c.commands);
+                match reply.outcome {
+                    Outcome::Accepted { seq, .. } => {
+                        bump(&c.orders_accepted);
+                        c.last_seq.store(seq, Ordering::Relaxed);
+                    }
+                    Outcome::Rejected(_) => bump(&c.orders_rejected),
+                    Outcome::Busy => bump(&c.busy),
+                }
+                let pushed = conn.replies.push(reply);
+                debug_assert!(pushed.is_ok(), "reply room was checked");
+                done += 1;
+            }
+            if done > 0 {
+                self.stats.engine_process.record(mono_ns() - t);
+                conn.bell.ring();
+                total += done;
+            }
+            if conn.commands.is_abandoned() && conn.commands.is_empty() {
+                self.drop_connection(i);
+                continue;
+            }
+            i += 1;
+        }
+        total
+    }
+
+    fn drop_connection(&mut self, i: usize) {
+        let conn = self.connections.swap_remove(i);
+        let bell = conn.bell.clone();
+        drop(conn);
+        // The task learns the engine is done with it from the abandoned reply ring.
+        bell.ring_always();
+        self.counters
+            .engine
+            .connections
+            .store(self.connections.len() as u64, Ordering::Relaxed);
+    }
+
+    fn poll_control(&mut self) {
+        while let Ok(message) = self.control.try_recv() {
+            match message {
+                Control::Register(conn) => {
+                    self.connections.push(conn);
+                    self.counters
+                        .engine
+                        .connections
+                        .store(self.connections.len() as u64, Ordering::Relaxed);
+                }
+                Control::Stats(reply) => {
+                    let _ = reply.send(self.stats.clone());
+                }
+                Control::Shutdown => self.stopping = true,
+            }
+        }
+    }
+}

@@ -1,0 +1,590 @@
+//! The Unix socket: binding, the accept loop, and one task per connection.
+//!
+//! A connection task owns its socket and both of its rings. It reads, decodes and pushes
+//! commands; it collects replies and writes them back in request order. The order is kept by a
+//! queue of pending answers: an entry per request, filled either by the engine's reply ring
+//! (always in command order) or by the task itself (errors it found, `stats`).
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::Ingress;
+use crate::engine::{Command, Connection, Control, Reply};
+use crate::telemetry::{mono_ns, wall_ns};
+use crate::wake::TaskBell;
+use crate::wire::binary::{self, FrameHead, HANDSHAKE_LEN, MAGIC, PREFIX_LEN, VERSION};
+use crate::wire::{ErrorCode, Request, WireReply, json};
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Unsent output above which the task stops collecting replies (the client is not reading; the
+/// engine then stops taking this connection's commands, and the task stops reading its socket).
+const WRITE_HIGH: usize = 256 * 1024;
+
+/// Answers owed but not produced by the engine, beyond the command ring's capacity.
+const LOCAL_PENDING: usize = 256;
+
+/// Binds the socket at `path` with permission bits `mode`. A stale socket file left by a
+/// crashed daemon is replaced; a live one (something answers on it) is an error.
+pub fn bind(path: &Path, mode: u32) -> io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("another process is serving on {}", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(listener)
+}
+
+/// Accepts connections until `shutdown` turns true, then waits for every connection task to
+/// finish its drain.
+pub async fn serve(listener: UnixListener, ingress: Arc<Ingress>, mut shutdown: watch::Receiver<bool>) {
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    if ingress.admit() {
+                        ingress.counters.ingress.connections.fetch_add(1, Ordering::Relaxed);
+                        let ingress = ingress.clone();
+                        let shutdown = shutdown.clone();
+                        tasks.spawn(async move {
+                            connection(stream, &ingress, shutdown).await;
+                            ingress.open.fetch_sub(1, Ordering::AcqRel);
+                        });
+                    } else {
+                        ingress.counters.ingress.connections_refused.fetch_add(1, Ordering::Relaxed);
+                        tasks.spawn(refuse(stream, ErrorCode::TooManyConnections, "the daemon serves max_connections connections already"));
+                    }
+                }
+                Err(e) => {
+                    // Out of file descriptors, for example: pause instead of spinning on it.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = tasks.join_next() => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn refuse(stream: UnixStream, code: ErrorCode, reason: &str) {
+    let mut out = Vec::new();
+    json::write_reply(&WireReply::error(code, reason), &mut out);
+    let _ = tokio::time::timeout(Duration::from_secs(1), write_all(&stream, &out)).await;
+}
+
+async fn write_all(stream: &UnixStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Json,
+    Binary,
+}
+
+/// One answer owed to the client, in request order.
+enum Pending {
+    /// The next reply from the engine's ring.
+    Engine,
+    /// An answer the task already has (an error it found).
+    Ready(WireReply),
+    /// A `stats` answer being gathered.
+    Stats(oneshot::Receiver<WireReply>),
+}
+
+/// Serves one connection from its first byte to its close.
+async fn connection(stream: UnixStream, ingress: &Arc<Ingress>, mut shutdown: watch::Receiver<bool>) {
+    let mut rbuf = Vec::with_capacity(READ_CHUNK);
+    // The first byte decides the framing: `{` is JSON lines, anything else the binary magic.
+    let need = |buf: &Vec<u8>| match buf.first() {
+        None => 1,
+        Some(b'{') => 1,
+        Some(_) => HANDSHAKE_LEN,
+    };
+    while rbuf.len() < need(&rbuf) {
+        tokio::select! {
+            r = stream.readable() => {
+                if r.is_err() { return; }
+                match stream.try_read_buf(&mut rbuf) {
+                    Ok(0) => {
+                        if !rbuf.is_empty() {
+                            refuse(stream, ErrorCode::BadMagic, "the connection ended inside the binary handshake").await;
+                        }
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return,
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+    let framing = if rbuf[0] == b'{' {
+        Framing::Json
+    } else if rbuf[..4] != MAGIC {
+        ingress.counters.ingress.bad_requests.fetch_add(1, Ordering::Relaxed);
+        let reason = format!(
+            "the first bytes are neither a JSON object nor the binary magic {MAGIC:?} (\"ORDP\")"
+        );
+        return refuse(stream, ErrorCode::BadMagic, &reason).await;
+    } else if u16::from_le_bytes([rbuf[4], rbuf[5]]) != VERSION {
+        let reason = format!(
+            "binary protocol version {} is not supported; this daemon speaks version {VERSION}",
+            u16::from_le_bytes([rbuf[4], rbuf[5]])
+        );
+        return refuse(stream, ErrorCode::UnsupportedVersion, &reason).await;
+    } else {
+        if write_all(&stream, &binary::handshake()).await.is_err() {
+            return;
+        }
+        Framing::Binary
+    };
+    let rpos = if framing == Framing::Binary { HANDSHAKE_LEN } else { 0 };
+
+    let engine_cfg = &ingress.config.engine;
+    let (commands, engine_commands) = rtrb::RingBuffer::new(engine_cfg.command_ring);
+    let (engine_replies, replies) = rtrb::RingBuffer::new(engine_cfg.reply_ring);
+    let bell = Arc::new(TaskBell::new());
+    let registered = ingress.engine.send(Control::Register(Connection {
+        commands: engine_commands,
+        replies: engine_replies,
+        bell: bell.clone(),
+    }));
+    if registered.is_err() {
+        return refuse(stream, ErrorCode::Unavailable, "the engine is not taking connections").await;
+    }
+    if *shutdown.borrow_and_update() {
+        // Registered just as the daemon began to stop: dropping the rings ends it cleanly.
+        return refuse(stream, ErrorCode::ShuttingDown, "the daemon is shutting down").await;
+    }
+    let mut conn = Conn {
+        stream,
+        ingress: ingress.clone(),
+        framing,
+        rbuf,
+        rpos,
+        wbuf: Vec::with_capacity(READ_CHUNK),
+        wpos: 0,
+        commands: Some(commands),
+        replies,
+        bell,
+        pending: VecDeque::new(),
+        max_pending: engine_cfg.command_ring + LOCAL_PENDING,
+        eof: false,
+        closing: false,
+        draining: false,
+        skipping_line: false,
+        blocked: false,
+        write_dead: false,
+        recv_ns: wall_ns(),
+        recv_mono: mono_ns(),
+    };
+    conn.run(shutdown).await;
+}
+
+/// State of one served connection.
+struct Conn {
+    stream: UnixStream,
+    ingress: Arc<Ingress>,
+    framing: Framing,
+    /// Bytes read and not yet parsed are `rbuf[rpos..]`.
+    rbuf: Vec<u8>,
+    rpos: usize,
+    /// Bytes encoded and not yet written are `wbuf[wpos..]`.
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// Commands to the engine; `None` once this connection will send no more.
+    commands: Option<rtrb::Producer<Command>>,
+    /// Replies from the engine, one per command, in command order.
+    replies: rtrb::Consumer<Reply>,
+    bell: Arc<TaskBell>,
+    /// Answers owed, in request order (at most `max_pending`).
+    pending: VecDeque<Pending>,
+    max_pending: usize,
+    /// The client finished sending.
+    eof: bool,
+    /// A framing error: nothing more is read, the connection closes after the owed answers.
+    closing: bool,
+    /// The daemon is shutting down: nothing more is read.
+    draining: bool,
+    /// JSON: discarding the rest of an over-long line.
+    skipping_line: bool,
+    /// A complete request waits for room in the command ring or the pending queue.
+    blocked: bool,
+    /// Writing failed or timed out: output is discarded from now on.
+    write_dead: bool,
+    /// Ingress stamps of the latest read.
+    recv_ns: u64,
+    recv_mono: u64,
+}
+
+enum Event {
+    Read(io::Result<()>),
+    Write(io::Result<()>),
+    Replies,
+    Stats(WireReply),
+    Shutdown,
+    DrainTimeout,
+}
+
+impl Conn {
+    async fn run(&mut self, mut shutdown: watch::Receiver<bool>) {
+        let drain_timeout = self.ingress.config.daemon.drain_timeout;
+        let mut last_write = Instant::now();
+        loop {
+            self.collect_output();
+            if self.flush() {
+                last_write = Instant::now();
+            }
+            if !self.stop_input() {
+                self.parse_input();
+            } else {
+                self.rpos = self.rbuf.len();
+            }
+            let input_done = self.stop_input() || (self.eof && self.rpos == self.rbuf.len());
+            if input_done && self.commands.take().is_some() {
+                // The engine finishes what is in the ring, then lets go of the connection.
+                self.ingress.engine.ring();
+            }
+            let unsent = self.wpos < self.wbuf.len() && !self.write_dead;
+            if input_done && self.pending.is_empty() && !unsent {
+                break;
+            }
+            let engine_gone = self.replies.is_abandoned() && self.replies.is_empty();
+            if engine_gone && matches!(self.pending.front(), Some(Pending::Engine)) {
+                tracing::warn!("engine released the connection with replies owed; closing it");
+                break;
+            }
+            let want_read = !input_done && !self.eof && !self.blocked;
+            let want_reply = matches!(self.pending.front(), Some(Pending::Engine))
+                && self.wbuf.len() - self.wpos < WRITE_HIGH;
+            let want_stats = matches!(self.pending.front(), Some(Pending::Stats(_)));
+            if want_reply {
+                let replies = &self.replies;
+                if self
+                    .bell
+                    .prepare(|| !replies.is_empty() || replies.is_abandoned())
+                {
+                    continue;
+                }
+            }
+            let event = {
+                let stream = &self.stream;
+                let bell = &self.bell;
+                let pending = &mut self.pending;
+                tokio::select! {
+                    r = stream.readable(), if want_read => Event::Read(r),
+                    r = stream.writable(), if unsent => Event::Write(r),
+                    _ = bell.wait(), if want_reply => Event::Replies,
+                    r = stats_at_front(pending), if want_stats => Event::Stats(r),
+                    _ = shutdown.changed(), if !self.draining => Event::Shutdown,
+                    _ = tokio::time::sleep_until(last_write + drain_timeout), if self.draining && unsent => Event::DrainTimeout,
+                }
+            };
+            match event {
+                Event::Read(Ok(())) => self.read(),
+                Event::Read(Err(_)) | Event::Write(Err(_)) => {
+                    self.eof = true;
+                    self.write_dead = true;
+                }
+                Event::Write(Ok(())) | Event::Replies => {}
+                Event::Stats(reply) => {
+                    self.pending.pop_front();
+                    self.encode(&reply);
+                }
+                Event::Shutdown => self.draining = true,
+                Event::DrainTimeout => {
+                    tracing::warn!("client did not read its replies during shutdown; dropping them");
+                    self.write_dead = true;
+                }
+            }
+        }
+    }
+
+    fn stop_input(&self) -> bool {
+        self.closing || self.draining
+    }
+
+    fn read(&mut self) {
+        if self.rpos > 0 && (self.rpos == self.rbuf.len() || self.rpos > self.rbuf.len() / 2) {
+            self.rbuf.drain(..self.rpos);
+            self.rpos = 0;
+        }
+        self.rbuf.reserve(READ_CHUNK);
+        match self.stream.try_read_buf(&mut self.rbuf) {
+            Ok(0) => self.eof = true,
+            Ok(_) => {
+                self.recv_ns = wall_ns();
+                self.recv_mono = mono_ns();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                self.eof = true;
+                self.write_dead = true;
+            }
+        }
+    }
+
+    /// Moves every answer that is ready, in order, into the write buffer.
+    fn collect_output(&mut self) {
+        while self.wbuf.len() - self.wpos < WRITE_HIGH || self.write_dead {
+            match self.pending.front() {
+                Some(Pending::Engine) => {
+                    let Ok(reply) = self.replies.pop() else { break };
+                    self.pending.pop_front();
+                    let wire = WireReply::from_engine(&reply, &self.ingress.config);
+                    self.encode(&wire);
+                }
+                Some(Pending::Ready(_)) => {
+                    if let Some(Pending::Ready(reply)) = self.pending.pop_front() {
+                        self.encode(&reply);
+                    }
+                }
+                Some(Pending::Stats(_)) | None => break,
+            }
+        }
+    }
+
+    fn encode(&mut self, reply: &WireReply) {
+        if self.write_dead {
+            return;
+        }
+        match self.framing {
+            Framing::Json => json::write_reply(reply, &mut self.wbuf),
+            Framing::Binary => binary::write_frame(reply, &mut self.wbuf),
+        }
+    }
+
+    /// Writes as much as the socket takes without waiting; true if anything was written.
+    fn flush(&mut self) -> bool {
+        let mut progress = false;
+        while self.wpos < self.wbuf.len() && !self.write_dead {
+            match self.stream.try_write(&self.wbuf[self.wpos..]) {
+                Ok(n) => {
+                    self.wpos += n;
+                    progress = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.write_dead = true;
+                    self.eof = true;
+                }
+            }
+        }
+        if self.wpos == self.wbuf.len() || self.write_dead {
+            self.wbuf.clear();
+            self.wpos = 0;
+        }
+        progress
+    }
+
+    /// Decodes complete requests from the read buffer and hands them on, until the buffer has
+    /// no complete request left or the command ring or the pending queue is full.
+    fn parse_input(&mut self) {
+        self.blocked = false;
+        let mut pushed = 0;
+        loop {
+            if self.pending.len() >= self.max_pending {
+                self.blocked = true;
+                break;
+            }
+            let step = match self.framing {
+                Framing::Json => self.next_line(),
+                Framing::Binary => self.next_frame(),
+            };
+            match step {
+                Step::Request(req, consumed) => match self.submit(req) {
+                    Ok(engine) => {
+                        self.rpos += consumed;
+                        pushed += usize::from(engine);
+                    }
+                    Err(()) => {
+                        self.blocked = true;
+                        break;
+                    }
+                },
+                Step::Skip(consumed) => self.rpos += consumed,
+                Step::Error(code, reason, consumed) => {
+                    self.ingress
+                        .counters
+                        .ingress
+                        .bad_requests
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.pending
+                        .push_back(Pending::Ready(WireReply::error(code, reason)));
+                    self.rpos += consumed;
+                }
+                Step::Fatal(code, reason) => {
+                    self.ingress
+                        .counters
+                        .ingress
+                        .bad_requests
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.pending
+                        .push_back(Pending::Ready(WireReply::error(code, reason)));
+                    self.closing = true;
+                    self.rpos = self.rbuf.len();
+                    break;
+                }
+                Step::NeedMore => break,
+            }
+        }
+        if pushed > 0 {
+            self.ingress.engine.ring();
+        }
+    }
+
+    /// Hands one request on. `Ok(true)` if it went to the engine, `Ok(false)` if answered
+    /// locally, `Err` if the command ring is full (nothing consumed).
+    fn submit(&mut self, req: Request) -> Result<bool, ()> {
+        match req {
+            Request::NewOrder(order) => {
+                let ring = self.commands.as_mut().ok_or(())?;
+                if ring.is_full() {
+                    return Err(());
+                }
+                let pushed = ring.push(order.to_command(self.recv_ns, self.recv_mono));
+                debug_assert!(pushed.is_ok());
+                self.pending.push_back(Pending::Engine);
+                Ok(true)
+            }
+            Request::Stats => {
+                let (tx, rx) = oneshot::channel();
+                let ingress = self.ingress.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(ingress.stats().await);
+                });
+                self.pending.push_back(Pending::Stats(rx));
+                Ok(false)
+            }
+        }
+    }
+
+    fn next_line(&mut self) -> Step {
+        let max = self.ingress.config.daemon.max_line_bytes;
+        let buf = &self.rbuf[self.rpos..];
+        if self.skipping_line {
+            return match memchr::memchr(b'\n', buf) {
+                Some(i) => {
+                    self.skipping_line = false;
+                    Step::Skip(i + 1)
+                }
+                None if buf.is_empty() => Step::NeedMore,
+                None => Step::Skip(buf.len()),
+            };
+        }
+        let (line, consumed) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (&buf[..i], i + 1),
+            None if buf.len() > max => {
+                self.skipping_line = true;
+                return Step::Error(
+                    ErrorCode::LineTooLong,
+                    format!("line longer than max_line_bytes ({max} bytes); skipped"),
+                    buf.len(),
+                );
+            }
+            // The client closed without a final newline: the rest is the last line.
+            None if self.eof && !buf.is_empty() => (buf, buf.len()),
+            None => return Step::NeedMore,
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > max {
+            return Step::Error(
+                ErrorCode::LineTooLong,
+                format!("line of {} bytes is longer than max_line_bytes ({max})", line.len()),
+                consumed,
+            );
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Step::Skip(consumed);
+        }
+        match json::parse_request(line) {
+            Ok(req) => Step::Request(req, consumed),
+            Err(reason) => Step::Error(ErrorCode::BadRequest, reason, consumed),
+        }
+    }
+
+    fn next_frame(&mut self) -> Step {
+        let max = self.ingress.config.daemon.max_frame_bytes;
+        let buf = &self.rbuf[self.rpos..];
+        match binary::frame_head(buf, max) {
+            FrameHead::Incomplete if self.eof && !buf.is_empty() => Step::Fatal(
+                ErrorCode::TruncatedFrame,
+                format!("the connection ended inside a frame ({} bytes of it arrived)", buf.len()),
+            ),
+            FrameHead::Incomplete => Step::NeedMore,
+            FrameHead::TooLarge(len) => Step::Fatal(
+                ErrorCode::FrameTooLarge,
+                format!("frame of {len} bytes is larger than max_frame_bytes ({max})"),
+            ),
+            FrameHead::Complete(len) => {
+                match binary::decode::<Request>(&buf[PREFIX_LEN..PREFIX_LEN + len]) {
+                    Ok(req) => Step::Request(req, PREFIX_LEN + len),
+                    Err(e) => Step::Fatal(
+                        ErrorCode::BadFrame,
+                        format!("frame does not decode as a request: {e}"),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// The outcome of looking at the read buffer once.
+enum Step {
+    /// A request, and the bytes it took.
+    Request(Request, usize),
+    /// Bytes to drop without an answer (blank lines, the rest of an over-long line).
+    Skip(usize),
+    /// An answer-worthy error; the connection goes on after the bytes it took.
+    Error(ErrorCode, String, usize),
+    /// An error after which the framing cannot be trusted: answer, then close.
+    Fatal(ErrorCode, String),
+    /// No complete request yet.
+    NeedMore,
+}
+
+async fn stats_at_front(pending: &mut VecDeque<Pending>) -> WireReply {
+    match pending.front_mut() {
+        Some(Pending::Stats(rx)) => rx.await.unwrap_or_else(|_| {
+            WireReply::error(ErrorCode::Unavailable, "stats could not be gathered")
+        }),
+        _ => std::future::pending().await,
+    }
+}

@@ -1,0 +1,401 @@
+//! The journal: one thread that owns the only SQLite write connection and records everything
+//! the engine sends it, in batches, one transaction per batch.
+//!
+//! After each commit it publishes `durable_seq` (the highest committed sequence number). A
+//! failed commit is retried with the same batch until it succeeds; meanwhile the ring fills and
+//! the engine answers `busy`, so nothing is dropped.
+
+mod schema;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+
+pub use schema::{SCHEMA_VERSION, migrate};
+
+use crate::config::{Config, MarketConfig, Synchronous};
+use crate::engine::{JournalRecord, OrderRecord};
+use crate::num::Decimal;
+use crate::telemetry::{Counters, LatencyHistogram, bump, mono_ns};
+use crate::wake::Doorbell;
+
+/// How long an idle journal sleeps before looking at its control channel anyway.
+const PARK_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Longest pause between retries of a failed commit.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// What can go wrong opening or writing the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// SQLite refused something.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database was written by a newer orderpipe.
+    #[error(
+        "the database has schema version {found}, but this orderpipe supports at most {supported}: \
+         run a newer orderpipe or restore a database from this version"
+    )]
+    NewerSchema {
+        /// Version in the file.
+        found: i64,
+        /// Newest version this build knows.
+        supported: i64,
+    },
+}
+
+/// Control messages to the journal thread.
+#[derive(Debug)]
+pub enum JournalControl {
+    /// Send a copy of the engine → commit latency histogram.
+    Stats(tokio::sync::oneshot::Sender<LatencyHistogram>),
+}
+
+/// Opens (creating if needed) the database for writing: WAL, the configured `synchronous`,
+/// schema migrated.
+pub fn open(path: &Path, synchronous: Synchronous) -> Result<Connection, JournalError> {
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = match synchronous {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    // A reader or an administrator holding the write lock delays a commit; the writer retries.
+    conn.busy_timeout(Duration::from_millis(200))?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// What other threads hold to talk to the journal.
+#[derive(Debug, Clone)]
+pub struct JournalLink {
+    /// Wakes the journal when it parks.
+    bell: Arc<Doorbell>,
+    /// Control messages.
+    control: Sender<JournalControl>,
+}
+
+impl JournalLink {
+    /// Sends a control message and wakes the journal; `false` if the journal cannot take it.
+    pub fn send(&self, message: JournalControl) -> bool {
+        let sent = self.control.try_send(message).is_ok();
+        self.bell.ring();
+        sent
+    }
+}
+
+/// The running journal thread.
+#[derive(Debug)]
+pub struct JournalHandle {
+    /// Wakes the journal when it parks; rung by the engine after pushing records.
+    bell: Arc<Doorbell>,
+    /// Control messages.
+    control: Sender<JournalControl>,
+    /// The thread, until joined.
+    thread: Option<JoinHandle<()>>,
+}
+
+impl JournalHandle {
+    /// Starts the journal thread on an opened connection.
+    pub fn spawn(
+        conn: Connection,
+        records: rtrb::Consumer<JournalRecord>,
+        config: &Config,
+        counters: Arc<Counters>,
+    ) -> std::io::Result<JournalHandle> {
+        let bell = Arc::new(Doorbell::new());
+        let (control, control_rx) = crossbeam_channel::bounded(16);
+        let mut writer = Writer {
+            conn,
+            records,
+            control: control_rx,
+            bell: bell.clone(),
+            markets: config.markets.clone(),
+            batch: Vec::with_capacity(config.journal.batch_size),
+            batch_size: config.journal.batch_size,
+            max_delay: config.journal.max_delay,
+            counters,
+            latency: LatencyHistogram::new(),
+            timestamp: String::with_capacity(40),
+        };
+        let thread = std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || {
+                writer.bell.bind_current_thread();
+                writer.run();
+            })?;
+        Ok(JournalHandle {
+            bell,
+            control,
+            thread: Some(thread),
+        })
+    }
+
+    /// The doorbell the engine rings after pushing records.
+    pub fn bell(&self) -> Arc<Doorbell> {
+        self.bell.clone()
+    }
+
+    /// A cloneable link to the journal.
+    pub fn link(&self) -> JournalLink {
+        JournalLink {
+            bell: self.bell.clone(),
+            control: self.control.clone(),
+        }
+    }
+
+    /// True once the journal thread has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Waits for the journal to commit everything and end; `Err` if it panicked.
+    pub fn join(mut self) -> Result<(), String> {
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|p| crate::engine::runner::panic_text(&p)),
+            None => Ok(()),
+        }
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    records: rtrb::Consumer<JournalRecord>,
+    control: Receiver<JournalControl>,
+    bell: Arc<Doorbell>,
+    markets: Vec<MarketConfig>,
+    /// Records taken from the ring and not yet committed (at most `batch_size`).
+    batch: Vec<JournalRecord>,
+    batch_size: usize,
+    max_delay: Duration,
+    counters: Arc<Counters>,
+    latency: LatencyHistogram,
+    /// Reused buffer for formatting timestamps.
+    timestamp: String,
+}
+
+impl Writer {
+    fn run(&mut self) {
+        let mut first_at = Instant::now();
+        loop {
+            while let Ok(message) = self.control.try_recv() {
+                match message {
+                    JournalControl::Stats(reply) => {
+                        let _ = reply.send(self.latency.clone());
+                    }
+                }
+            }
+            while self.batch.len() < self.batch_size {
+                let Ok(record) = self.records.pop() else { break };
+                if self.batch.is_empty() {
+                    first_at = Instant::now();
+                }
+                self.batch.push(record);
+            }
+            let finished = self.records.is_abandoned() && self.records.is_empty();
+            if self.batch.is_empty() {
+                if finished {
+                    break;
+                }
+                let records = &self.records;
+                let control = &self.control;
+                self.bell.sleep(PARK_TIMEOUT, || {
+                    !records.is_empty() || records.is_abandoned() || !control.is_empty()
+                });
+                continue;
+            }
+            let waited = first_at.elapsed();
+            if self.batch.len() < self.batch_size && !finished && waited < self.max_delay {
+                // A partial batch: let it fill for the rest of its delay. The engine is not
+                // asked to wake us for every record meanwhile.
+                std::thread::park_timeout(self.max_delay - waited);
+                continue;
+            }
+            self.commit_with_retry();
+        }
+        tracing::info!(
+            durable_seq = self.counters.journal.durable_seq.load(Ordering::Relaxed),
+            "journal stopped: everything committed"
+        );
+    }
+
+    fn commit_with_retry(&mut self) {
+        let mut pause = Duration::from_millis(10);
+        let mut failures = 0u64;
+        loop {
+            match self.write_batch() {
+                Ok(()) => break,
+                Err(e) => {
+                    failures += 1;
+                    bump(&self.counters.journal.commit_errors);
+                    if failures == 1 || failures.is_power_of_two() {
+                        tracing::warn!(error = %e, failures, "journal commit failed; retrying the same batch");
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(MAX_RETRY_PAUSE);
+                }
+            }
+        }
+        if failures > 0 {
+            tracing::info!(failures, "journal commit succeeded after retries");
+        }
+        let now = mono_ns();
+        let last = self.batch.last().map(JournalRecord::seq).unwrap_or(0);
+        for r in &self.batch {
+            self.latency.record(now.saturating_sub(r.engine_mono()));
+        }
+        let c = &self.counters.journal;
+        c.rows.store(
+            c.rows.load(Ordering::Relaxed) + self.batch.len() as u64,
+            Ordering::Relaxed,
+        );
+        bump(&c.batches);
+        c.durable_seq.store(last, Ordering::Release);
+        self.batch.clear();
+    }
+
+    fn write_batch(&mut self) -> rusqlite::Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut insert = tx.prepare_cached(INSERT_ORDER)?;
+            for record in &self.batch {
+                match record {
+                    JournalRecord::Order(o) => {
+                        insert_order(&mut insert, o, &self.markets, &mut self.timestamp)?
+                    }
+                }
+            }
+        }
+        tx.commit()
+    }
+}
+
+/// The statement that records an accepted order.
+pub const INSERT_ORDER: &str = "INSERT INTO Orders (timestamp, username, market, side, size, \
+     price, id, seq, client_order_id, order_type, tif, status, filled_lots, price_ticks, \
+     size_lots, recv_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'open', 0, ?12, \
+     ?13, ?14)";
+
+/// Binds and runs [`INSERT_ORDER`] for one order. `timestamp` is a reusable buffer.
+pub fn insert_order(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    o: &OrderRecord,
+    markets: &[MarketConfig],
+    timestamp: &mut String,
+) -> rusqlite::Result<()> {
+    let market = &markets[o.market as usize];
+    let ts: &str = match o.client_timestamp.non_empty() {
+        Some(t) => t,
+        None => {
+            timestamp.clear();
+            format_rfc3339(o.recv_ns, timestamp);
+            timestamp
+        }
+    };
+    let price = (o.price_ticks > 0).then(|| Decimal::units_to_f64(o.price_ticks, market.tick_size));
+    let price_ticks = (o.price_ticks > 0).then_some(o.price_ticks as i64);
+    stmt.execute(params![
+        ts,
+        o.username.as_str(),
+        market.name,
+        o.side.as_str(),
+        Decimal::units_to_f64(o.size_lots, market.lot_size),
+        price,
+        o.order_id as i64,
+        o.seq as i64,
+        o.client_order_id.non_empty(),
+        o.order_type.as_str(),
+        o.tif.as_str(),
+        price_ticks,
+        o.size_lots as i64,
+        o.recv_ns as i64,
+    ])?;
+    Ok(())
+}
+
+/// Writes `ns` since the Unix epoch as RFC 3339 UTC with microseconds
+/// (`2026-11-30T12:00:00.123456Z`).
+pub fn format_rfc3339(ns: u64, out: &mut String) {
+    use std::fmt::Write;
+    let secs = ns / 1_000_000_000;
+    let micros = (ns % 1_000_000_000) / 1_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_timestamps_as_rfc3339_utc() {
+        let mut s = String::new();
+        format_rfc3339(0, &mut s);
+        assert_eq!(s, "1970-01-01T00:00:00.000000Z");
+        s.clear();
+        // 2026-11-30T12:00:00.123456Z
+        format_rfc3339(1_796_040_000_123_456_789, &mut s);
+        assert_eq!(s, "2026-11-30T12:00:00.123456Z");
+        s.clear();
+        // 2024-02-29T23:59:59Z, a leap day.
+        format_rfc3339(1_709_251_199_000_000_000, &mut s);
+        assert_eq!(s, "2024-02-29T23:59:59.000000Z");
+    }
+
+    #[test]
+    fn migrates_a_new_database_and_refuses_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let conn = open(&path, Synchronous::Normal).unwrap();
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        // Opening again is idempotent for the current version, and refuses a newer one.
+        match open(&path, Synchronous::Normal) {
+            Err(JournalError::NewerSchema { found, supported }) => {
+                assert_eq!((found, supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+            }
+            other => panic!("expected NewerSchema, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Counters shared between threads, and their typed metric names.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+/// Adds one to a counter that only the calling thread writes.
+///
+/// A load and a store instead of `fetch_add`: with a single writer nothing can be lost, and a
+/// plain store costs the engine no locked instruction.
+#[inline]
+pub fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+/// Written by the engine thread only.
+#[derive(Debug, Default)]
+pub struct EngineCounters {
+    /// Commands taken from connection rings.
+    pub commands: AtomicU64,
+    /// Orders accepted (given a sequence number).
+    pub orders_accepted: AtomicU64,
+    /// Orders refused by validation.
+    pub orders_rejected: AtomicU64,
+    /// Commands answered `busy` because the journal ring was full.
+    pub busy: AtomicU64,
+    /// Connections currently registered with the engine.
+    pub connections: AtomicU64,
+    /// Highest sequence number assigned.
+    pub last_seq: AtomicU64,
+}
+
+/// Written by the journal thread only.
+#[derive(Debug, Default)]
+pub struct JournalCounters {
+    /// Transactions committed.
+    pub batches: AtomicU64,
+    /// Records committed.
+    pub rows: AtomicU64,
+    /// Failed commit attempts (each retried; nothing is dropped).
+    pub commit_errors: AtomicU64,
+    /// Highest sequence number whose records are committed: the `durable_seq`.
+    pub durable_seq: AtomicU64,
+}
+
+/// Written by connection tasks (several at once, so these use `fetch_add`).
+#[derive(Debug, Default)]
+pub struct IngressCounters {
+    /// Connections accepted on the socket.
+    pub connections: AtomicU64,
+    /// Connections refused because `max_connections` were open.
+    pub connections_refused: AtomicU64,
+    /// Requests answered with an `error` reply by the ingress (bad JSON, bad frame, ...).
+    pub bad_requests: AtomicU64,
+}
+
+/// All counters of the daemon, each group on its own cache lines.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// The engine's counters.
+    pub engine: CachePadded<EngineCounters>,
+    /// The journal's counters.
+    pub journal: CachePadded<JournalCounters>,
+    /// The ingress's counters.
+    pub ingress: CachePadded<IngressCounters>,
+}
+
+/// Every counter by name: the one list that `stats`, the metrics export and the docs share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// [`EngineCounters::commands`]
+    Commands,
+    /// [`EngineCounters::orders_accepted`]
+    OrdersAccepted,
+    /// [`EngineCounters::orders_rejected`]
+    OrdersRejected,
+    /// [`EngineCounters::busy`]
+    Busy,
+    /// [`EngineCounters::connections`]
+    EngineConnections,
+    /// [`EngineCounters::last_seq`]
+    LastSeq,
+    /// [`JournalCounters::batches`]
+    JournalBatches,
+    /// [`JournalCounters::rows`]
+    JournalRows,
+    /// [`JournalCounters::commit_errors`]
+    JournalCommitErrors,
+    /// [`JournalCounters::durable_seq`]
+    DurableSeq,
+    /// [`IngressCounters::connections`]
+    Connections,
+    /// [`IngressCounters::connections_refused`]
+    ConnectionsRefused,
+    /// [`IngressCounters::bad_requests`]
+    BadRequests,
+}
+
+impl Counter {
+    /// All counters, in display order.
+    pub const ALL: [Counter; 13] = [
+        Counter::Commands,
+        Counter::OrdersAccepted,
+        Counter::OrdersRejected,
+        Counter::Busy,
+        Counter::EngineConnections,
+        Counter::LastSeq,
+        Counter::JournalBatches,
+        Counter::JournalRows,
+        Counter::JournalCommitErrors,
+        Counter::DurableSeq,
+        Counter::Connections,
+        Counter::ConnectionsRefused,
+        Counter::BadRequests,
+    ];
+
+    /// The metric name (Prometheus style).
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::Commands => "orderpipe_commands_total",
+            Counter::OrdersAccepted => "orderpipe_orders_accepted_total",
+            Counter::OrdersRejected => "orderpipe_orders_rejected_total",
+            Counter::Busy => "orderpipe_busy_replies_total",
+            Counter::EngineConnections => "orderpipe_engine_connections",
+            Counter::LastSeq => "orderpipe_last_seq",
+            Counter::JournalBatches => "orderpipe_journal_batches_total",
+            Counter::JournalRows => "orderpipe_journal_rows_total",
+            Counter::JournalCommitErrors => "orderpipe_journal_commit_errors_total",
+            Counter::DurableSeq => "orderpipe_durable_seq",
+            Counter::Connections => "orderpipe_connections_total",
+            Counter::ConnectionsRefused => "orderpipe_connections_refused_total",
+            Counter::BadRequests => "orderpipe_bad_requests_total",
+        }
+    }
+
+    /// The counter's current value.
+    pub fn read(self, c: &Counters) -> u64 {
+        let atomic = match self {
+            Counter::Commands => &c.engine.commands,
+            Counter::OrdersAccepted => &c.engine.orders_accepted,
+            Counter::OrdersRejected => &c.engine.orders_rejected,
+            Counter::Busy => &c.engine.busy,
+            Counter::EngineConnections => &c.engine.connections,
+            Counter::LastSeq => &c.engine.last_seq,
+            Counter::JournalBatches => &c.journal.batches,
+            Counter::JournalRows => &c.journal.rows,
+            Counter::JournalCommitErrors => &c.journal.commit_errors,
+            Counter::DurableSeq => &c.journal.durable_seq,
+            Counter::Connections => &c.ingress.connections,
+            Counter::ConnectionsRefused => &c.ingress.connections_refused,
+            Counter::BadRequests => &c.ingress.bad_requests,
+        };
+        atomic.load(Ordering::Relaxed)
+    }
+}

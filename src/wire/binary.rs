@@ -1,0 +1,172 @@
+//! Binary frames: a 6-byte handshake, then frames of a little-endian `u32` payload length
+//! followed by a bincode payload.
+//!
+//! bincode is pinned at 2.0.1 and used only in this module, with one fixed configuration
+//! (little endian, fixed-width integers), so the byte layout is simple enough to write by hand
+//! in another language; docs/PROTOCOL.md spells it out and the tests below lock it.
+
+use bincode::config::{Configuration, Fixint, LittleEndian, Limit};
+
+use crate::config::FRAME_BYTES_LIMIT;
+
+/// First four bytes a binary client sends.
+pub const MAGIC: [u8; 4] = *b"ORDP";
+/// Protocol version, sent as a little-endian `u16` after the magic.
+pub const VERSION: u16 = 1;
+/// Length of the handshake: magic and version.
+pub const HANDSHAKE_LEN: usize = 6;
+/// Length of a frame's length prefix.
+pub const PREFIX_LEN: usize = 4;
+
+type Codec = Configuration<LittleEndian, Fixint, Limit<{ FRAME_BYTES_LIMIT as usize }>>;
+
+/// The one bincode configuration orderpipe uses. The limit stops a hostile length field from
+/// making the decoder allocate more than a frame can hold.
+fn codec() -> Codec {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_fixed_int_encoding()
+        .with_limit::<{ FRAME_BYTES_LIMIT as usize }>()
+}
+
+/// The handshake bytes for our version (the client sends them; the server echoes them).
+pub fn handshake() -> [u8; HANDSHAKE_LEN] {
+    let v = VERSION.to_le_bytes();
+    [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], v[0], v[1]]
+}
+
+/// What the start of a buffer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameHead {
+    /// A whole frame: its payload is `buf[PREFIX_LEN..PREFIX_LEN + len]`.
+    Complete(usize),
+    /// Not enough bytes yet.
+    Incomplete,
+    /// The length prefix exceeds the maximum.
+    TooLarge(u64),
+}
+
+/// Looks at the start of `buf` for a frame no longer than `max` payload bytes.
+pub fn frame_head(buf: &[u8], max: u32) -> FrameHead {
+    if buf.len() < PREFIX_LEN {
+        return FrameHead::Incomplete;
+    }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if len > max {
+        return FrameHead::TooLarge(u64::from(len));
+    }
+    if buf.len() < PREFIX_LEN + len as usize {
+        return FrameHead::Incomplete;
+    }
+    FrameHead::Complete(len as usize)
+}
+
+/// Appends one framed message to `out`.
+pub fn write_frame<T: bincode::Encode>(message: &T, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; PREFIX_LEN]);
+    // Encoding our own types into a Vec cannot fail (the limit is far above any reply).
+    let _ = bincode::encode_into_std_write(message, out, codec());
+    let len = (out.len() - start - PREFIX_LEN) as u32;
+    out[start..start + PREFIX_LEN].copy_from_slice(&len.to_le_bytes());
+}
+
+/// Decodes one payload, which must be consumed exactly.
+pub fn decode<T: bincode::Decode<()>>(payload: &[u8]) -> Result<T, String> {
+    let (value, used) = bincode::decode_from_slice(payload, codec()).map_err(|e| e.to_string())?;
+    if used != payload.len() {
+        return Err(format!(
+            "{} bytes after the end of the message",
+            payload.len() - used
+        ));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{OrderType, Side, TimeInForce};
+    use crate::num::Decimal;
+    use crate::wire::{OrderRequest, Request, WireReply};
+
+    fn frame<T: bincode::Encode>(m: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_frame(m, &mut out);
+        out
+    }
+
+    #[test]
+    fn layout_of_a_new_order_is_as_documented() {
+        let req = Request::NewOrder(OrderRequest {
+            client_order_id: Some("c-1".into()),
+            username: "al".into(),
+            market: "B".into(),
+            side: Side::Sell,
+            order_type: OrderType::Limit,
+            tif: TimeInForce::Ioc,
+            price: Some(Decimal::new(500005, -1).unwrap()),
+            size: Decimal::new(1, -2).unwrap(),
+            timestamp: None,
+        });
+        let mut expected: Vec<u8> = vec![];
+        expected.extend(0u32.to_le_bytes()); // variant NewOrder
+        expected.push(1); // client_order_id: Some
+        expected.extend(3u64.to_le_bytes());
+        expected.extend(b"c-1");
+        expected.extend(2u64.to_le_bytes());
+        expected.extend(b"al");
+        expected.extend(1u64.to_le_bytes());
+        expected.extend(b"B");
+        expected.extend(1u32.to_le_bytes()); // Side::Sell
+        expected.extend(0u32.to_le_bytes()); // OrderType::Limit
+        expected.extend(1u32.to_le_bytes()); // TimeInForce::Ioc
+        expected.push(1); // price: Some
+        expected.extend(500005i64.to_le_bytes());
+        expected.push((-1i8) as u8);
+        expected.extend(1i64.to_le_bytes()); // size
+        expected.push((-2i8) as u8);
+        expected.push(0); // timestamp: None
+        let mut framed = (expected.len() as u32).to_le_bytes().to_vec();
+        framed.extend(&expected);
+        assert_eq!(frame(&req), framed);
+        assert_eq!(decode::<Request>(&expected).unwrap(), req);
+        assert_eq!(frame(&Request::Stats), vec![4, 0, 0, 0, 1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn layout_of_an_accepted_reply_is_as_documented() {
+        let reply = WireReply::Accepted {
+            client_order_id: None,
+            order_id: 17,
+            seq: 42,
+        };
+        let mut expected = vec![21, 0, 0, 0]; // 4 + 1 + 8 + 8
+        expected.extend(0u32.to_le_bytes());
+        expected.push(0);
+        expected.extend(17u64.to_le_bytes());
+        expected.extend(42u64.to_le_bytes());
+        assert_eq!(frame(&reply), expected);
+    }
+
+    #[test]
+    fn frame_heads_and_bad_payloads() {
+        assert_eq!(frame_head(&[1, 0], 100), FrameHead::Incomplete);
+        assert_eq!(frame_head(&[2, 0, 0, 0, 9], 100), FrameHead::Incomplete);
+        assert_eq!(frame_head(&[2, 0, 0, 0, 9, 9], 100), FrameHead::Complete(2));
+        assert_eq!(
+            frame_head(&[0xff, 0xff, 0xff, 0xff], 100),
+            FrameHead::TooLarge(u32::MAX as u64)
+        );
+        // Unknown variant, a string length far beyond the payload, trailing bytes.
+        assert!(decode::<Request>(&9u32.to_le_bytes()).is_err());
+        let mut huge = 0u32.to_le_bytes().to_vec();
+        huge.push(1);
+        huge.extend(u64::MAX.to_le_bytes());
+        assert!(decode::<Request>(&huge).is_err());
+        let mut trailing = 1u32.to_le_bytes().to_vec();
+        trailing.push(0);
+        assert!(decode::<Request>(&trailing).unwrap_err().contains("after the end"));
+        assert_eq!(handshake(), [b'O', b'R', b'D', b'P', 1, 0]);
+    }
+}

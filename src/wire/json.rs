@@ -1,0 +1,225 @@
+//! JSON lines: one request object per line, one reply object per line.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::{OrderRequest, Request, WireReply};
+use crate::engine::{OrderType, Side, TimeInForce};
+use crate::num::Decimal;
+
+/// Every field any request may carry. Unknown fields are refused, so a misspelt field is an
+/// error rather than a silently missing value.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fields<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    client_order_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    username: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    market: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    side: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    order_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tif: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    /// Kept as raw JSON text so that numbers convert exactly, never through `f64`.
+    #[serde(borrow)]
+    price: Option<&'a RawValue>,
+    #[serde(borrow)]
+    size: Option<&'a RawValue>,
+}
+
+/// Parses one request line (without its newline). The error text names what is wrong and is
+/// sent back as the `reason` of a `bad_request` error.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    let f: Fields<'_> =
+        serde_json::from_slice(line).map_err(|e| format!("invalid request JSON: {e}"))?;
+    match f.kind.as_deref() {
+        // No type: the record existing order-logging clients send, a new limit GTC order.
+        None | Some("new_order") => order(f).map(Request::NewOrder),
+        Some("stats") => Ok(Request::Stats),
+        Some(other) => Err(format!(
+            "unknown request type \"{other}\" (expected \"new_order\" or \"stats\")"
+        )),
+    }
+}
+
+fn order(f: Fields<'_>) -> Result<OrderRequest, String> {
+    let required = |v: Option<Cow<'_, str>>, name: &str| {
+        v.map(Cow::into_owned)
+            .ok_or_else(|| format!("missing field `{name}`"))
+    };
+    let side = match f.side.as_deref() {
+        None => return Err("missing field `side`".into()),
+        Some(s) if s.eq_ignore_ascii_case("buy") => Side::Buy,
+        Some(s) if s.eq_ignore_ascii_case("sell") => Side::Sell,
+        Some(s) => return Err(format!("field `side`: \"{s}\" is not \"buy\" or \"sell\"")),
+    };
+    let order_type = match f.order_type.as_deref() {
+        None | Some("limit") => OrderType::Limit,
+        Some("market") => OrderType::Market,
+        Some(s) => {
+            return Err(format!(
+                "field `order_type`: \"{s}\" is not \"limit\" or \"market\""
+            ));
+        }
+    };
+    let tif = match f.tif.as_deref() {
+        None | Some("gtc") => TimeInForce::Gtc,
+        Some("ioc") => TimeInForce::Ioc,
+        Some("fok") => TimeInForce::Fok,
+        Some(s) => {
+            return Err(format!(
+                "field `tif`: \"{s}\" is not \"gtc\", \"ioc\" or \"fok\""
+            ));
+        }
+    };
+    let size = decimal(f.size, "size")?.ok_or("missing field `size`")?;
+    let price = decimal(f.price, "price")?;
+    if price.is_none() && order_type == OrderType::Limit {
+        return Err("missing field `price` (a limit order needs one)".into());
+    }
+    Ok(OrderRequest {
+        client_order_id: f.client_order_id.map(Cow::into_owned),
+        username: required(f.username, "username")?,
+        market: required(f.market, "market")?,
+        side,
+        order_type,
+        tif,
+        price,
+        size,
+        timestamp: f.timestamp.map(Cow::into_owned),
+    })
+}
+
+/// A JSON number or a string holding a decimal, converted exactly; `null` reads as absent.
+fn decimal(raw: Option<&RawValue>, name: &str) -> Result<Option<Decimal>, String> {
+    let Some(raw) = raw else { return Ok(None) };
+    let text = raw.get();
+    let digits: Cow<'_, str> = match text.as_bytes().first() {
+        Some(b'"') => serde_json::from_str(text)
+            .map_err(|e| format!("field `{name}`: {e}"))?,
+        Some(b'-' | b'0'..=b'9') => Cow::Borrowed(text),
+        _ if text == "null" => return Ok(None),
+        _ => {
+            return Err(format!(
+                "field `{name}`: {text} is not a number or a decimal string"
+            ));
+        }
+    };
+    Decimal::parse(&digits)
+        .map(Some)
+        .map_err(|e| format!("field `{name}`: \"{digits}\" is {e}"))
+}
+
+/// Appends one reply as a JSON line (with its newline).
+pub fn write_reply(reply: &WireReply, out: &mut Vec<u8>) {
+    // Serialising our own types into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, reply);
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(line: &str) -> OrderRequest {
+        match parse_request(line.as_bytes()).unwrap() {
+            Request::NewOrder(o) => o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_a_new_order_with_string_decimals() {
+        let o = ok(r#"{"type":"new_order","client_order_id":"c-1","username":"alice","market":"BTC-USD","side":"buy","order_type":"limit","price":"50000.5","size":"0.01","tif":"gtc"}"#);
+        assert_eq!(o.client_order_id.as_deref(), Some("c-1"));
+        assert_eq!(o.username, "alice");
+        assert_eq!(o.market, "BTC-USD");
+        assert_eq!(o.side, Side::Buy);
+        assert_eq!(o.price, Some(Decimal::new(500005, -1).unwrap()));
+        assert_eq!(o.size, Decimal::new(1, -2).unwrap());
+        assert_eq!(o.timestamp, None);
+    }
+
+    #[test]
+    fn parses_the_seed_record_with_exact_numbers() {
+        let o = ok(r#"{"timestamp":"2026-11-30T12:00:00Z","username":"alice","market":"BTC-USD","side":"buy","size":0.01,"price":50000}"#);
+        assert_eq!(o.timestamp.as_deref(), Some("2026-11-30T12:00:00Z"));
+        assert_eq!(o.order_type, OrderType::Limit);
+        assert_eq!(o.tif, TimeInForce::Gtc);
+        // 0.1 + 0.2 style rounding cannot happen: the text is parsed, not the f64.
+        assert_eq!(o.size, Decimal::new(1, -2).unwrap());
+        assert_eq!(o.price, Some(Decimal::new(5, 4).unwrap()));
+    }
+
+    #[test]
+    fn names_what_is_wrong() {
+        let err = |line: &str| parse_request(line.as_bytes()).unwrap_err();
+        assert!(err("{").starts_with("invalid request JSON"));
+        assert!(err("not json").starts_with("invalid request JSON"));
+        assert_eq!(
+            err(r#"{"username":"a","market":"M","side":"buy","price":1}"#),
+            "missing field `size`"
+        );
+        assert_eq!(
+            err(r#"{"market":"M","side":"buy","price":1,"size":1}"#),
+            "missing field `username`"
+        );
+        assert!(err(r#"{"username":"a","market":"M","side":"up","price":1,"size":1}"#)
+            .contains("`side`"));
+        assert!(err(r#"{"username":"a","market":"M","side":"buy","price":"NaN","size":1}"#)
+            .contains("field `price`: \"NaN\" is not a decimal number"));
+        assert!(err(r#"{"username":"a","market":"M","side":"buy","price":NaN,"size":1}"#)
+            .starts_with("invalid request JSON"));
+        assert!(err(r#"{"username":"a","market":"M","side":"buy","price":true,"size":1}"#)
+            .contains("is not a number or a decimal string"));
+        assert!(err(r#"{"username":"a","market":"M","side":"buy","price":1,"size":1,"colour":1}"#)
+            .contains("unknown field `colour`"));
+        assert!(err(r#"{"type":"dance"}"#).contains("unknown request type \"dance\""));
+        assert!(err(r#"{"username":"a","market":"M","side":"buy","size":1}"#)
+            .contains("missing field `price`"));
+    }
+
+    #[test]
+    fn negative_and_zero_sizes_pass_the_shape_check_for_the_engine_to_refuse() {
+        let o = ok(r#"{"username":"a","market":"M","side":"sell","price":1,"size":-1}"#);
+        assert_eq!(o.size, Decimal::new(-1, 0).unwrap());
+        let o = ok(r#"{"username":"a","market":"M","side":"sell","price":1,"size":"0"}"#);
+        assert_eq!(o.size, Decimal::ZERO);
+    }
+
+    #[test]
+    fn writes_replies_in_the_documented_shape() {
+        let mut out = Vec::new();
+        write_reply(
+            &WireReply::Accepted {
+                client_order_id: Some("c-1".into()),
+                order_id: 17,
+                seq: 42,
+            },
+            &mut out,
+        );
+        write_reply(
+            &WireReply::Rejected {
+                client_order_id: None,
+                code: "unknown_market".into(),
+                reason: "market XYZ-USD is not configured".into(),
+            },
+            &mut out,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"type\":\"accepted\",\"client_order_id\":\"c-1\",\"order_id\":17,\"seq\":42}\n\
+             {\"type\":\"rejected\",\"code\":\"unknown_market\",\"reason\":\"market XYZ-USD is not configured\"}\n"
+        );
+    }
+}
