@@ -159,11 +159,17 @@ async fn supervise(
         }
         if engine.is_finished() {
             tracing::error!("engine thread ended unexpectedly");
-            return Some(AppError::ThreadFailed("engine", "ended unexpectedly".into()));
+            return Some(AppError::ThreadFailed(
+                "engine",
+                "ended unexpectedly".into(),
+            ));
         }
         if journal.is_finished() {
             tracing::error!("journal thread ended unexpectedly");
-            return Some(AppError::ThreadFailed("journal", "ended unexpectedly".into()));
+            return Some(AppError::ThreadFailed(
+                "journal",
+                "ended unexpectedly".into(),
+            ));
         }
         telemetry::export(counters);
         if let Some(interval) = watchdog {

@@ -177,7 +177,9 @@ fn send(a: SendArgs) -> ExitCode {
     let result = if given == 0 {
         client::send_lines(&socket, BufReader::new(io::stdin()).lines(), stdout)
     } else if given < flags.len() {
-        eprintln!("orderpipe send: an order from flags needs --user, --market, --side, --price and --size");
+        eprintln!(
+            "orderpipe send: an order from flags needs --user, --market, --side, --price and --size"
+        );
         return ExitCode::from(2);
     } else {
         let mut order = serde_json::json!({

@@ -14,8 +14,12 @@ pub fn send_lines(
     requests: impl Iterator<Item = io::Result<String>> + Send,
     out: &mut impl Write,
 ) -> io::Result<u64> {
-    let stream = UnixStream::connect(socket)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {}: {e}", socket.display())))?;
+    let stream = UnixStream::connect(socket).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot connect to {}: {e}", socket.display()),
+        )
+    })?;
     let mut writer = io::BufWriter::new(stream.try_clone()?);
     let reader = BufReader::new(stream);
     std::thread::scope(|s| {

@@ -214,7 +214,9 @@ impl Decimal {
     /// The value of `units` whole grid units as the nearest `f64`, for the seed-compatible REAL
     /// columns. Goes through the exact text so that the rounding is the correctly rounded one.
     pub fn units_to_f64(units: u64, unit: Decimal) -> f64 {
-        Decimal::format_units(units, unit).parse().unwrap_or(f64::NAN)
+        Decimal::format_units(units, unit)
+            .parse()
+            .unwrap_or(f64::NAN)
     }
 
     /// Compares the values of two decimals exactly.
@@ -245,7 +247,10 @@ fn format_scaled(mantissa: u128, exponent: i32, negative: bool) -> String {
         let split = digits.len() - scale;
         (digits[..split].to_string(), digits[split..].to_string())
     } else {
-        ("0".to_string(), format!("{}{}", "0".repeat(scale - digits.len()), digits))
+        (
+            "0".to_string(),
+            format!("{}{}", "0".repeat(scale - digits.len()), digits),
+        )
     };
     let frac = frac.trim_end_matches('0');
     if frac.is_empty() {

@@ -193,7 +193,10 @@ impl Config {
     pub fn parse(text: &str, path: &Path, base: &Path) -> Result<Config, ConfigErrors> {
         let root: toml::Table = toml::from_str(text).map_err(|e| ConfigErrors {
             path: path.to_path_buf(),
-            errors: vec![ConfigError::new("(syntax)", e.to_string().trim().to_string())],
+            errors: vec![ConfigError::new(
+                "(syntax)",
+                e.to_string().trim().to_string(),
+            )],
         })?;
         let mut errors = Vec::new();
         let mut top = Table::root(&root);
@@ -235,8 +238,14 @@ impl Config {
     }
 }
 
-fn read_daemon(mut t: Table<'_>, base: &Path, errors: &mut Vec<ConfigError>) -> Option<DaemonConfig> {
-    let data_dir = t.string("data_dir", Some("data"), errors).map(|d| base.join(d));
+fn read_daemon(
+    mut t: Table<'_>,
+    base: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Option<DaemonConfig> {
+    let data_dir = t
+        .string("data_dir", Some("data"), errors)
+        .map(|d| base.join(d));
     let socket = t.string("socket", Some("orderpipe.sock"), errors);
     let database = t.string("database", Some("orderpipe.db"), errors);
     let socket_mode = t.string("socket_mode", Some("0660"), errors).and_then(|m| {
@@ -253,7 +262,13 @@ fn read_daemon(mut t: Table<'_>, base: &Path, errors: &mut Vec<ConfigError>) -> 
     });
     let io_threads = t.u64("io_threads", Some(1), 1, 256, errors);
     let max_connections = t.u64("max_connections", Some(1024), 1, 1 << 20, errors);
-    let max_frame = t.u64("max_frame_bytes", Some(65536), 64, FRAME_BYTES_LIMIT, errors);
+    let max_frame = t.u64(
+        "max_frame_bytes",
+        Some(65536),
+        64,
+        FRAME_BYTES_LIMIT,
+        errors,
+    );
     let max_line = t.u64("max_line_bytes", Some(65536), 64, 16 << 20, errors);
     let drain_ms = t.u64("drain_timeout_ms", Some(5000), 0, 3_600_000, errors);
     let log = t.string("log", Some("info"), errors);
@@ -352,7 +367,11 @@ fn read_journal(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Journ
     })
 }
 
-fn read_market(name: &str, mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<MarketConfig> {
+fn read_market(
+    name: &str,
+    mut t: Table<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<MarketConfig> {
     let before = errors.len();
     if name.is_empty()
         || name.len() > MAX_MARKET_NAME
@@ -388,13 +407,13 @@ fn read_market(name: &str, mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> O
     let min_size_lots = units("min_size", min_size, lot);
     let max_size_lots = units("max_size", max_size, lot);
     let max_price_ticks = units("max_price", max_price, tick);
-    if let (Some(lo), Some(hi)) = (min_size_lots, max_size_lots) {
-        if lo > hi {
-            errors.push(ConfigError::new(
-                &t.key("min_size"),
-                "is larger than max_size".to_string(),
-            ));
-        }
+    if let (Some(lo), Some(hi)) = (min_size_lots, max_size_lots)
+        && lo > hi
+    {
+        errors.push(ConfigError::new(
+            &t.key("min_size"),
+            "is larger than max_size".to_string(),
+        ));
     }
     t.finish(errors);
     if errors.len() > before {
@@ -413,7 +432,10 @@ fn read_market(name: &str, mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> O
 fn positive<'a>(t: &mut Table<'a>, key: &'a str, errors: &mut Vec<ConfigError>) -> Option<Decimal> {
     let d = t.decimal(key, None, errors)?;
     if !d.is_positive() {
-        errors.push(ConfigError::new(&t.key(key), format!("{d} must be positive")));
+        errors.push(ConfigError::new(
+            &t.key(key),
+            format!("{d} must be positive"),
+        ));
         return None;
     }
     Some(d)
@@ -495,7 +517,11 @@ mod tests {
         ] {
             assert!(keys.contains(&key), "no error for {key}: {errs}");
         }
-        let unknown = errs.errors.iter().find(|e| e.key == "daemon.colour").unwrap();
+        let unknown = errs
+            .errors
+            .iter()
+            .find(|e| e.key == "daemon.colour")
+            .unwrap();
         assert_eq!(unknown.message, "unknown key");
         let missing = errs
             .errors
@@ -511,7 +537,11 @@ mod tests {
             .replace("min_size = \"0.0001\"", "min_size = \"0.00015\"")
             .replace("max_size = 100", "max_size = \"0.0001\"");
         let errs = parse(&text).unwrap_err();
-        assert!(errs.errors.iter().any(|e| e.key == "markets.BTC-USD.min_size"));
+        assert!(
+            errs.errors
+                .iter()
+                .any(|e| e.key == "markets.BTC-USD.min_size")
+        );
         let text = GOOD.replace("min_size = \"0.0001\"", "min_size = \"200\"");
         let errs = parse(&text).unwrap_err();
         assert_eq!(errs.errors[0].message, "is larger than max_size");
@@ -521,7 +551,10 @@ mod tests {
     fn requires_a_market_and_a_short_socket_path() {
         let errs = parse("[daemon]\n").unwrap_err();
         assert_eq!(errs.errors[0].key, "markets");
-        let long = format!("{GOOD}\n").replace("data_dir = \"d\"", &format!("data_dir = \"{}\"", "x".repeat(120)));
+        let long = format!("{GOOD}\n").replace(
+            "data_dir = \"d\"",
+            &format!("data_dir = \"{}\"", "x".repeat(120)),
+        );
         let errs = parse(&long).unwrap_err();
         assert_eq!(errs.errors[0].key, "daemon.socket");
     }

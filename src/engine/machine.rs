@@ -67,7 +67,11 @@ impl Hasher for Fnv {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for b in bytes {
             h ^= u64::from(*b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -133,7 +137,12 @@ impl Engine {
     /// Processes one command. `engine_mono` is the monotonic time to put on records (for
     /// latency measurement only; it never influences the outcome).
     #[inline]
-    pub fn process(&mut self, cmd: &Command, engine_mono: u64, journal: &mut impl Journal) -> Reply {
+    pub fn process(
+        &mut self,
+        cmd: &Command,
+        engine_mono: u64,
+        journal: &mut impl Journal,
+    ) -> Reply {
         match &cmd.body {
             CommandBody::NewOrder(order) => {
                 let outcome = match self.validate(order) {
@@ -284,7 +293,13 @@ mod tests {
         let mut j = VecJournal(Vec::new(), 100);
         for i in 1..=5u64 {
             let r = e.process(&cmd(order("50000.5", "0.01")), 7, &mut j);
-            assert_eq!(r.outcome, Outcome::Accepted { order_id: i, seq: i });
+            assert_eq!(
+                r.outcome,
+                Outcome::Accepted {
+                    order_id: i,
+                    seq: i
+                }
+            );
             assert_eq!(r.client_order_id.as_str(), "c-1");
         }
         assert_eq!(e.last_seq(), 5);
@@ -342,7 +357,13 @@ mod tests {
         let mut e = Engine::new(&[market()]);
         let mut j = VecJournal(Vec::new(), 1);
         let first = e.process(&cmd(order("100", "1")), 0, &mut j);
-        assert_eq!(first.outcome, Outcome::Accepted { order_id: 1, seq: 1 });
+        assert_eq!(
+            first.outcome,
+            Outcome::Accepted {
+                order_id: 1,
+                seq: 1
+            }
+        );
         let second = e.process(&cmd(order("100", "1")), 0, &mut j);
         assert_eq!(second.outcome, Outcome::Busy);
         // Validation still wins over busy: a bad order is refused, not deferred.
@@ -350,6 +371,12 @@ mod tests {
         assert_eq!(bad.outcome, Outcome::Rejected(RejectCode::InvalidPrice));
         j.1 = 2;
         let third = e.process(&cmd(order("100", "1")), 0, &mut j);
-        assert_eq!(third.outcome, Outcome::Accepted { order_id: 2, seq: 2 });
+        assert_eq!(
+            third.outcome,
+            Outcome::Accepted {
+                order_id: 2,
+                seq: 2
+            }
+        );
     }
 }

@@ -174,7 +174,10 @@ fn pin(core: Option<usize>) {
     if core_affinity::set_for_current(core_affinity::CoreId { id }) {
         tracing::info!(core = id, "engine thread pinned");
     } else {
-        tracing::warn!(core = id, "could not pin the engine thread; it runs unpinned");
+        tracing::warn!(
+            core = id,
+            "could not pin the engine thread; it runs unpinned"
+        );
     }
 }
 
@@ -221,7 +224,7 @@ impl Runner {
             }
             // Under load the control channel is looked at every 64th round only, which keeps
             // its atomics off the hot path; when idle, every round.
-            if work == 0 || rounds % 64 == 0 {
+            if work == 0 || rounds.is_multiple_of(64) {
                 self.poll_control();
             }
             if self.stopping && self.connections.is_empty() {
@@ -237,7 +240,7 @@ impl Runner {
                 IdleStrategy::SpinThenPark => {
                     idle_rounds += 1;
                     let since = *idle_since.get_or_insert_with(Instant::now);
-                    if idle_rounds % 64 == 0 && since.elapsed() >= self.spin {
+                    if idle_rounds.is_multiple_of(64) && since.elapsed() >= self.spin {
                         self.park();
                         idle_since = None;
                     } else {

@@ -74,7 +74,12 @@ impl<const N: usize> Default for Text<N> {
 
 impl<const N: usize> fmt::Debug for Text<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}{}", self.as_str(), if self.overflow { "…" } else { "" })
+        write!(
+            f,
+            "{:?}{}",
+            self.as_str(),
+            if self.overflow { "…" } else { "" }
+        )
     }
 }
 

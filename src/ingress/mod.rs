@@ -36,7 +36,9 @@ impl Ingress {
     fn admit(&self) -> bool {
         let max = self.config.daemon.max_connections;
         self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .is_ok()
     }
 
@@ -47,7 +49,10 @@ impl Ingress {
         if self.engine.send(Control::Stats(etx)).is_err()
             || !self.journal.send(JournalControl::Stats(jtx))
         {
-            return WireReply::error(ErrorCode::Unavailable, "the engine or journal is not taking requests");
+            return WireReply::error(
+                ErrorCode::Unavailable,
+                "the engine or journal is not taking requests",
+            );
         }
         let answers = tokio::time::timeout(STATS_TIMEOUT, async { (erx.await, jrx.await) }).await;
         let Ok((Ok(engine), Ok(journal))) = answers.map_err(|_| ()) else {
@@ -56,11 +61,14 @@ impl Ingress {
                 "the engine or journal did not answer within 2 s",
             );
         };
-        WireReply::Stats(report(&self.counters, &[
-            (Stage::IngressToEngine, &engine.ingress_to_engine),
-            (Stage::EngineProcess, &engine.engine_process),
-            (Stage::EngineToCommit, &journal),
-        ]))
+        WireReply::Stats(report(
+            &self.counters,
+            &[
+                (Stage::IngressToEngine, &engine.ingress_to_engine),
+                (Stage::EngineProcess, &engine.engine_process),
+                (Stage::EngineToCommit, &journal),
+            ],
+        ))
     }
 }
 

@@ -60,7 +60,11 @@ pub fn bind(path: &Path, mode: u32) -> io::Result<UnixListener> {
 
 /// Accepts connections until `shutdown` turns true, then waits for every connection task to
 /// finish its drain.
-pub async fn serve(listener: UnixListener, ingress: Arc<Ingress>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: UnixListener,
+    ingress: Arc<Ingress>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
@@ -123,12 +127,17 @@ enum Pending {
     Engine,
     /// An answer the task already has (an error it found).
     Ready(WireReply),
-    /// A `stats` answer being gathered.
-    Stats(oneshot::Receiver<WireReply>),
+    /// A `stats` answer: gathered only once every earlier request is answered, so that it
+    /// counts them (`None` until then).
+    Stats(Option<oneshot::Receiver<WireReply>>),
 }
 
 /// Serves one connection from its first byte to its close.
-async fn connection(stream: UnixStream, ingress: &Arc<Ingress>, mut shutdown: watch::Receiver<bool>) {
+async fn connection(
+    stream: UnixStream,
+    ingress: &Arc<Ingress>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut rbuf = Vec::with_capacity(READ_CHUNK);
     // The first byte decides the framing: `{` is JSON lines, anything else the binary magic.
     let need = |buf: &Vec<u8>| match buf.first() {
@@ -158,7 +167,11 @@ async fn connection(stream: UnixStream, ingress: &Arc<Ingress>, mut shutdown: wa
     let framing = if rbuf[0] == b'{' {
         Framing::Json
     } else if rbuf[..4] != MAGIC {
-        ingress.counters.ingress.bad_requests.fetch_add(1, Ordering::Relaxed);
+        ingress
+            .counters
+            .ingress
+            .bad_requests
+            .fetch_add(1, Ordering::Relaxed);
         let reason = format!(
             "the first bytes are neither a JSON object nor the binary magic {MAGIC:?} (\"ORDP\")"
         );
@@ -175,7 +188,11 @@ async fn connection(stream: UnixStream, ingress: &Arc<Ingress>, mut shutdown: wa
         }
         Framing::Binary
     };
-    let rpos = if framing == Framing::Binary { HANDSHAKE_LEN } else { 0 };
+    let rpos = if framing == Framing::Binary {
+        HANDSHAKE_LEN
+    } else {
+        0
+    };
 
     let engine_cfg = &ingress.config.engine;
     let (commands, engine_commands) = rtrb::RingBuffer::new(engine_cfg.command_ring);
@@ -187,11 +204,21 @@ async fn connection(stream: UnixStream, ingress: &Arc<Ingress>, mut shutdown: wa
         bell: bell.clone(),
     }));
     if registered.is_err() {
-        return refuse(stream, ErrorCode::Unavailable, "the engine is not taking connections").await;
+        return refuse(
+            stream,
+            ErrorCode::Unavailable,
+            "the engine is not taking connections",
+        )
+        .await;
     }
     if *shutdown.borrow_and_update() {
         // Registered just as the daemon began to stop: dropping the rings ends it cleanly.
-        return refuse(stream, ErrorCode::ShuttingDown, "the daemon is shutting down").await;
+        return refuse(
+            stream,
+            ErrorCode::ShuttingDown,
+            "the daemon is shutting down",
+        )
+        .await;
     }
     let mut conn = Conn {
         stream,
@@ -268,14 +295,19 @@ impl Conn {
         let drain_timeout = self.ingress.config.daemon.drain_timeout;
         let mut last_write = Instant::now();
         loop {
-            self.collect_output();
-            if self.flush() {
-                last_write = Instant::now();
-            }
             if !self.stop_input() {
                 self.parse_input();
             } else {
                 self.rpos = self.rbuf.len();
+            }
+            let collected = self.collect_output();
+            if self.flush() {
+                last_write = Instant::now();
+            }
+            if self.blocked && collected > 0 {
+                // Answers came in, so the ring or the pending queue has room again: go back
+                // to parsing before deciding to wait.
+                continue;
             }
             let input_done = self.stop_input() || (self.eof && self.rpos == self.rbuf.len());
             if input_done && self.commands.take().is_some() {
@@ -294,7 +326,7 @@ impl Conn {
             let want_read = !input_done && !self.eof && !self.blocked;
             let want_reply = matches!(self.pending.front(), Some(Pending::Engine))
                 && self.wbuf.len() - self.wpos < WRITE_HIGH;
-            let want_stats = matches!(self.pending.front(), Some(Pending::Stats(_)));
+            let want_stats = matches!(self.pending.front(), Some(Pending::Stats(Some(_))));
             if want_reply {
                 let replies = &self.replies;
                 if self
@@ -327,10 +359,14 @@ impl Conn {
                 Event::Stats(reply) => {
                     self.pending.pop_front();
                     self.encode(&reply);
+                    // The pending queue may have been full: parse again.
+                    self.blocked = false;
                 }
                 Event::Shutdown => self.draining = true,
                 Event::DrainTimeout => {
-                    tracing::warn!("client did not read its replies during shutdown; dropping them");
+                    tracing::warn!(
+                        "client did not read its replies during shutdown; dropping them"
+                    );
                     self.write_dead = true;
                 }
             }
@@ -361,24 +397,37 @@ impl Conn {
         }
     }
 
-    /// Moves every answer that is ready, in order, into the write buffer.
-    fn collect_output(&mut self) {
+    /// Moves every answer that is ready, in order, into the write buffer; returns how many.
+    fn collect_output(&mut self) -> usize {
+        let mut moved = 0;
         while self.wbuf.len() - self.wpos < WRITE_HIGH || self.write_dead {
-            match self.pending.front() {
+            match self.pending.front_mut() {
                 Some(Pending::Engine) => {
                     let Ok(reply) = self.replies.pop() else { break };
                     self.pending.pop_front();
                     let wire = WireReply::from_engine(&reply, &self.ingress.config);
                     self.encode(&wire);
+                    moved += 1;
                 }
                 Some(Pending::Ready(_)) => {
                     if let Some(Pending::Ready(reply)) = self.pending.pop_front() {
                         self.encode(&reply);
+                        moved += 1;
                     }
                 }
-                Some(Pending::Stats(_)) | None => break,
+                Some(Pending::Stats(Some(_))) | None => break,
+                Some(Pending::Stats(slot @ None)) => {
+                    let (tx, rx) = oneshot::channel();
+                    let ingress = self.ingress.clone();
+                    tokio::spawn(async move {
+                        let _ = tx.send(ingress.stats().await);
+                    });
+                    *slot = Some(rx);
+                    break;
+                }
             }
         }
+        moved
     }
 
     fn encode(&mut self, reply: &WireReply) {
@@ -485,12 +534,7 @@ impl Conn {
                 Ok(true)
             }
             Request::Stats => {
-                let (tx, rx) = oneshot::channel();
-                let ingress = self.ingress.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(ingress.stats().await);
-                });
-                self.pending.push_back(Pending::Stats(rx));
+                self.pending.push_back(Pending::Stats(None));
                 Ok(false)
             }
         }
@@ -527,7 +571,10 @@ impl Conn {
         if line.len() > max {
             return Step::Error(
                 ErrorCode::LineTooLong,
-                format!("line of {} bytes is longer than max_line_bytes ({max})", line.len()),
+                format!(
+                    "line of {} bytes is longer than max_line_bytes ({max})",
+                    line.len()
+                ),
                 consumed,
             );
         }
@@ -546,7 +593,18 @@ impl Conn {
         match binary::frame_head(buf, max) {
             FrameHead::Incomplete if self.eof && !buf.is_empty() => Step::Fatal(
                 ErrorCode::TruncatedFrame,
-                format!("the connection ended inside a frame ({} bytes of it arrived)", buf.len()),
+                if buf.len() < PREFIX_LEN {
+                    format!(
+                        "the connection ended inside a length prefix ({} of 4 bytes)",
+                        buf.len()
+                    )
+                } else {
+                    let announced = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+                    format!(
+                        "the connection ended inside a frame ({} of the {announced} payload bytes arrived)",
+                        buf.len() - PREFIX_LEN
+                    )
+                },
             ),
             FrameHead::Incomplete => Step::NeedMore,
             FrameHead::TooLarge(len) => Step::Fatal(
@@ -582,7 +640,7 @@ enum Step {
 
 async fn stats_at_front(pending: &mut VecDeque<Pending>) -> WireReply {
     match pending.front_mut() {
-        Some(Pending::Stats(rx)) => rx.await.unwrap_or_else(|_| {
+        Some(Pending::Stats(Some(rx))) => rx.await.unwrap_or_else(|_| {
             WireReply::error(ErrorCode::Unavailable, "stats could not be gathered")
         }),
         _ => std::future::pending().await,

@@ -28,7 +28,7 @@ use crate::wake::Doorbell;
 const PARK_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Longest pause between retries of a failed commit.
-const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
+const MAX_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// What can go wrong opening or writing the journal.
 #[derive(Debug, thiserror::Error)]
@@ -163,9 +163,7 @@ impl JournalHandle {
     /// Waits for the journal to commit everything and end; `Err` if it panicked.
     pub fn join(mut self) -> Result<(), String> {
         match self.thread.take() {
-            Some(t) => t
-                .join()
-                .map_err(|p| crate::engine::runner::panic_text(&p)),
+            Some(t) => t.join().map_err(|p| crate::engine::runner::panic_text(&p)),
             None => Ok(()),
         }
     }
@@ -199,7 +197,9 @@ impl Writer {
                 }
             }
             while self.batch.len() < self.batch_size {
-                let Ok(record) = self.records.pop() else { break };
+                let Ok(record) = self.records.pop() else {
+                    break;
+                };
                 if self.batch.is_empty() {
                     first_at = Instant::now();
                 }

@@ -75,7 +75,18 @@ impl LatencyHistogram {
 }
 
 /// Count and percentiles of one stage, in nanoseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bincode::Encode, bincode::Decode, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    bincode::Encode,
+    bincode::Decode,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub struct StageSummary {
     /// Number of samples.
     pub count: u64,

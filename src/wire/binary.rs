@@ -5,7 +5,7 @@
 //! (little endian, fixed-width integers), so the byte layout is simple enough to write by hand
 //! in another language; docs/PROTOCOL.md spells it out and the tests below lock it.
 
-use bincode::config::{Configuration, Fixint, LittleEndian, Limit};
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 
 use crate::config::FRAME_BYTES_LIMIT;
 
@@ -166,7 +166,11 @@ mod tests {
         assert!(decode::<Request>(&huge).is_err());
         let mut trailing = 1u32.to_le_bytes().to_vec();
         trailing.push(0);
-        assert!(decode::<Request>(&trailing).unwrap_err().contains("after the end"));
+        assert!(
+            decode::<Request>(&trailing)
+                .unwrap_err()
+                .contains("after the end")
+        );
         assert_eq!(handshake(), [b'O', b'R', b'D', b'P', 1, 0]);
     }
 }

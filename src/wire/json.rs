@@ -105,8 +105,7 @@ fn decimal(raw: Option<&RawValue>, name: &str) -> Result<Option<Decimal>, String
     let Some(raw) = raw else { return Ok(None) };
     let text = raw.get();
     let digits: Cow<'_, str> = match text.as_bytes().first() {
-        Some(b'"') => serde_json::from_str(text)
-            .map_err(|e| format!("field `{name}`: {e}"))?,
+        Some(b'"') => serde_json::from_str(text).map_err(|e| format!("field `{name}`: {e}"))?,
         Some(b'-' | b'0'..=b'9') => Cow::Borrowed(text),
         _ if text == "null" => return Ok(None),
         _ => {
@@ -140,7 +139,9 @@ mod tests {
 
     #[test]
     fn parses_a_new_order_with_string_decimals() {
-        let o = ok(r#"{"type":"new_order","client_order_id":"c-1","username":"alice","market":"BTC-USD","side":"buy","order_type":"limit","price":"50000.5","size":"0.01","tif":"gtc"}"#);
+        let o = ok(
+            r#"{"type":"new_order","client_order_id":"c-1","username":"alice","market":"BTC-USD","side":"buy","order_type":"limit","price":"50000.5","size":"0.01","tif":"gtc"}"#,
+        );
         assert_eq!(o.client_order_id.as_deref(), Some("c-1"));
         assert_eq!(o.username, "alice");
         assert_eq!(o.market, "BTC-USD");
@@ -152,7 +153,9 @@ mod tests {
 
     #[test]
     fn parses_the_seed_record_with_exact_numbers() {
-        let o = ok(r#"{"timestamp":"2026-11-30T12:00:00Z","username":"alice","market":"BTC-USD","side":"buy","size":0.01,"price":50000}"#);
+        let o = ok(
+            r#"{"timestamp":"2026-11-30T12:00:00Z","username":"alice","market":"BTC-USD","side":"buy","size":0.01,"price":50000}"#,
+        );
         assert_eq!(o.timestamp.as_deref(), Some("2026-11-30T12:00:00Z"));
         assert_eq!(o.order_type, OrderType::Limit);
         assert_eq!(o.tif, TimeInForce::Gtc);
@@ -174,19 +177,31 @@ mod tests {
             err(r#"{"market":"M","side":"buy","price":1,"size":1}"#),
             "missing field `username`"
         );
-        assert!(err(r#"{"username":"a","market":"M","side":"up","price":1,"size":1}"#)
-            .contains("`side`"));
-        assert!(err(r#"{"username":"a","market":"M","side":"buy","price":"NaN","size":1}"#)
-            .contains("field `price`: \"NaN\" is not a decimal number"));
-        assert!(err(r#"{"username":"a","market":"M","side":"buy","price":NaN,"size":1}"#)
-            .starts_with("invalid request JSON"));
-        assert!(err(r#"{"username":"a","market":"M","side":"buy","price":true,"size":1}"#)
-            .contains("is not a number or a decimal string"));
-        assert!(err(r#"{"username":"a","market":"M","side":"buy","price":1,"size":1,"colour":1}"#)
-            .contains("unknown field `colour`"));
+        assert!(
+            err(r#"{"username":"a","market":"M","side":"up","price":1,"size":1}"#)
+                .contains("`side`")
+        );
+        assert!(
+            err(r#"{"username":"a","market":"M","side":"buy","price":"NaN","size":1}"#)
+                .contains("field `price`: \"NaN\" is not a decimal number")
+        );
+        assert!(
+            err(r#"{"username":"a","market":"M","side":"buy","price":NaN,"size":1}"#)
+                .starts_with("invalid request JSON")
+        );
+        assert!(
+            err(r#"{"username":"a","market":"M","side":"buy","price":true,"size":1}"#)
+                .contains("is not a number or a decimal string")
+        );
+        assert!(
+            err(r#"{"username":"a","market":"M","side":"buy","price":1,"size":1,"colour":1}"#)
+                .contains("unknown field `colour`")
+        );
         assert!(err(r#"{"type":"dance"}"#).contains("unknown request type \"dance\""));
-        assert!(err(r#"{"username":"a","market":"M","side":"buy","size":1}"#)
-            .contains("missing field `price`"));
+        assert!(
+            err(r#"{"username":"a","market":"M","side":"buy","size":1}"#)
+                .contains("missing field `price`")
+        );
     }
 
     #[test]

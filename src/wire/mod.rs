@@ -6,8 +6,7 @@ pub mod json;
 
 use crate::config::Config;
 use crate::engine::{
-    Command, CommandBody, NewOrder, OrderType, Outcome, RejectCode, Reply,
-    Side, Text, TimeInForce,
+    Command, CommandBody, NewOrder, OrderType, Outcome, RejectCode, Reply, Side, Text, TimeInForce,
 };
 use crate::num::Decimal;
 use crate::telemetry::StageSummary;
@@ -198,7 +197,9 @@ impl ErrorCode {
 }
 
 /// Counters and per-stage latency percentiles of a running daemon.
-#[derive(Debug, Clone, Default, PartialEq, Eq, bincode::Encode, bincode::Decode, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, bincode::Encode, bincode::Decode, serde::Deserialize,
+)]
 pub struct StatsReport {
     /// `(metric name, value)`, in a fixed order.
     pub counters: Vec<(String, u64)>,

@@ -1,0 +1,79 @@
+//! A full journal ring makes the engine answer `busy`; nothing is dropped, and the daemon
+//! recovers when the journal catches up.
+
+use orderpipe::journal;
+use serde_json::Value;
+
+use crate::support::*;
+
+#[test]
+fn a_held_back_journal_gives_busy_replies_and_loses_nothing() {
+    // A tiny journal ring, and batches of one so that the ring is all that buffers.
+    let mut d = Daemon::start_with(
+        "[engine]\njournal_ring = 4\n[journal]\nbatch_size = 1\nmax_delay_us = 0\n",
+        &[],
+    );
+    let mut c = d.json();
+    let mut accepted = Vec::new();
+    let note = |r: &Value, accepted: &mut Vec<u64>| match r["type"].as_str() {
+        Some("accepted") => accepted.push(r["seq"].as_u64().unwrap()),
+        Some("busy") => assert!(r.get("seq").is_none(), "busy reply with a seq: {r}"),
+        _ => panic!("unexpected {r}"),
+    };
+    let first = c.request(&order("alice", "BTC-USD", "buy", "100", "1"));
+    note(&first, &mut accepted);
+
+    // Hold the journal back: another connection takes SQLite's write lock, as an operator's
+    // long transaction would. The journal's commits fail and are retried; the ring fills.
+    let holder = rusqlite::Connection::open(&d.db).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut busy = 0;
+    for _ in 0..1000 {
+        let r = c.request(&order("alice", "BTC-USD", "buy", "100", "1"));
+        note(&r, &mut accepted);
+        if r["type"] == "busy" {
+            busy += 1;
+            assert_eq!(
+                r["reason"].as_str().map(|s| s.contains("journal")),
+                Some(true)
+            );
+            break;
+        }
+    }
+    assert_eq!(
+        busy, 1,
+        "the engine never answered busy with the journal held back"
+    );
+    // At most ring + batch + the committed first order can be accepted while held.
+    assert!(accepted.len() <= 1 + 4 + 1, "{} accepted", accepted.len());
+    // The held-back records are not in the database yet.
+    let committed: i64 = holder
+        .query_row("SELECT COUNT(*) FROM Orders", [], |r| r.get(0))
+        .unwrap();
+    assert!((committed as usize) < accepted.len());
+
+    // Release the journal: orders are accepted again once it catches up.
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    let mut recovered = false;
+    for _ in 0..1_000_000 {
+        let r = c.request(&order("alice", "BTC-USD", "buy", "100", "1"));
+        note(&r, &mut accepted);
+        if r["type"] == "accepted" {
+            recovered = true;
+            break;
+        }
+        std::thread::yield_now();
+    }
+    assert!(recovered, "the daemon never recovered from busy");
+    drop(c);
+    d.stop();
+    assert_eq!(d.count_orders() as usize, accepted.len());
+    let expected: Vec<u64> = (1..=accepted.len() as u64).collect();
+    assert_eq!(accepted, expected, "accepted sequence numbers have a gap");
+    let version: i64 = d
+        .db()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, journal::SCHEMA_VERSION);
+}

@@ -1,0 +1,61 @@
+//! Config errors are all reported at once, by `validate` and by `run` alike.
+
+use crate::support::*;
+
+const BROKEN: &str = r#"
+[daemon]
+data_dir = "data"
+colour = "blue"
+
+[engine]
+core = 999
+
+[markets.BTC-USD]
+tick_size = "0.1"
+min_size = "0.0001"
+max_size = "1000"
+max_price = "10000000"
+"#;
+
+fn assert_all_three(stderr: &str) {
+    for key in [
+        "daemon.colour: unknown key",
+        "engine.core: core 999 is not available",
+        "markets.BTC-USD.lot_size: is required",
+    ] {
+        assert!(stderr.contains(key), "missing {key:?} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn validate_reports_every_error_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, BROKEN).unwrap();
+    let (status, _, stderr) = run_cli(&["validate", "--config", path.to_str().unwrap()], None);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("3 error(s)"), "{stderr}");
+    assert_all_three(&stderr);
+}
+
+#[test]
+fn run_refuses_an_invalid_config_with_the_same_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, BROKEN).unwrap();
+    let (status, _, stderr) = run_cli(&["run", "--config", path.to_str().unwrap()], None);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert_all_three(&stderr);
+    assert!(
+        !dir.path().join("data").exists(),
+        "run created files for a bad config"
+    );
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
+    let (status, stdout, stderr) = run_cli(&["validate", "--config", shipped], None);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("valid (2 markets)"), "{stdout}");
+}

@@ -1,0 +1,145 @@
+//! Shutdown drains: every acknowledged order is a row, and sequence numbers have no gaps.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use nix::sys::signal::Signal;
+
+use crate::support::*;
+
+/// Replies received so far by all clients, with a condition variable to wait on.
+#[derive(Default)]
+struct Progress {
+    replies: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Progress {
+    fn add(&self) {
+        *self.replies.lock().unwrap() += 1;
+        self.changed.notify_all();
+    }
+
+    fn wait_for(&self, n: u64) {
+        let guard = self.replies.lock().unwrap();
+        let (_guard, timeout) = self
+            .changed
+            .wait_timeout_while(guard, HANG_GUARD, |r| *r < n)
+            .unwrap();
+        assert!(!timeout.timed_out(), "fewer than {n} replies arrived");
+    }
+}
+
+/// One pipelining client: a writer thread sends `n` orders while this thread reads replies
+/// until the server closes. Returns the sequence numbers of the accepted orders.
+fn client(
+    socket: PathBuf,
+    user: String,
+    n: usize,
+    progress: Arc<Progress>,
+) -> JoinHandle<Vec<u64>> {
+    std::thread::spawn(move || {
+        let stream = UnixStream::connect(&socket).unwrap();
+        stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
+        let write_half = stream.try_clone().unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut w = BufWriter::new(&write_half);
+            for i in 0..n {
+                let price = format!("{}.{}", 100 + i % 50, i % 10);
+                // The daemon may close mid-stream when it shuts down: stop writing then.
+                if writeln!(w, "{}", order(&user, "BTC-USD", "buy", &price, "0.01")).is_err() {
+                    return;
+                }
+            }
+            let _ = w.flush();
+            let _ = write_half.shutdown(std::net::Shutdown::Write);
+        });
+        let mut seqs = Vec::new();
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            match v["type"].as_str() {
+                Some("accepted") => seqs.push(v["seq"].as_u64().unwrap()),
+                Some("busy") => {}
+                _ => panic!("unexpected reply {line}"),
+            }
+            progress.add();
+        }
+        writer.join().unwrap();
+        seqs
+    })
+}
+
+fn check_journal(d: &Daemon, accepted: &BTreeSet<u64>) {
+    let db = d.db();
+    let rows = d.count_orders() as usize;
+    assert_eq!(rows, accepted.len(), "rows != accepted replies");
+    let stored: BTreeSet<u64> = db
+        .prepare("SELECT seq FROM Orders")
+        .unwrap()
+        .query_map([], |r| r.get::<_, i64>(0))
+        .unwrap()
+        .map(|s| s.unwrap() as u64)
+        .collect();
+    assert_eq!(
+        &stored, accepted,
+        "stored sequence numbers differ from acknowledged ones"
+    );
+    // No gaps: 1..=n, every one present.
+    assert_eq!(stored.first().copied(), Some(1));
+    assert_eq!(stored.last().copied(), Some(stored.len() as u64));
+}
+
+fn run_clients(
+    d: &Daemon,
+    clients: usize,
+    per_client: usize,
+    progress: &Arc<Progress>,
+) -> Vec<JoinHandle<Vec<u64>>> {
+    (0..clients)
+        .map(|i| {
+            client(
+                d.socket.clone(),
+                format!("user{i}"),
+                per_client,
+                progress.clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sigterm_after_100k_orders_commits_every_one() {
+    let mut d = Daemon::start();
+    let progress = Arc::new(Progress::default());
+    let clients = run_clients(&d, 4, 25_000, &progress);
+    let mut accepted = BTreeSet::new();
+    for c in clients {
+        accepted.extend(c.join().unwrap());
+    }
+    // The last replies may be ahead of the journal: the drain must commit them.
+    d.stop();
+    assert_eq!(accepted.len(), 100_000);
+    check_journal(&d, &accepted);
+}
+
+#[test]
+fn sigterm_in_the_middle_of_100k_orders_loses_nothing_acknowledged() {
+    let mut d = Daemon::start();
+    let progress = Arc::new(Progress::default());
+    let clients = run_clients(&d, 4, 25_000, &progress);
+    progress.wait_for(20_000);
+    d.signal(Signal::SIGTERM);
+    let mut accepted = BTreeSet::new();
+    for c in clients {
+        accepted.extend(c.join().unwrap());
+    }
+    let status = d.wait();
+    assert!(status.success(), "daemon exited with {status}");
+    assert!(accepted.len() >= 20_000);
+    check_journal(&d, &accepted);
+}

@@ -1,0 +1,306 @@
+//! The test harness: a real daemon process on a temporary folder, real sockets, a real SQLite
+//! file. Readiness and shutdown are observed through the systemd notify protocol (the harness
+//! plays systemd), never through sleeps.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use orderpipe::wire::binary;
+use orderpipe::wire::{Request, WireReply};
+use serde_json::Value;
+
+/// Upper bound on any single wait, so that a broken daemon fails a test instead of hanging it.
+/// Never a pacing device: every wait returns as soon as its event happens.
+pub const HANG_GUARD: Duration = Duration::from_secs(120);
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_orderpipe");
+
+/// Markets every test daemon has.
+pub const MARKETS: &str = r#"
+[markets.BTC-USD]
+tick_size = "0.1"
+lot_size = "0.0001"
+min_size = "0.0001"
+max_size = "1000"
+max_price = "10000000"
+
+[markets.ETH-USD]
+tick_size = "0.01"
+lot_size = "0.001"
+min_size = "0.001"
+max_size = "10000"
+max_price = "1000000"
+"#;
+
+/// A running daemon. Killed on drop if a test did not stop it.
+pub struct Daemon {
+    child: Child,
+    /// Receives the daemon's sd_notify messages.
+    notify: UnixDatagram,
+    /// Keeps the temporary folder alive as long as the daemon.
+    _dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub db: PathBuf,
+    pub config: PathBuf,
+    /// Every notify message received so far.
+    pub messages: Vec<String>,
+}
+
+/// Writes a config into a fresh folder: `[daemon]`/`[engine]`/`[journal]` lines from `extra`
+/// (whole sections), plus the standard markets.
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    let text = format!("[daemon]\ndata_dir = \"data\"\n{extra}\n{MARKETS}");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Daemon {
+    /// Starts a daemon with the default test config.
+    pub fn start() -> Daemon {
+        Daemon::start_with("", &[])
+    }
+
+    /// Starts a daemon. `daemon_keys` go into `[daemon]`; `sections` is appended verbatim.
+    pub fn start_with(sections: &str, env: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::Builder::new().prefix("op").tempdir().unwrap();
+        let config = write_config(dir.path(), sections);
+        let notify_path = dir.path().join("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let data = dir.path().join("data");
+        let mut daemon = Daemon {
+            child,
+            notify,
+            socket: data.join("orderpipe.sock"),
+            db: data.join("orderpipe.db"),
+            config,
+            _dir: dir,
+            messages: Vec::new(),
+        };
+        daemon.wait_for_message("READY=1");
+        daemon
+    }
+
+    /// Waits until the daemon has sent a notify message containing `needle`.
+    pub fn wait_for_message(&mut self, needle: &str) {
+        let deadline = Instant::now() + HANG_GUARD;
+        let mut buf = [0u8; 4096];
+        while !self.messages.iter().any(|m| m.contains(needle)) {
+            assert!(Instant::now() < deadline, "no {needle} from the daemon");
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("daemon exited with {status} before sending {needle}");
+            }
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                self.messages
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).unwrap();
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + HANG_GUARD;
+        loop {
+            // Reading the notify socket doubles as the bounded wait between exit checks.
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "daemon did not exit");
+            let mut buf = [0u8; 4096];
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                self.messages
+                    .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    }
+
+    /// SIGTERM, then wait for the exit; asserts a clean exit.
+    pub fn stop(&mut self) {
+        self.signal(Signal::SIGTERM);
+        let status = self.wait();
+        assert!(status.success(), "daemon exited with {status}");
+        assert!(!self.socket.exists(), "socket file left behind");
+    }
+
+    pub fn json(&self) -> JsonClient {
+        JsonClient::connect(&self.socket)
+    }
+
+    pub fn binary(&self) -> BinaryClient {
+        BinaryClient::connect(&self.socket)
+    }
+
+    /// A read-only connection to the daemon's database.
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap()
+    }
+
+    pub fn count_orders(&self) -> i64 {
+        self.db()
+            .query_row("SELECT COUNT(*) FROM Orders", [], |r| r.get(0))
+            .unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A JSON-lines client.
+pub struct JsonClient {
+    pub stream: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+impl JsonClient {
+    pub fn connect(socket: &Path) -> JsonClient {
+        let stream = UnixStream::connect(socket).unwrap();
+        stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        JsonClient { stream, reader }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes());
+    }
+
+    /// The next reply line, parsed; `None` at end of stream.
+    pub fn recv(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        let n = self.reader.read_line(&mut line).unwrap();
+        (n > 0).then(|| serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}")))
+    }
+
+    pub fn request(&mut self, line: &str) -> Value {
+        self.send(line);
+        self.recv().expect("connection closed before the reply")
+    }
+
+    /// True when the server has closed the connection (after any replies already read).
+    pub fn at_eof(&mut self) -> bool {
+        let mut rest = Vec::new();
+        self.reader.read_to_end(&mut rest).unwrap();
+        rest.is_empty()
+    }
+}
+
+/// A binary-frames client.
+pub struct BinaryClient {
+    pub stream: UnixStream,
+}
+
+impl BinaryClient {
+    /// Connects and completes the handshake.
+    pub fn connect(socket: &Path) -> BinaryClient {
+        let mut stream = UnixStream::connect(socket).unwrap();
+        stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
+        stream.write_all(&binary::handshake()).unwrap();
+        let mut echo = [0u8; binary::HANDSHAKE_LEN];
+        stream.read_exact(&mut echo).unwrap();
+        assert_eq!(echo, binary::handshake());
+        BinaryClient { stream }
+    }
+
+    pub fn send(&mut self, req: &Request) {
+        let mut out = Vec::new();
+        binary::write_frame(req, &mut out);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// The next reply frame; `None` at end of stream.
+    pub fn recv(&mut self) -> Option<WireReply> {
+        let mut len = [0u8; 4];
+        match self.stream.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+            Err(e) => panic!("{e}"),
+        }
+        let mut payload = vec![0u8; u32::from_le_bytes(len) as usize];
+        self.stream.read_exact(&mut payload).unwrap();
+        Some(binary::decode(&payload).unwrap())
+    }
+
+    pub fn at_eof(&mut self) -> bool {
+        let mut rest = Vec::new();
+        self.stream.read_to_end(&mut rest).unwrap();
+        rest.is_empty()
+    }
+}
+
+/// A new-order JSON line.
+pub fn order(user: &str, market: &str, side: &str, price: &str, size: &str) -> String {
+    serde_json::json!({
+        "type": "new_order", "username": user, "market": market, "side": side,
+        "order_type": "limit", "price": price, "size": size, "tif": "gtc",
+    })
+    .to_string()
+}
+
+/// Asserts that a fresh client can still place an order: the daemon is serving.
+pub fn assert_still_serving(daemon: &Daemon) {
+    let mut c = daemon.json();
+    let r = c.request(&order("bob", "BTC-USD", "sell", "100", "1"));
+    assert_eq!(r["type"], "accepted", "{r}");
+}
+
+/// Runs the binary with arguments; returns (status, stdout, stderr).
+pub fn run_cli(args: &[&str], stdin: Option<&str>) -> (ExitStatus, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut input = child.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
