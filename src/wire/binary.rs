@@ -149,6 +149,47 @@ mod tests {
         assert_eq!(frame(&reply), expected);
     }
 
+    /// The hex bytes of the code blocks under "Worked example" in docs/PROTOCOL.md.
+    fn documented_frames() -> Vec<Vec<u8>> {
+        let doc = include_str!("../../docs/PROTOCOL.md");
+        let example = &doc[doc.find("### Worked example").unwrap()..];
+        example
+            .split("```")
+            .skip(1)
+            .step_by(2)
+            .map(|block| {
+                block
+                    .lines()
+                    .flat_map(|l| l.split_whitespace().take_while(|t| t.len() == 2))
+                    .map(|t| u8::from_str_radix(t, 16).unwrap())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_worked_example_in_the_protocol_doc_is_exact() {
+        let frames = documented_frames();
+        let order = Request::NewOrder(OrderRequest {
+            client_order_id: Some("c-1".into()),
+            username: "al".into(),
+            market: "B".into(),
+            side: Side::Sell,
+            order_type: OrderType::Limit,
+            tif: TimeInForce::Ioc,
+            price: Some(Decimal::new(500005, -1).unwrap()),
+            size: Decimal::new(1, -2).unwrap(),
+            timestamp: None,
+        });
+        assert_eq!(frames[0], frame(&order));
+        let reply = WireReply::Accepted {
+            client_order_id: None,
+            order_id: 17,
+            seq: 42,
+        };
+        assert_eq!(frames[1], frame(&reply));
+    }
+
     #[test]
     fn frame_heads_and_bad_payloads() {
         assert_eq!(frame_head(&[1, 0], 100), FrameHead::Incomplete);
