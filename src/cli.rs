@@ -137,6 +137,11 @@ fn run(path: &Path) -> ExitCode {
         }
     };
     telemetry::init_logging(&config.daemon.log);
+    if let Some(core) = config.engine.core
+        && config.engine.isolate
+    {
+        crate::engine::runner::keep_off_core(core);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.daemon.io_threads)
         .thread_name("io")

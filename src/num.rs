@@ -214,6 +214,20 @@ impl Decimal {
     /// The value of `units` whole grid units as the nearest `f64`, for the seed-compatible REAL
     /// columns. Goes through the exact text so that the rounding is the correctly rounded one.
     pub fn units_to_f64(units: u64, unit: Decimal) -> f64 {
+        // Fast path: when the integer `units × mantissa` and the power of ten are both exact in
+        // an f64 (below 2^53 and at most 10^22), one IEEE multiplication or division of exact
+        // values is correctly rounded, which is what parsing the text would give.
+        const EXACT: u128 = 1 << 53;
+        let scaled = u128::from(units) * u128::from(unit.mantissa.unsigned_abs());
+        let e = i32::from(unit.exponent);
+        if scaled < EXACT && e.abs() <= 22 && unit.mantissa > 0 {
+            let pow = POW10[e.unsigned_abs() as usize] as f64;
+            return if e >= 0 {
+                scaled as f64 * pow
+            } else {
+                scaled as f64 / pow
+            };
+        }
         Decimal::format_units(units, unit)
             .parse()
             .unwrap_or(f64::NAN)
@@ -351,6 +365,24 @@ mod tests {
         assert_eq!(Decimal::format_units(100, d("0.0001")), "0.01");
         assert_eq!(Decimal::format_units(2, d("5e1")), "100");
         assert_eq!(Decimal::units_to_f64(100, d("0.0001")), 0.01);
+        // The fast path agrees with parsing the exact text, across grids and magnitudes.
+        for unit in ["0.1", "0.01", "0.0001", "0.00000001", "5", "2.5e3", "0.3"] {
+            let unit = d(unit);
+            for units in [
+                1u64,
+                3,
+                7,
+                10,
+                123,
+                999_999,
+                100_001,
+                12_345_678_901,
+                1 << 52,
+            ] {
+                let text: f64 = Decimal::format_units(units, unit).parse().unwrap();
+                assert_eq!(Decimal::units_to_f64(units, unit), text, "{units} x {unit}");
+            }
+        }
         assert_eq!(d("-0.05").to_string(), "-0.05");
         assert_eq!(d("1200").to_string(), "1200");
     }

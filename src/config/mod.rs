@@ -121,6 +121,8 @@ pub struct DaemonConfig {
     pub max_line_bytes: usize,
     /// How long a shutdown waits for a client that does not read its replies.
     pub drain_timeout: Duration,
+    /// How long a connection task polls its reply ring before it parks (0: park at once).
+    pub reply_spin: Duration,
     /// Default log filter (`RUST_LOG` overrides it).
     pub log: String,
 }
@@ -130,6 +132,8 @@ pub struct DaemonConfig {
 pub struct EngineConfig {
     /// Core to pin the engine thread to; `None` leaves it to the scheduler.
     pub core: Option<usize>,
+    /// Keep every other thread of the daemon off the engine's core.
+    pub isolate: bool,
     /// What the engine does when it finds no work.
     pub idle: IdleStrategy,
     /// How long `SpinThenPark` spins before parking.
@@ -151,6 +155,9 @@ pub struct JournalConfig {
     pub max_delay: Duration,
     /// SQLite `synchronous` level.
     pub synchronous: Synchronous,
+    /// Nice value of the journal thread (0 to 19): above 0, the I/O thread that shares its core
+    /// preempts it at once, which keeps commits out of the order path's tail latency.
+    pub nice: i32,
 }
 
 /// `[markets.NAME]`: one tradable market and its grid, in exact decimals and in integers.
@@ -271,6 +278,7 @@ fn read_daemon(
     );
     let max_line = t.u64("max_line_bytes", Some(65536), 64, 16 << 20, errors);
     let drain_ms = t.u64("drain_timeout_ms", Some(5000), 0, 3_600_000, errors);
+    let reply_spin_us = t.u64("reply_spin_us", Some(20), 0, 10_000, errors);
     let log = t.string("log", Some("info"), errors);
     let socket_path = match (&data_dir, &socket) {
         (Some(dir), Some(s)) => {
@@ -300,6 +308,7 @@ fn read_daemon(
         max_frame_bytes: max_frame? as u32,
         max_line_bytes: max_line? as usize,
         drain_timeout: Duration::from_millis(drain_ms?),
+        reply_spin: Duration::from_micros(reply_spin_us?),
         log: log?,
     })
 }
@@ -325,6 +334,7 @@ fn read_engine(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Engine
     } else {
         Some(None)
     };
+    let isolate = t.bool("isolate", true, errors);
     let idle = t.choice(
         "idle",
         Some(IdleStrategy::SpinThenPark),
@@ -342,6 +352,7 @@ fn read_engine(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Engine
     t.finish(errors);
     Some(EngineConfig {
         core: core?,
+        isolate: isolate?,
         idle: idle?,
         spin: Duration::from_micros(spin_us?),
         command_ring: command_ring? as usize,
@@ -359,11 +370,13 @@ fn read_journal(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Journ
         &[("normal", Synchronous::Normal), ("full", Synchronous::Full)],
         errors,
     );
+    let nice = t.u64("nice", Some(10), 0, 19, errors);
     t.finish(errors);
     Some(JournalConfig {
         batch_size: batch_size? as usize,
         max_delay: Duration::from_micros(max_delay_us?),
         synchronous: synchronous?,
+        nice: nice? as i32,
     })
 }
 

@@ -124,6 +124,27 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// A boolean; `default` when absent.
+    pub(super) fn bool(
+        &mut self,
+        key: &'a str,
+        default: bool,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<bool> {
+        let name = self.key(key);
+        match self.raw(key) {
+            None => Some(default),
+            Some(Value::Boolean(b)) => Some(*b),
+            Some(other) => {
+                errors.push(ConfigError::new(
+                    &name,
+                    format!("must be true or false, found {}", other.type_str()),
+                ));
+                None
+            }
+        }
+    }
+
     /// A string; `default` when absent (`None` makes it required).
     pub(super) fn string(
         &mut self,

@@ -166,6 +166,33 @@ pub(crate) fn panic_text(payload: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
+/// Moves the calling thread (and every thread it starts later) off `core`, if any other core
+/// is available to it. Called before the I/O runtime and the journal start, so that the engine,
+/// which pins itself to `core`, has it to itself.
+pub fn keep_off_core(core: usize) {
+    use nix::sched::{sched_getaffinity, sched_setaffinity};
+    use nix::unistd::Pid;
+    let Ok(mut set) = sched_getaffinity(Pid::from_raw(0)) else {
+        tracing::warn!("cannot read the CPU affinity; other threads may share the engine's core");
+        return;
+    };
+    let others = (0..nix::sched::CpuSet::count())
+        .filter(|&c| c != core && set.is_set(c).unwrap_or(false))
+        .count();
+    if others == 0 {
+        tracing::warn!(core, "no core besides the engine's; other threads share it");
+        return;
+    }
+    if set.unset(core).is_ok() && sched_setaffinity(Pid::from_raw(0), &set).is_ok() {
+        tracing::info!(core, "other threads kept off the engine's core");
+    } else {
+        tracing::warn!(
+            core,
+            "cannot change the CPU affinity; other threads may share the engine's core"
+        );
+    }
+}
+
 fn pin(core: Option<usize>) {
     let Some(id) = core else {
         tracing::info!("engine thread not pinned (engine.core is not set)");

@@ -8,7 +8,7 @@ use std::fmt;
 /// boundary; `bytes[len..]` are zero (so derived equality and hashing see only the content).
 /// When the source was longer than `N`, `overflow` is set and the content is its longest prefix
 /// that fits: the engine refuses such a value with a reason instead of silently truncating it.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Text<const N: usize> {
     /// Number of content bytes.
     len: u8,
@@ -63,6 +63,14 @@ impl<const N: usize> Text<N> {
     /// `None` for the empty text, else the content.
     pub fn non_empty(&self) -> Option<&str> {
         (!self.is_empty()).then(|| self.as_str())
+    }
+}
+
+/// Hashes the content only (not the zero padding), so short names hash in a few steps.
+impl<const N: usize> std::hash::Hash for Text<N> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(&self.bytes[..self.len as usize]);
+        state.write_u8(u8::from(self.overflow));
     }
 }
 

@@ -22,7 +22,7 @@ use crate::engine::{Command, Connection, Control, Reply};
 use crate::telemetry::{mono_ns, wall_ns};
 use crate::wake::TaskBell;
 use crate::wire::binary::{self, FrameHead, HANDSHAKE_LEN, MAGIC, PREFIX_LEN, VERSION};
-use crate::wire::{ErrorCode, Request, WireReply, json};
+use crate::wire::{ErrorCode, Framing, Request, WireReply, json, write_engine_reply};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -113,12 +113,6 @@ async fn write_all(stream: &UnixStream, mut data: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    Json,
-    Binary,
 }
 
 /// One answer owed to the client, in request order.
@@ -327,6 +321,9 @@ impl Conn {
             let want_reply = matches!(self.pending.front(), Some(Pending::Engine))
                 && self.wbuf.len() - self.wpos < WRITE_HIGH;
             let want_stats = matches!(self.pending.front(), Some(Pending::Stats(Some(_))));
+            if want_reply && self.spin_for_replies() {
+                continue;
+            }
             if want_reply {
                 let replies = &self.replies;
                 if self
@@ -373,6 +370,28 @@ impl Conn {
         }
     }
 
+    /// Polls the reply ring for up to `reply_spin` before the task parks: the engine usually
+    /// answers within a microsecond, and parking would cost a wake-up call on the engine and a
+    /// scheduler round trip here. True if replies (or the end of the ring) showed up.
+    fn spin_for_replies(&self) -> bool {
+        let spin = self.ingress.config.daemon.reply_spin;
+        if spin.is_zero() {
+            return false;
+        }
+        let start = std::time::Instant::now();
+        let mut i = 0u32;
+        loop {
+            if !self.replies.is_empty() || self.replies.is_abandoned() {
+                return true;
+            }
+            i = i.wrapping_add(1);
+            if i.is_multiple_of(64) && start.elapsed() >= spin {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
     fn stop_input(&self) -> bool {
         self.closing || self.draining
     }
@@ -405,8 +424,14 @@ impl Conn {
                 Some(Pending::Engine) => {
                     let Ok(reply) = self.replies.pop() else { break };
                     self.pending.pop_front();
-                    let wire = WireReply::from_engine(&reply, &self.ingress.config);
-                    self.encode(&wire);
+                    if !self.write_dead {
+                        write_engine_reply(
+                            &reply,
+                            &self.ingress.config,
+                            self.framing,
+                            &mut self.wbuf,
+                        );
+                    }
                     moved += 1;
                 }
                 Some(Pending::Ready(_)) => {

@@ -71,6 +71,24 @@ pub fn write_frame<T: bincode::Encode>(message: &T, out: &mut Vec<u8>) {
     out[start..start + PREFIX_LEN].copy_from_slice(&len.to_le_bytes());
 }
 
+/// Appends the frame of `WireReply::Accepted`, as [`write_frame`] would, without building it.
+pub fn write_accepted(client_order_id: Option<&str>, order_id: u64, seq: u64, out: &mut Vec<u8>) {
+    let id_len = client_order_id.map_or(0, |id| 8 + id.len());
+    let payload = 4 + 1 + id_len + 8 + 8;
+    out.extend_from_slice(&(payload as u32).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes()); // variant Accepted
+    match client_order_id {
+        Some(id) => {
+            out.push(1);
+            out.extend_from_slice(&(id.len() as u64).to_le_bytes());
+            out.extend_from_slice(id.as_bytes());
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(&order_id.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+}
+
 /// Decodes one payload, which must be consumed exactly.
 pub fn decode<T: bincode::Decode<()>>(payload: &[u8]) -> Result<T, String> {
     let (value, used) = bincode::decode_from_slice(payload, codec()).map_err(|e| e.to_string())?;

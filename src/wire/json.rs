@@ -119,6 +119,23 @@ fn decimal(raw: Option<&RawValue>, name: &str) -> Result<Option<Decimal>, String
         .map_err(|e| format!("field `{name}`: \"{digits}\" is {e}"))
 }
 
+/// Appends `{"type":"accepted",...}` and its newline, as [`write_reply`] would for
+/// [`WireReply::Accepted`].
+pub fn write_accepted(client_order_id: Option<&str>, order_id: u64, seq: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"{"type":"accepted","#);
+    if let Some(id) = client_order_id {
+        out.extend_from_slice(br#""client_order_id":"#);
+        // Escaping a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, id);
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""order_id":"#);
+    out.extend_from_slice(itoa::Buffer::new().format(order_id).as_bytes());
+    out.extend_from_slice(br#","seq":"#);
+    out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+    out.extend_from_slice(b"}\n");
+}
+
 /// Appends one reply as a JSON line (with its newline).
 pub fn write_reply(reply: &WireReply, out: &mut Vec<u8>) {
     // Serialising our own types into a Vec cannot fail.

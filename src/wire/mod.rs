@@ -139,6 +139,34 @@ impl WireReply {
     }
 }
 
+/// The two framings a connection can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One JSON object per line.
+    Json,
+    /// Length-prefixed bincode frames.
+    Binary,
+}
+
+/// Appends an engine reply in the connection's framing. Acceptances, by far the most common
+/// reply, are written directly without building a [`WireReply`] (no allocation); the bytes are
+/// the same as [`WireReply::from_engine`] would give, which the tests check.
+pub fn write_engine_reply(reply: &Reply, config: &Config, framing: Framing, out: &mut Vec<u8>) {
+    if let Outcome::Accepted { order_id, seq } = reply.outcome {
+        let id = reply.client_order_id.non_empty();
+        match framing {
+            Framing::Json => json::write_accepted(id, order_id, seq, out),
+            Framing::Binary => binary::write_accepted(id, order_id, seq, out),
+        }
+        return;
+    }
+    let wire = WireReply::from_engine(reply, config);
+    match framing {
+        Framing::Json => json::write_reply(&wire, out),
+        Framing::Binary => binary::write_frame(&wire, out),
+    }
+}
+
 /// Codes of `error` replies (problems with the request itself, found by the ingress).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -262,6 +290,43 @@ pub fn reject_reason(code: RejectCode, market: &str, config: &Config) -> String 
         ),
         RejectCode::UnsupportedOrderType => {
             "only limit orders with time in force gtc are supported".into()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn direct_acceptances_are_byte_for_byte_the_generic_encoding() {
+        let config = Config::parse(
+            "[markets.M]\ntick_size = 1\nlot_size = 1\nmin_size = 1\nmax_size = 9\nmax_price = 9",
+            Path::new("c"),
+            Path::new("/"),
+        )
+        .unwrap();
+        for id in ["", "c-1", "quote\"and\\back\u{1}", "é"] {
+            let reply = Reply {
+                client_order_id: Text::new(id),
+                market: Text::new("M"),
+                outcome: Outcome::Accepted {
+                    order_id: 17,
+                    seq: u64::MAX,
+                },
+            };
+            let generic = WireReply::from_engine(&reply, &config);
+            for framing in [Framing::Json, Framing::Binary] {
+                let mut direct = Vec::new();
+                write_engine_reply(&reply, &config, framing, &mut direct);
+                let mut expected = Vec::new();
+                match framing {
+                    Framing::Json => json::write_reply(&generic, &mut expected),
+                    Framing::Binary => binary::write_frame(&generic, &mut expected),
+                }
+                assert_eq!(direct, expected, "{id:?} {framing:?}");
+            }
         }
     }
 }

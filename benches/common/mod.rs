@@ -1,0 +1,168 @@
+//! Shared pieces of the benchmark harnesses: a real daemon process, summaries over rounds, and
+//! a description of the machine.
+#![allow(dead_code)]
+
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_orderpipe");
+
+/// The shipped config (its `data_dir` is relative, so the data lands next to wherever the
+/// text is written), with whole `key = value` lines replaced: `("idle", "\"park\"")`.
+pub fn config_text(overrides: &[(&str, &str)]) -> String {
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
+        .expect("shipped config.toml");
+    let mut out = String::new();
+    for line in shipped.lines() {
+        let key = line.split('=').next().unwrap_or("").trim();
+        match overrides.iter().find(|(k, _)| *k == key) {
+            Some((k, v)) => out.push_str(&format!("{k} = {v}\n")),
+            None if key == "log" => out.push_str("log = \"warn\"\n"),
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// A release daemon on a temporary folder, started for real and stopped with SIGTERM.
+pub struct Daemon {
+    child: Child,
+    notify: UnixDatagram,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub db: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(config: &str) -> Daemon {
+        let dir = tempfile::Builder::new().prefix("opb").tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, config).unwrap();
+        let notify_path = dir.path().join("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            let n = notify.recv(&mut buf).expect("daemon did not get ready");
+            if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
+                break;
+            }
+        }
+        let data = dir.path().join("data");
+        Daemon {
+            child,
+            notify,
+            socket: data.join("orderpipe.sock"),
+            db: data.join("orderpipe.db"),
+            dir,
+        }
+    }
+
+    /// The thread ids of the daemon's threads named `name`.
+    pub fn threads(&self, name: &str) -> Vec<String> {
+        let dir = format!("/proc/{}/task", self.child.id());
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+                (comm.trim() == name).then(|| e.file_name().to_string_lossy().into_owned())
+            })
+            .collect()
+    }
+
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "daemon exited with {status}");
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Median and spread of one figure over rounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+pub fn spread(values: &[f64]) -> Spread {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let median = if v.len() % 2 == 1 {
+        v[v.len() / 2]
+    } else {
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    Spread {
+        median,
+        min: v[0],
+        max: v[v.len() - 1],
+    }
+}
+
+impl std::fmt::Display for Spread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.3} (min {:.3}, max {:.3})",
+            self.median, self.min, self.max
+        )
+    }
+}
+
+/// Cores, model and date, for the record.
+pub fn machine() -> String {
+    let cores = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let date = Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!("{cores} cores ({model}), {date}")
+}
+
+/// Pins the calling thread to the first core (the engine takes the last one).
+pub fn pin_to_first_core() {
+    if let Some(core) = core_affinity::get_core_ids().unwrap_or_default().first() {
+        core_affinity::set_for_current(*core);
+    }
+}
+
+/// `--quick` on the command line (or `BENCH_QUICK=1`) shortens a run for smoke testing.
+pub fn quick() -> bool {
+    std::env::args().any(|a| a == "--quick") || std::env::var_os("BENCH_QUICK").is_some()
+}
