@@ -13,48 +13,69 @@ use std::time::{Duration, Instant};
 
 use common::{machine, spread};
 use orderpipe::config::{Config, Synchronous};
-use orderpipe::engine::{JournalRecord, OrderRecord, OrderType, Side, Text, TimeInForce};
+use orderpipe::engine::{
+    BalanceReason, Event, EventKind, OrderRecord, OrderType, Side, Text, TimeInForce,
+};
 use orderpipe::journal::{self, JournalHandle};
 use orderpipe::telemetry::Counters;
 
-fn records(n: u64) -> Vec<JournalRecord> {
-    (1..=n)
-        .map(|i| {
-            JournalRecord::Order(OrderRecord {
-                seq: i,
+/// Orders as the engine records them: each order's `order.created` and the `balance.changed`
+/// of its reservation, two events and four rows (Events twice, Orders, Balances).
+fn events(n: u64) -> Vec<Event> {
+    let mut out = Vec::with_capacity(2 * n as usize);
+    for i in 1..=n {
+        let user = Text::new(&format!("user{}", i % 100));
+        out.push(Event {
+            seq: 2 * i - 1,
+            recv_ns: 1_796_040_000_000_000_000 + i * 1_000,
+            engine_mono: 0,
+            kind: EventKind::OrderCreated(OrderRecord {
                 order_id: i,
                 market: (i % 2) as u32,
                 side: if i % 3 == 0 { Side::Sell } else { Side::Buy },
                 order_type: OrderType::Limit,
                 tif: TimeInForce::Gtc,
+                post_only: false,
                 price_ticks: 400_000 + i % 1000,
                 size_lots: 100 + i % 50,
-                recv_ns: 1_796_040_000_000_000_000 + i * 1_000,
-                engine_mono: 0,
-                username: Text::new(&format!("user{}", i % 100)),
+                username: user,
                 client_order_id: Text::new(&format!("c-{i}")),
                 client_timestamp: Text::EMPTY,
-            })
-        })
-        .collect()
+            }),
+        });
+        out.push(Event {
+            seq: 2 * i,
+            recv_ns: 1_796_040_000_000_000_000 + i * 1_000,
+            engine_mono: 0,
+            kind: EventKind::BalanceChanged {
+                username: user,
+                asset: 2,
+                available: 1_000_000_000 - i,
+                reserved: i,
+                reason: BalanceReason::Trading,
+            },
+        });
+    }
+    out
 }
 
-/// The journal thread: push every record, wait until `durable_seq` covers the last one.
-fn through_journal(config: &Config, path: &Path, rows: &[JournalRecord]) -> Duration {
+/// The journal thread: push every event, wait until `durable_seq` covers the last one.
+fn through_journal(config: &Config, path: &Path, events: &[Event]) -> Duration {
     let conn = journal::open(path, Synchronous::Normal).unwrap();
     let counters = Arc::new(Counters::default());
     let (mut tx, rx) = rtrb::RingBuffer::new(config.engine.journal_ring);
-    let handle = JournalHandle::spawn(conn, rx, config, counters.clone()).unwrap();
+    let committed = Arc::new(tokio::sync::Notify::new());
+    let handle = JournalHandle::spawn(conn, rx, config, counters.clone(), committed).unwrap();
     let bell = handle.bell();
-    let last = rows.last().unwrap().seq();
+    let last = events.last().unwrap().seq;
     let start = Instant::now();
-    for r in rows {
-        let mut r = *r;
+    for e in events {
+        let mut e = *e;
         loop {
-            match tx.push(r) {
+            match tx.push(e) {
                 Ok(()) => break,
                 Err(rtrb::PushError::Full(back)) => {
-                    r = back;
+                    e = back;
                     bell.ring();
                     std::thread::yield_now();
                 }
@@ -72,37 +93,13 @@ fn through_journal(config: &Config, path: &Path, rows: &[JournalRecord]) -> Dura
     elapsed
 }
 
-/// The baseline: one transaction, the same prepared statement, a plain loop.
-fn plain_loop(config: &Config, path: &Path, rows: &[JournalRecord]) -> Duration {
+/// The baseline: one transaction, the same statements, a plain loop, no thread.
+fn plain_loop(config: &Config, path: &Path, events: &[Event]) -> Duration {
     let mut conn = journal::open(path, Synchronous::Normal).unwrap();
+    let mut json = Vec::new();
     let start = Instant::now();
     let tx = conn.transaction().unwrap();
-    {
-        // The same single-row statement, one execution per row: the plain way.
-        let mut stmt = tx.prepare_cached(journal::INSERT_ORDER).unwrap();
-        for r in rows {
-            let JournalRecord::Order(o) = r;
-            let mut buf = [0u8; journal::RFC3339_LEN];
-            let m = &config.markets[o.market as usize];
-            stmt.execute(rusqlite::params![
-                journal::format_rfc3339(o.recv_ns, &mut buf),
-                o.username.as_str(),
-                m.name,
-                o.side.as_str(),
-                orderpipe::num::Decimal::units_to_f64(o.size_lots, m.lot_size),
-                orderpipe::num::Decimal::units_to_f64(o.price_ticks, m.tick_size),
-                o.order_id as i64,
-                o.seq as i64,
-                o.client_order_id.non_empty(),
-                o.order_type.as_str(),
-                o.tif.as_str(),
-                o.price_ticks as i64,
-                o.size_lots as i64,
-                o.recv_ns as i64,
-            ])
-            .unwrap();
-        }
-    }
+    journal::store::write_events(&tx, events.iter(), config, &mut json).unwrap();
     tx.commit().unwrap();
     start.elapsed()
 }
@@ -114,19 +111,19 @@ fn main() {
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, common::config_text(&[])).unwrap();
     let config = Config::load(&config_path).unwrap();
-    let rows = records(n);
+    let rows = events(n);
     println!(
-        "journal, {rounds} rounds of {n} rows, batch_size {}, synchronous=normal; {}",
+        "journal, {rounds} rounds of {n} orders (2 events, 4 rows each), batch_size {}, synchronous=normal; {}",
         config.journal.batch_size,
         machine()
     );
-    println!("round  journal_rows/s  plain_rows/s  ratio");
+    println!("round  journal_orders/s  plain_orders/s  ratio");
     let (mut ratios, mut j, mut p) = (vec![], vec![], vec![]);
     for round in 0..rounds {
         let a = through_journal(&config, &dir.path().join(format!("j{round}.db")), &rows);
         let b = plain_loop(&config, &dir.path().join(format!("p{round}.db")), &rows);
         let (jr, pr) = (n as f64 / a.as_secs_f64(), n as f64 / b.as_secs_f64());
-        println!("{round:>5}  {jr:>14.0}  {pr:>12.0}  {:.3}", jr / pr);
+        println!("{round:>5}  {jr:>16.0}  {pr:>14.0}  {:.3}", jr / pr);
         ratios.push(jr / pr);
         j.push(jr);
         p.push(pr);
@@ -136,7 +133,7 @@ fn main() {
             }
         }
     }
-    println!("journal rows/s   {}", spread(&j));
-    println!("plain rows/s     {}", spread(&p));
+    println!("journal orders/s {}", spread(&j));
+    println!("plain orders/s   {}", spread(&p));
     println!("ratio            {}   (target >= 0.8)", spread(&ratios));
 }

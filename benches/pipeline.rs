@@ -30,25 +30,31 @@ impl Orders {
     }
 }
 
+/// Order `i` of the stream: pairs of a bid and an ask at the same price from two users, so that
+/// every pair trades and the book stays small. Price and size vary.
+fn order(i: usize) -> OrderRequest {
+    let pair = i / 2;
+    let buy = i.is_multiple_of(2);
+    OrderRequest {
+        client_order_id: None,
+        username: format!("bench{}", (pair % 8) * 2 + usize::from(!buy)),
+        market: "BTC-USD".into(),
+        side: if buy { Side::Buy } else { Side::Sell },
+        order_type: OrderType::Limit,
+        tif: TimeInForce::Gtc,
+        price: Some(Decimal::new(500_000 + (pair % 100) as i64, -1).unwrap()),
+        size: Decimal::new(1 + (pair % 10) as i64, -2).unwrap(),
+        timestamp: None,
+        post_only: false,
+    }
+}
+
 fn binary_orders(n: usize) -> Orders {
     let mut bytes = Vec::new();
     let mut starts = Vec::with_capacity(n);
     for i in 0..n {
         starts.push(bytes.len());
-        binary::write_frame(
-            &Request::NewOrder(OrderRequest {
-                client_order_id: None,
-                username: format!("user{}", i % 16),
-                market: "BTC-USD".into(),
-                side: if i % 2 == 0 { Side::Buy } else { Side::Sell },
-                order_type: OrderType::Limit,
-                tif: TimeInForce::Gtc,
-                price: Some(Decimal::new(500_000 + (i % 100) as i64, -1).unwrap()),
-                size: Decimal::new(1 + (i % 10) as i64, -2).unwrap(),
-                timestamp: None,
-            }),
-            &mut bytes,
-        );
+        binary::write_frame(&Request::NewOrder(order(i)), &mut bytes);
     }
     Orders { bytes, starts }
 }
@@ -58,14 +64,14 @@ fn json_orders(n: usize) -> Orders {
     let mut starts = Vec::with_capacity(n);
     for i in 0..n {
         starts.push(bytes.len());
+        let o = order(i);
         writeln!(
             bytes,
-            r#"{{"type":"new_order","username":"user{}","market":"BTC-USD","side":"{}","price":"{}.{}","size":"0.0{}"}}"#,
-            i % 16,
-            if i % 2 == 0 { "buy" } else { "sell" },
-            50_000 + i % 100 / 10,
-            i % 10,
-            1 + i % 9
+            r#"{{"type":"new_order","username":"{}","market":"BTC-USD","side":"{}","price":"{}","size":"{}"}}"#,
+            o.username,
+            o.side.as_str(),
+            o.price.unwrap(),
+            o.size,
         )
         .unwrap();
     }
@@ -141,11 +147,25 @@ fn run(daemon: &Daemon, orders: &Orders, binary_framing: bool) -> (Duration, u64
         busy_total += again.len() as u64;
         todo = again;
     }
-    // Everything persisted: wait for the journal to cover the last order.
-    while counter(&daemon.socket, "orderpipe_durable_seq") < n as u64 {
+    // Everything persisted: wait for the journal to cover the last event.
+    let last = counter(&daemon.socket, "orderpipe_last_seq");
+    while counter(&daemon.socket, "orderpipe_durable_seq") < last {
         std::thread::sleep(Duration::from_micros(200));
     }
     (start.elapsed(), busy_total)
+}
+
+/// The shipped config, with the rate limit off and sixteen well-funded bench users.
+fn bench_config(overrides: &[(&str, &str)]) -> String {
+    let mut all = vec![("rate_limit_per_sec", "0")];
+    all.extend_from_slice(overrides);
+    let mut text = common::config_text(&all);
+    for u in 0..16 {
+        text.push_str(&format!(
+            "\n[accounts.bench{u}]\nUSD = \"100000000\"\nBTC = \"1000000\"\n"
+        ));
+    }
+    text
 }
 
 fn main() {
@@ -172,10 +192,10 @@ fn main() {
     println!("round  binary_orders/s  (busy)   json_orders/s  (busy)");
     for round in 0..rounds {
         // A fresh daemon per run: every run starts at seq 1 on an empty database.
-        let d = Daemon::start(&common::config_text(&overrides));
+        let d = Daemon::start(&bench_config(&overrides));
         let (tb, busy_b) = run(&d, &bin, true);
         d.stop();
-        let d = Daemon::start(&common::config_text(&overrides));
+        let d = Daemon::start(&bench_config(&overrides));
         let (tj, busy_j) = run(&d, &json, false);
         d.stop();
         let (rb, rj) = (n as f64 / tb.as_secs_f64(), n as f64 / tj.as_secs_f64());

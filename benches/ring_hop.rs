@@ -8,14 +8,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use orderpipe::engine::{Command, Outcome, Reply, Text};
-use orderpipe::wire::{Request, json};
+use orderpipe::wire::json;
 
 fn ring_hop(c: &mut Criterion) {
     let line = br#"{"client_order_id":"c-1","username":"alice","market":"BTC-USD","side":"buy","price":"50000.5","size":"0.01"}"#;
-    let Request::NewOrder(o) = json::parse_request(line).unwrap() else {
-        unreachable!()
-    };
-    let command = o.to_command(0, 0);
+    let command = json::parse_request(line).unwrap().to_command(0, 0).unwrap();
     let (mut to_engine, mut from_client) = rtrb::RingBuffer::<Command>::new(1024);
     let (mut to_client, mut from_engine) = rtrb::RingBuffer::<Reply>::new(1024);
     let stop = Arc::new(AtomicBool::new(false));
@@ -30,9 +27,8 @@ fn ring_hop(c: &mut Criterion) {
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(cmd) = from_client.pop() {
                     seq += 1;
-                    let orderpipe::engine::CommandBody::NewOrder(o) = cmd.body;
                     let reply = Reply {
-                        client_order_id: o.client_order_id,
+                        client_order_id: cmd.body.client_order_id(),
                         market: Text::EMPTY,
                         outcome: Outcome::Accepted { order_id: seq, seq },
                     };

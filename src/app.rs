@@ -75,8 +75,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     })?;
     let counters = Arc::new(Counters::default());
     let (records_tx, records_rx) = rtrb::RingBuffer::new(config.engine.journal_ring);
-    let journal = JournalHandle::spawn(db, records_rx, &config, counters.clone())
-        .map_err(|e| AppError::Spawn("journal", e))?;
+    let committed = Arc::new(tokio::sync::Notify::new());
+    let journal =
+        JournalHandle::spawn(db, records_rx, &config, counters.clone(), committed.clone())
+            .map_err(|e| AppError::Spawn("journal", e))?;
     let engine = EngineHandle::spawn(&config, records_tx, journal.bell(), counters.clone())
         .map_err(|e| AppError::Spawn("engine", e))?;
     let listener = uds::bind(&d.socket_path, d.socket_mode).map_err(|source| AppError::Socket {
@@ -90,6 +92,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         journal: journal.link(),
         counters: counters.clone(),
         open: AtomicUsize::new(0),
+        committed,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(uds::serve(listener, ingress, stop_rx));

@@ -1,45 +1,59 @@
 //! orderpipe: the low-latency core of a trading platform, as one daemon.
 //!
 //! Clients send orders over a Unix socket (JSON lines or binary frames). One pinned thread runs
-//! every order through validation and sequencing; a second thread records everything in SQLite
-//! in batches, so that recording never slows the order path.
+//! every command through validation, compliance, custody and matching; a second thread records
+//! every event in SQLite in batches, so that recording never slows the order path.
 //!
 //! The engine's logic is plain synchronous code that can be driven in process:
 //!
 //! ```
 //! use std::path::Path;
 //! use orderpipe::config::Config;
-//! use orderpipe::engine::{Engine, JournalRecord, Outcome, RejectCode};
+//! use orderpipe::engine::{Engine, EventKind, Outcome, Recorder, RejectCode};
 //! use orderpipe::wire::json;
-//! use orderpipe::wire::Request;
 //!
 //! let config = Config::parse(
-//!     r#"[markets.BTC-USD]
+//!     r#"[assets.USD]
+//!        scale = 8
+//!        [assets.BTC]
+//!        scale = 8
+//!        [markets.BTC-USD]
+//!        base = "BTC"
+//!        quote = "USD"
 //!        tick_size = "0.1"
 //!        lot_size = "0.0001"
 //!        min_size = "0.0001"
 //!        max_size = "100"
-//!        max_price = "1000000""#,
+//!        max_price = "1000000"
+//!        reference_price = "50000"
+//!        [accounts.alice]
+//!        USD = "1000"
+//!        [accounts.bob]
+//!        BTC = "1""#,
 //!     Path::new("config.toml"),
 //!     Path::new("/tmp"),
 //! )
 //! .unwrap();
-//! let mut engine = Engine::new(&config.markets);
-//! let (mut journal, mut recorded) = rtrb::RingBuffer::<JournalRecord>::new(16);
+//! let mut engine = Engine::new(&config);
+//! let mut out = Recorder::default();
+//! let mut send = |engine: &mut Engine, out: &mut Recorder, line: &str| {
+//!     let request = json::parse_request(line.as_bytes()).unwrap();
+//!     engine.process(&request.to_command(0, 0).unwrap(), 0, 0, out).outcome
+//! };
 //!
-//! let line = br#"{"username":"alice","market":"BTC-USD","side":"buy","price":"50000.5","size":"0.01"}"#;
-//! let Request::NewOrder(order) = json::parse_request(line).unwrap() else { unreachable!() };
-//! let reply = engine.process(&order.to_command(0, 0), 0, &mut journal);
-//! assert_eq!(reply.outcome, Outcome::Accepted { order_id: 1, seq: 1 });
-//! let JournalRecord::Order(record) = recorded.pop().unwrap();
-//! assert_eq!((record.price_ticks, record.size_lots), (500_005, 100));
+//! // Bob offers 0.01 BTC at 50000.5; Alice buys it. One trade, both orders filled.
+//! let ask = r#"{"username":"bob","market":"BTC-USD","side":"sell","price":"50000.5","size":"0.01"}"#;
+//! let bid = r#"{"username":"alice","market":"BTC-USD","side":"buy","price":"50001","size":"0.01"}"#;
+//! assert!(matches!(send(&mut engine, &mut out, ask), Outcome::Accepted { order_id: 1, .. }));
+//! assert!(matches!(send(&mut engine, &mut out, bid), Outcome::Accepted { order_id: 2, .. }));
+//! let trades: Vec<_> = out.events.iter().filter(|e| e.kind.topic() == "trade.executed").collect();
+//! let EventKind::Trade(t) = trades[0].kind else { unreachable!() };
+//! assert_eq!((t.price_ticks, t.size_lots), (500_005, 100)); // at the maker's price
+//! engine.check().unwrap(); // books uncrossed, balances add up
 //!
-//! // Off the tick grid: refused with a stable code, nothing recorded.
-//! let line = br#"{"username":"alice","market":"BTC-USD","side":"buy","price":"50000.55","size":"0.01"}"#;
-//! let Request::NewOrder(order) = json::parse_request(line).unwrap() else { unreachable!() };
-//! let reply = engine.process(&order.to_command(0, 0), 0, &mut journal);
-//! assert_eq!(reply.outcome, Outcome::Rejected(RejectCode::PriceOffTick));
-//! assert!(recorded.is_empty());
+//! // Off the tick grid: refused with a stable code.
+//! let bad = r#"{"username":"alice","market":"BTC-USD","side":"buy","price":"50000.55","size":"0.01"}"#;
+//! assert_eq!(send(&mut engine, &mut out, bad), Outcome::Rejected(RejectCode::PriceOffTick));
 //! ```
 //!
 //! # Threads and queues
@@ -47,14 +61,14 @@
 //! ```text
 //!  client ─ Unix socket ─▶ connection task (tokio)  ── command ring (per connection) ─▶ engine
 //!  client ◀─────────────── connection task          ◀─ reply ring (per connection) ──── engine
-//!                                                      journal ring ◀──────────────── engine
+//!                                                      journal ring (events) ◀──────── engine
 //!                          journal thread ── one transaction per batch ─▶ SQLite (WAL)
 //! ```
 //!
 //! | queue | bounded by | when full |
 //! |---|---|---|
 //! | command ring | `engine.command_ring` | the connection task stops reading that socket |
-//! | reply ring | `engine.reply_ring` | the engine takes no command from that connection until its reply has room |
+//! | reply ring | `engine.reply_ring` | the engine takes no command from that connection until its reply has room; an execution report that finds it full cuts the client off as a slow consumer |
 //! | journal ring | `engine.journal_ring` | the engine answers `busy`; nothing is dropped |
 //! | control channel | 1024 messages | registration refused with `unavailable` |
 //!

@@ -171,6 +171,29 @@ impl Decimal {
         })
     }
 
+    /// The exact product, if it fits the invariant (after dropping trailing zeros).
+    pub fn checked_mul(self, other: Decimal) -> Option<Decimal> {
+        let mut m = i128::from(self.mantissa) * i128::from(other.mantissa);
+        let mut e = i32::from(self.exponent) + i32::from(other.exponent);
+        if m == 0 {
+            return Some(Decimal::ZERO);
+        }
+        while m % 10 == 0 {
+            m /= 10;
+            e += 1;
+        }
+        let m = i64::try_from(m).ok()?;
+        Decimal::new(m, i8::try_from(e).ok()?)
+    }
+
+    /// The smallest unit of an asset with `scale` decimal places: `10^-scale`.
+    pub fn unit(scale: u8) -> Decimal {
+        Decimal {
+            mantissa: 1,
+            exponent: -(scale.min(MAX_EXPONENT as u8) as i8),
+        }
+    }
+
     /// True when the value is greater than zero.
     pub fn is_positive(self) -> bool {
         self.mantissa > 0
@@ -385,6 +408,16 @@ mod tests {
         }
         assert_eq!(d("-0.05").to_string(), "-0.05");
         assert_eq!(d("1200").to_string(), "1200");
+    }
+
+    #[test]
+    fn multiplies_exactly() {
+        assert_eq!(d("0.1").checked_mul(d("0.0001")), Some(d("0.00001")));
+        assert_eq!(d("2.5").checked_mul(d("4")), Some(d("10")));
+        assert_eq!(d("-3").checked_mul(d("0.5")), Some(d("-1.5")));
+        assert_eq!(d("0").checked_mul(d("7")), Some(Decimal::ZERO));
+        assert_eq!(d("123456789012345678").checked_mul(d("99")), None);
+        assert_eq!(Decimal::unit(8), d("0.00000001"));
     }
 
     #[test]

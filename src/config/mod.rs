@@ -5,12 +5,17 @@
 //! wherever it is started from.
 
 mod read;
+mod trading;
+
+pub use trading::{
+    AccountConfig, AssetConfig, AssetId, ComplianceConfig, MAX_ASSET_NAME, MAX_MARKETS,
+    MarketConfig, StpMode,
+};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::num::Decimal;
 use read::Table;
 
 /// Longest market name, in bytes (the engine keeps names inline).
@@ -96,8 +101,14 @@ pub struct Config {
     pub engine: EngineConfig,
     /// The journal thread.
     pub journal: JournalConfig,
+    /// Configured assets, sorted by name; an asset's index here is its id in the engine.
+    pub assets: Vec<AssetConfig>,
     /// Configured markets, sorted by name; a market's index here is its id in the engine.
     pub markets: Vec<MarketConfig>,
+    /// Pre-trade rules that are not per market.
+    pub compliance: ComplianceConfig,
+    /// Demo accounts and their start-up balances.
+    pub accounts: Vec<AccountConfig>,
 }
 
 /// `[daemon]`: where the daemon keeps its files and how it treats connections.
@@ -144,6 +155,15 @@ pub struct EngineConfig {
     pub reply_ring: usize,
     /// Capacity of the journal ring (engine → journal).
     pub journal_ring: usize,
+    /// Most resting orders over all markets; a new order that would rest beyond it is refused.
+    pub max_orders: usize,
+    /// Most accounts; a deposit for a new user beyond it is refused.
+    pub max_accounts: usize,
+    /// Most fills one incoming order may make; the rest of it is cancelled. Bounds the events
+    /// one command produces, so that the engine can check the journal ring's room up front.
+    pub max_fills: usize,
+    /// How many recent deposit and withdrawal idempotency keys are remembered.
+    pub idempotency_window: usize,
 }
 
 /// `[journal]`: the SQLite writer thread.
@@ -158,23 +178,6 @@ pub struct JournalConfig {
     /// Nice value of the journal thread (0 to 19): above 0, the I/O thread that shares its core
     /// preempts it at once, which keeps commits out of the order path's tail latency.
     pub nice: i32,
-}
-
-/// `[markets.NAME]`: one tradable market and its grid, in exact decimals and in integers.
-#[derive(Debug, Clone)]
-pub struct MarketConfig {
-    /// The market's name as clients write it (`BTC-USD`).
-    pub name: String,
-    /// Price of one tick.
-    pub tick_size: Decimal,
-    /// Size of one lot.
-    pub lot_size: Decimal,
-    /// Smallest order size, in lots (at least 1).
-    pub min_size_lots: u64,
-    /// Largest order size, in lots (at least `min_size_lots`).
-    pub max_size_lots: u64,
-    /// Highest limit price, in ticks.
-    pub max_price_ticks: u64,
 }
 
 impl Config {
@@ -210,10 +213,11 @@ impl Config {
         let daemon = read_daemon(top.section("daemon", &mut errors), base, &mut errors);
         let engine = read_engine(top.section("engine", &mut errors), &mut errors);
         let journal = read_journal(top.section("journal", &mut errors), &mut errors);
+        let assets = trading::read_assets(&mut top, &mut errors);
         let mut markets = Vec::new();
         let has_markets = top.has("markets");
         for (name, table) in top.entries("markets", &mut errors) {
-            if let Some(m) = read_market(name, table, &mut errors) {
+            if let Some(m) = trading::read_market(name, table, &assets, &mut errors) {
                 markets.push(m);
             }
         }
@@ -223,6 +227,26 @@ impl Config {
                 "at least one [markets.NAME] table is required".to_string(),
             ));
         }
+        if markets.len() > MAX_MARKETS {
+            errors.push(ConfigError::new(
+                "markets",
+                format!("at most {MAX_MARKETS} markets per daemon"),
+            ));
+        }
+        let compliance = trading::read_compliance(
+            top.section("compliance", &mut errors),
+            &markets,
+            &mut errors,
+        );
+        let accounts = trading::read_accounts(&mut top, &assets, &mut errors);
+        if let Some(e) = &engine
+            && accounts.len() > e.max_accounts
+        {
+            errors.push(ConfigError::new(
+                "accounts",
+                format!("{} accounts, more than engine.max_accounts", accounts.len()),
+            ));
+        }
         top.finish(&mut errors);
         match (daemon, engine, journal) {
             (Some(daemon), Some(engine), Some(journal)) if errors.is_empty() => Ok(Config {
@@ -230,7 +254,10 @@ impl Config {
                 daemon,
                 engine,
                 journal,
+                assets,
                 markets,
+                compliance,
+                accounts,
             }),
             _ => Err(ConfigErrors {
                 path: path.to_path_buf(),
@@ -349,6 +376,21 @@ fn read_engine(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Engine
     let command_ring = t.u64("command_ring", Some(1024), 1, 1 << 20, errors);
     let reply_ring = t.u64("reply_ring", Some(2048), 1, 1 << 20, errors);
     let journal_ring = t.u64("journal_ring", Some(65536), 1, 1 << 24, errors);
+    let max_orders = t.u64("max_orders", Some(100_000), 1, 1 << 26, errors);
+    let max_accounts = t.u64("max_accounts", Some(100_000), 1, 1 << 26, errors);
+    let max_fills = t.u64("max_fills", Some(1000), 1, 100_000, errors);
+    let idempotency_window = t.u64("idempotency_window", Some(100_000), 1, 1 << 24, errors);
+    if let (Some(ring), Some(fills)) = (journal_ring, max_fills)
+        && ring < crate::engine::events_bound(fills as usize) as u64
+    {
+        errors.push(ConfigError::new(
+            &t.key("journal_ring"),
+            format!(
+                "must hold the events of one command ({} for max_fills = {fills})",
+                crate::engine::events_bound(fills as usize)
+            ),
+        ));
+    }
     t.finish(errors);
     Some(EngineConfig {
         core: core?,
@@ -358,6 +400,10 @@ fn read_engine(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Engine
         command_ring: command_ring? as usize,
         reply_ring: reply_ring? as usize,
         journal_ring: journal_ring? as usize,
+        max_orders: max_orders? as usize,
+        max_accounts: max_accounts? as usize,
+        max_fills: max_fills? as usize,
+        idempotency_window: idempotency_window? as usize,
     })
 }
 
@@ -380,80 +426,6 @@ fn read_journal(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Journ
     })
 }
 
-fn read_market(
-    name: &str,
-    mut t: Table<'_>,
-    errors: &mut Vec<ConfigError>,
-) -> Option<MarketConfig> {
-    let before = errors.len();
-    if name.is_empty()
-        || name.len() > MAX_MARKET_NAME
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_/.".contains(&b))
-    {
-        errors.push(ConfigError::new(
-            t.path(),
-            format!(
-                "market name \"{name}\" must be 1 to {MAX_MARKET_NAME} letters, digits or - _ / ."
-            ),
-        ));
-    }
-    let tick = positive(&mut t, "tick_size", errors);
-    let lot = positive(&mut t, "lot_size", errors);
-    let min_size = t.decimal("min_size", None, errors);
-    let max_size = t.decimal("max_size", None, errors);
-    let max_price = t.decimal("max_price", None, errors);
-    let mut units = |key: &str, value: Option<Decimal>, unit: Option<Decimal>| -> Option<u64> {
-        let (value, unit) = (value?, unit?);
-        match value.to_units(unit) {
-            Ok(n) => Some(n),
-            Err(e) => {
-                errors.push(ConfigError::new(
-                    &t.key(key),
-                    format!("{value} is not a positive whole number of units of {unit}: {e}"),
-                ));
-                None
-            }
-        }
-    };
-    let min_size_lots = units("min_size", min_size, lot);
-    let max_size_lots = units("max_size", max_size, lot);
-    let max_price_ticks = units("max_price", max_price, tick);
-    if let (Some(lo), Some(hi)) = (min_size_lots, max_size_lots)
-        && lo > hi
-    {
-        errors.push(ConfigError::new(
-            &t.key("min_size"),
-            "is larger than max_size".to_string(),
-        ));
-    }
-    t.finish(errors);
-    if errors.len() > before {
-        return None;
-    }
-    Some(MarketConfig {
-        name: name.to_string(),
-        tick_size: tick?,
-        lot_size: lot?,
-        min_size_lots: min_size_lots?,
-        max_size_lots: max_size_lots?,
-        max_price_ticks: max_price_ticks?,
-    })
-}
-
-fn positive<'a>(t: &mut Table<'a>, key: &'a str, errors: &mut Vec<ConfigError>) -> Option<Decimal> {
-    let d = t.decimal(key, None, errors)?;
-    if !d.is_positive() {
-        errors.push(ConfigError::new(
-            &t.key(key),
-            format!("{d} must be positive"),
-        ));
-        return None;
-    }
-    Some(d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,12 +435,21 @@ mod tests {
         data_dir = "d"
         [engine]
         idle = "park"
+        [assets.USD]
+        scale = 8
+        [assets.BTC]
+        scale = 8
         [markets.BTC-USD]
+        base = "BTC"
+        quote = "USD"
         tick_size = "0.1"
         lot_size = "0.0001"
         min_size = "0.0001"
         max_size = 100
         max_price = "10000000"
+        reference_price = "50000"
+        [accounts.alice]
+        USD = "1000.50"
     "#;
 
     fn parse(text: &str) -> Result<Config, ConfigErrors> {
@@ -489,6 +470,31 @@ mod tests {
         assert_eq!(m.min_size_lots, 1);
         assert_eq!(m.max_size_lots, 1_000_000);
         assert_eq!(m.max_price_ticks, 100_000_000);
+        assert_eq!(m.reference_price_ticks, 500_000);
+        // Assets are sorted by name: BTC is 0, USD is 1.
+        assert_eq!((m.base, m.quote), (0, 1));
+        // A lot is 0.0001 BTC = 10^4 units of 10^-8; a tick × a lot is 0.00001 USD = 1000 units.
+        assert_eq!(m.base_per_lot, 10_000);
+        assert_eq!(m.quote_per_tick_lot, 1_000);
+        assert_eq!(c.accounts[0].username, "alice");
+        assert_eq!(c.accounts[0].balances, [(1, 100_050_000_000)]);
+    }
+
+    #[test]
+    fn refuses_a_quote_asset_too_coarse_for_the_grid() {
+        // 0.1 × 0.0001 USD is a thousandth of a cent: not a whole number of cents.
+        let errs = parse(&GOOD.replacen("scale = 8", "scale = 2", 1)).unwrap_err();
+        assert_eq!(errs.errors[0].key, "markets.BTC-USD.tick_size");
+        // An unknown asset name and a missing reference price are reported too.
+        let errs = parse(
+            &GOOD
+                .replace("quote = \"USD\"", "quote = \"EUR\"")
+                .replace("reference_price = \"50000\"", ""),
+        )
+        .unwrap_err();
+        let keys: Vec<_> = errs.errors.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"markets.BTC-USD.quote"), "{errs}");
+        assert!(keys.contains(&"markets.BTC-USD.reference_price"), "{errs}");
     }
 
     #[test]
@@ -563,7 +569,8 @@ mod tests {
     #[test]
     fn requires_a_market_and_a_short_socket_path() {
         let errs = parse("[daemon]\n").unwrap_err();
-        assert_eq!(errs.errors[0].key, "markets");
+        let keys: Vec<_> = errs.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["assets", "markets"]);
         let long = format!("{GOOD}\n").replace(
             "data_dir = \"d\"",
             &format!("data_dir = \"{}\"", "x".repeat(120)),

@@ -228,6 +228,41 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// The keys of this table, in order.
+    pub(super) fn keys(&self) -> Vec<&'a str> {
+        self.table
+            .map(|t| t.keys().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// An array of strings; empty when absent.
+    pub(super) fn strings(&mut self, key: &'a str, errors: &mut Vec<ConfigError>) -> Vec<String> {
+        let name = self.key(key);
+        match self.raw(key) {
+            None => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut out = Vec::new();
+                for item in items {
+                    match item {
+                        Value::String(s) => out.push(s.clone()),
+                        other => errors.push(ConfigError::new(
+                            &name,
+                            format!("must hold strings only, found {}", other.type_str()),
+                        )),
+                    }
+                }
+                out
+            }
+            Some(other) => {
+                errors.push(ConfigError::new(
+                    &name,
+                    format!("must be an array of strings, found {}", other.type_str()),
+                ));
+                Vec::new()
+            }
+        }
+    }
+
     /// True when the key is present (and marks it as known).
     pub(super) fn has(&mut self, key: &'a str) -> bool {
         self.raw(key).is_some()

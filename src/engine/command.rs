@@ -1,6 +1,6 @@
-//! What goes into the engine (commands), what comes back to a connection (replies), and what
-//! goes on to the journal (records). All are plain `Copy` data of fixed size, so pushing them
-//! through a ring never allocates.
+//! What goes into the engine (commands), what comes back to a connection (replies and execution
+//! reports), and what goes on to the journal (events). All are plain `Copy` data of fixed size,
+//! so pushing them through a ring never allocates.
 
 use super::text::Text;
 use crate::num::Decimal;
@@ -11,6 +11,8 @@ pub const MAX_USERNAME: usize = 64;
 pub const MAX_CLIENT_ORDER_ID: usize = 64;
 /// Longest client timestamp text, in bytes.
 pub const MAX_CLIENT_TIMESTAMP: usize = 64;
+/// Longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 64;
 
 /// A username as the engine carries it.
 pub type Username = Text<MAX_USERNAME>;
@@ -18,9 +20,15 @@ pub type Username = Text<MAX_USERNAME>;
 pub type ClientOrderId = Text<MAX_CLIENT_ORDER_ID>;
 /// A market name as the engine carries it.
 pub type MarketName = Text<{ crate::config::MAX_MARKET_NAME }>;
+/// An asset name as the engine carries it.
+pub type AssetName = Text<{ crate::config::MAX_ASSET_NAME }>;
+/// An idempotency key as the engine carries it.
+pub type IdempotencyKey = Text<MAX_IDEMPOTENCY_KEY>;
 
 /// Index of a market in the validated config (`Config::markets`).
 pub type MarketId = u32;
+/// Index of an asset in the validated config (`Config::assets`).
+pub type AssetIndex = u32;
 
 /// Buy or sell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, bincode::Encode, bincode::Decode)]
@@ -36,7 +44,7 @@ pub enum Side {
 pub enum OrderType {
     /// At the given price or better.
     Limit,
-    /// At the best prices available.
+    /// At the best prices available, within the market's protection band.
     Market,
 }
 
@@ -57,6 +65,14 @@ impl Side {
         match self {
             Side::Buy => "buy",
             Side::Sell => "sell",
+        }
+    }
+
+    /// The other side.
+    pub fn opposite(self) -> Side {
+        match self {
+            Side::Buy => Side::Sell,
+            Side::Sell => Side::Buy,
         }
     }
 }
@@ -86,7 +102,7 @@ impl TimeInForce {
 #[derive(Debug, Clone, Copy)]
 pub struct Command {
     /// Wall-clock time the request was read, in ns since the Unix epoch. This is the only time
-    /// the engine's logic ever sees, which keeps it deterministic.
+    /// the engine's logic ever sees (rate limits included), which keeps it deterministic.
     pub recv_ns: u64,
     /// Monotonic time of the same read (`telemetry::mono_ns`), used only to measure latency.
     pub recv_mono: u64,
@@ -99,6 +115,38 @@ pub struct Command {
 pub enum CommandBody {
     /// Place an order.
     NewOrder(NewOrder),
+    /// Cancel one order.
+    Cancel(Cancel),
+    /// Cancel every open order of a user, optionally in one market.
+    CancelAll(CancelAll),
+    /// Change an open order's price or size.
+    Amend(Amend),
+    /// Credit an account.
+    Deposit(Transfer),
+    /// Debit an account.
+    Withdraw(Transfer),
+    /// Halt trading (reduce-only: cancels and size reductions still pass).
+    Halt(HaltTarget),
+    /// Lift a halt.
+    Resume(HaltTarget),
+}
+
+impl CommandBody {
+    /// The client order id the reply echoes (empty for commands without one).
+    pub fn client_order_id(&self) -> ClientOrderId {
+        match self {
+            CommandBody::NewOrder(o) => o.client_order_id,
+            CommandBody::Cancel(c) => match c.target {
+                OrderRef::Client(id) => id,
+                OrderRef::Id(_) => Text::EMPTY,
+            },
+            CommandBody::Amend(a) => match a.target {
+                OrderRef::Client(id) => id,
+                OrderRef::Id(_) => Text::EMPTY,
+            },
+            _ => Text::EMPTY,
+        }
+    }
 }
 
 /// An order as the client sent it: shape checked by the ingress, everything else unchecked.
@@ -116,6 +164,8 @@ pub struct NewOrder {
     pub order_type: OrderType,
     /// Time in force.
     pub tif: TimeInForce,
+    /// Refuse the order instead of letting it take liquidity.
+    pub post_only: bool,
     /// Limit price (required for limit orders, absent for market orders).
     pub price: Option<Decimal>,
     /// Order size.
@@ -124,7 +174,72 @@ pub struct NewOrder {
     pub client_timestamp: Text<MAX_CLIENT_TIMESTAMP>,
 }
 
-/// Stable reasons for refusing an order. The snake_case words are part of the protocol.
+/// Which order a cancel or amend is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderRef {
+    /// By the engine's order id.
+    Id(u64),
+    /// By the user's client order id (unique among the user's open orders).
+    Client(ClientOrderId),
+}
+
+/// Cancel one order of `username`.
+#[derive(Debug, Clone, Copy)]
+pub struct Cancel {
+    /// The order's owner.
+    pub username: Username,
+    /// The order.
+    pub target: OrderRef,
+}
+
+/// Cancel every open order of `username` (in `market`, if not empty).
+#[derive(Debug, Clone, Copy)]
+pub struct CancelAll {
+    /// Whose orders.
+    pub username: Username,
+    /// Only this market (empty: all markets).
+    pub market: MarketName,
+}
+
+/// Change an open order. A smaller size at the same price keeps the order's place in the
+/// queue; a new price or a larger size sends it to the back (and it may trade).
+#[derive(Debug, Clone, Copy)]
+pub struct Amend {
+    /// The order's owner.
+    pub username: Username,
+    /// The order.
+    pub target: OrderRef,
+    /// New limit price (`None`: unchanged).
+    pub price: Option<Decimal>,
+    /// New open size (`None`: unchanged).
+    pub size: Option<Decimal>,
+}
+
+/// A deposit or withdrawal.
+#[derive(Debug, Clone, Copy)]
+pub struct Transfer {
+    /// Whose account.
+    pub username: Username,
+    /// Which asset.
+    pub asset: AssetName,
+    /// How much (positive, on the asset's grid).
+    pub amount: Decimal,
+    /// Repeating a key repeats the original answer and changes nothing.
+    pub idempotency_key: IdempotencyKey,
+}
+
+/// What a halt or resume applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HaltTarget {
+    /// Every market and user.
+    All,
+    /// One market.
+    Market(MarketName),
+    /// One user.
+    User(Username),
+}
+
+/// Stable reasons for refusing a command. The snake_case words are part of the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, bincode::Encode, bincode::Decode)]
 pub enum RejectCode {
     /// The market is not configured.
@@ -149,13 +264,59 @@ pub enum RejectCode {
     SizeBelowMinimum,
     /// The size is above the market's maximum.
     SizeAboveMaximum,
-    /// The order type is not supported by this engine.
+    /// The combination of order type, time in force and post-only is not supported.
     UnsupportedOrderType,
+    /// The market does not take orders (`enabled = false`).
+    MarketDisabled,
+    /// The market is halted: only cancels and size reductions pass.
+    MarketHalted,
+    /// The user is halted: only cancels and size reductions pass.
+    UserHalted,
+    /// All trading is halted: only cancels and size reductions pass.
+    TradingHalted,
+    /// The user is blocked by the compliance config.
+    UserBlocked,
+    /// The user's allow-list does not include the market.
+    MarketNotAllowed,
+    /// The user sent more orders than the rate limit allows.
+    RateLimited,
+    /// price × size is above the market's maximum notional.
+    NotionalTooLarge,
+    /// The limit price is outside the band around the last trade price.
+    PriceOutOfBand,
+    /// The user already has an open order with this client order id.
+    DuplicateClientOrderId,
+    /// The user has the maximum number of open orders.
+    TooManyOpenOrders,
+    /// The book holds the maximum number of resting orders.
+    BookFull,
+    /// Not enough available balance for the reservation (or the withdrawal).
+    InsufficientBalance,
+    /// A post-only order would have traded.
+    PostOnlyWouldCross,
+    /// A fill-or-kill order could not be filled completely.
+    FokNotFillable,
+    /// A market order found nothing to trade with.
+    NoLiquidity,
+    /// No open order of this user matches the cancel or amend.
+    UnknownOrder,
+    /// An amend that changes nothing.
+    NothingToAmend,
+    /// The asset is not configured.
+    UnknownAsset,
+    /// The amount is not a positive whole number of the asset's units.
+    InvalidAmount,
+    /// The amount would overflow the account's balance.
+    AmountTooLarge,
+    /// A deposit or withdrawal without an idempotency key (or one longer than 64 bytes).
+    InvalidIdempotencyKey,
+    /// The maximum number of accounts is reached.
+    TooManyAccounts,
 }
 
 impl RejectCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [RejectCode; 12] = [
+    pub const ALL: [RejectCode; 35] = [
         RejectCode::UnknownMarket,
         RejectCode::InvalidUsername,
         RejectCode::InvalidClientOrderId,
@@ -168,6 +329,29 @@ impl RejectCode {
         RejectCode::SizeBelowMinimum,
         RejectCode::SizeAboveMaximum,
         RejectCode::UnsupportedOrderType,
+        RejectCode::MarketDisabled,
+        RejectCode::MarketHalted,
+        RejectCode::UserHalted,
+        RejectCode::TradingHalted,
+        RejectCode::UserBlocked,
+        RejectCode::MarketNotAllowed,
+        RejectCode::RateLimited,
+        RejectCode::NotionalTooLarge,
+        RejectCode::PriceOutOfBand,
+        RejectCode::DuplicateClientOrderId,
+        RejectCode::TooManyOpenOrders,
+        RejectCode::BookFull,
+        RejectCode::InsufficientBalance,
+        RejectCode::PostOnlyWouldCross,
+        RejectCode::FokNotFillable,
+        RejectCode::NoLiquidity,
+        RejectCode::UnknownOrder,
+        RejectCode::NothingToAmend,
+        RejectCode::UnknownAsset,
+        RejectCode::InvalidAmount,
+        RejectCode::AmountTooLarge,
+        RejectCode::InvalidIdempotencyKey,
+        RejectCode::TooManyAccounts,
     ];
 
     /// The stable protocol word.
@@ -185,12 +369,35 @@ impl RejectCode {
             RejectCode::SizeBelowMinimum => "size_below_minimum",
             RejectCode::SizeAboveMaximum => "size_above_maximum",
             RejectCode::UnsupportedOrderType => "unsupported_order_type",
+            RejectCode::MarketDisabled => "market_disabled",
+            RejectCode::MarketHalted => "market_halted",
+            RejectCode::UserHalted => "user_halted",
+            RejectCode::TradingHalted => "trading_halted",
+            RejectCode::UserBlocked => "user_blocked",
+            RejectCode::MarketNotAllowed => "market_not_allowed",
+            RejectCode::RateLimited => "rate_limited",
+            RejectCode::NotionalTooLarge => "notional_too_large",
+            RejectCode::PriceOutOfBand => "price_out_of_band",
+            RejectCode::DuplicateClientOrderId => "duplicate_client_order_id",
+            RejectCode::TooManyOpenOrders => "too_many_open_orders",
+            RejectCode::BookFull => "book_full",
+            RejectCode::InsufficientBalance => "insufficient_balance",
+            RejectCode::PostOnlyWouldCross => "post_only_would_cross",
+            RejectCode::FokNotFillable => "fok_not_fillable",
+            RejectCode::NoLiquidity => "no_liquidity",
+            RejectCode::UnknownOrder => "unknown_order",
+            RejectCode::NothingToAmend => "nothing_to_amend",
+            RejectCode::UnknownAsset => "unknown_asset",
+            RejectCode::InvalidAmount => "invalid_amount",
+            RejectCode::AmountTooLarge => "amount_too_large",
+            RejectCode::InvalidIdempotencyKey => "invalid_idempotency_key",
+            RejectCode::TooManyAccounts => "too_many_accounts",
         }
     }
 }
 
 /// The engine's answer to one command, for the connection that sent it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reply {
     /// Echo of the command's client order id.
     pub client_order_id: ClientOrderId,
@@ -203,70 +410,125 @@ pub struct Reply {
 /// What happened to a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Accepted: the order has an id and a sequence number, and its record is on its way to
-    /// the journal.
+    /// A new order or an amend was accepted.
     Accepted {
         /// The order's id, unique in this daemon.
         order_id: u64,
-        /// The global sequence number of the acceptance.
+        /// Sequence number of its `order.created` (or `order.amended`) event.
         seq: u64,
     },
-    /// Refused by validation; nothing was recorded.
+    /// A cancel removed the order.
+    Cancelled {
+        /// The order's id.
+        order_id: u64,
+        /// Sequence number of its `order.cancelled` event.
+        seq: u64,
+    },
+    /// A cancel-all removed `count` orders.
+    CancelledAll {
+        /// How many orders were cancelled.
+        count: u32,
+        /// How many open orders of the user (in the market) are left: more than `max_fills`
+        /// orders take several commands.
+        left: u32,
+        /// Sequence number of the last event (0 when nothing was cancelled).
+        seq: u64,
+    },
+    /// A deposit or withdrawal went through (or was repeated with the same key).
+    Balance {
+        /// Which asset.
+        asset: AssetIndex,
+        /// Available balance afterwards, in asset units.
+        available: u64,
+        /// Reserved balance afterwards, in asset units.
+        reserved: u64,
+        /// Sequence number of the `balance.changed` event.
+        seq: u64,
+    },
+    /// A halt or resume took effect.
+    Done {
+        /// Sequence number of its event.
+        seq: u64,
+    },
+    /// Refused; nothing changed (a refused order still counts against the rate limit).
     Rejected(RejectCode),
     /// Not processed because the journal ring is full; the client may retry.
     Busy,
 }
 
-/// Everything the journal thread writes, in sequence order.
-#[derive(Debug, Clone, Copy)]
-pub enum JournalRecord {
-    /// An accepted order.
-    Order(OrderRecord),
+/// Why an order left the book without being filled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CancelReason {
+    /// The owner asked (cancel or cancel-all).
+    Requested,
+    /// The unfilled rest of an IOC or market order.
+    Unfilled,
+    /// Self-trade prevention.
+    SelfTrade,
+    /// The incoming order reached `max_fills`.
+    MaxFills,
 }
 
-impl JournalRecord {
-    /// The record's global sequence number.
-    pub fn seq(&self) -> u64 {
+impl CancelReason {
+    /// The protocol word.
+    pub fn as_str(self) -> &'static str {
         match self {
-            JournalRecord::Order(o) => o.seq,
-        }
-    }
-
-    /// Monotonic time the engine produced the record (for the engine → commit latency).
-    pub fn engine_mono(&self) -> u64 {
-        match self {
-            JournalRecord::Order(o) => o.engine_mono,
+            CancelReason::Requested => "requested",
+            CancelReason::Unfilled => "unfilled",
+            CancelReason::SelfTrade => "self_trade_prevention",
+            CancelReason::MaxFills => "max_fills",
         }
     }
 }
 
-/// An accepted order, in the engine's integers.
+/// An unsolicited message to the owner of an order: a fill, or a cancellation it did not ask
+/// for in this command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OrderRecord {
-    /// Global sequence number.
+pub struct Report {
+    /// Sequence number of the event this reports.
     pub seq: u64,
-    /// Order id.
+    /// The order.
     pub order_id: u64,
-    /// Market index in the config.
-    pub market: MarketId,
-    /// Buy or sell.
-    pub side: Side,
-    /// Limit or market.
-    pub order_type: OrderType,
-    /// Time in force.
-    pub tif: TimeInForce,
-    /// Limit price in ticks (0 for a market order).
-    pub price_ticks: u64,
-    /// Size in lots (at least the market's minimum).
-    pub size_lots: u64,
-    /// Ingress wall-clock time, ns since the Unix epoch.
-    pub recv_ns: u64,
-    /// Monotonic time the engine processed the command (latency measurement only).
-    pub engine_mono: u64,
-    /// Who placed it.
-    pub username: Username,
-    /// The client's id for it (may be empty).
+    /// Its client order id (may be empty).
     pub client_order_id: ClientOrderId,
-    /// The client's timestamp text (may be empty).
-    pub client_timestamp: Text<MAX_CLIENT_TIMESTAMP>,
+    /// Its market.
+    pub market: MarketId,
+    /// Its side.
+    pub side: Side,
+    /// Open size left, in lots.
+    pub remaining_lots: u64,
+    /// What happened.
+    pub kind: ReportKind,
 }
+
+/// What a report says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    /// The order traded.
+    Fill {
+        /// Trade price, in ticks.
+        price_ticks: u64,
+        /// Traded size, in lots.
+        size_lots: u64,
+        /// The order was resting (maker) rather than incoming (taker).
+        maker: bool,
+    },
+    /// The order left the book.
+    Cancelled(CancelReason),
+}
+
+/// Everything the engine sends to a connection, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outbound {
+    /// The answer to the connection's next command.
+    Reply(Reply),
+    /// A report about one of the connection's orders.
+    Report(Report),
+}
+
+/// Who placed an order: the engine's token for a connection (see the runner), so that later
+/// fills reach the right socket. `NO_OWNER` for orders whose connection is gone.
+pub type Owner = u32;
+
+/// The owner of orders placed outside any connection (tests, replay).
+pub const NO_OWNER: Owner = u32::MAX;

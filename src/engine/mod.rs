@@ -1,18 +1,30 @@
 //! The engine: one pinned thread that owns all trading state.
 //!
-//! [`machine`] is the deterministic logic (validation, sequencing), callable in process from
-//! tests and benchmarks; [`runner`] is the thread around it: rings in, rings out, idle
-//! strategy, control plane.
+//! [`machine`] is the deterministic logic (validation, compliance, custody, matching), callable
+//! in process from tests and benchmarks, built from [`book`] (order books), [`custody`]
+//! (balances) and [`risk`] (compliance); [`runner`] is the thread around it: rings in, rings
+//! out, idle strategy, control plane.
 
+pub mod book;
 pub mod command;
+pub mod custody;
+pub mod event;
+pub mod hash;
 pub mod machine;
+pub mod risk;
 pub mod runner;
 pub mod text;
 
+#[cfg(test)]
+mod tests;
+
 pub use command::{
-    Command, CommandBody, JournalRecord, MarketId, NewOrder, OrderRecord, OrderType, Outcome,
-    RejectCode, Reply, Side, TimeInForce,
+    Amend, AssetName, Cancel, CancelAll, CancelReason, Command, CommandBody, HaltTarget,
+    IdempotencyKey, MarketId, MarketName, NO_OWNER, NewOrder, OrderRef, OrderType, Outbound,
+    Outcome, Owner, RejectCode, Reply, Report, ReportKind, Side, TimeInForce, Transfer, Username,
 };
-pub use machine::{Engine, Journal, ValidOrder};
+pub use custody::Balance;
+pub use event::{BalanceReason, Event, EventKind, OrderRecord, TradeRecord, events_bound};
+pub use machine::{Depth, Engine, Output, Recorder, ValidOrder};
 pub use runner::{Connection, Control, EngineHandle, EngineLink, EngineSnapshot};
 pub use text::Text;

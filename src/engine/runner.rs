@@ -1,6 +1,7 @@
 //! The engine thread: polls every connection's command ring, runs the state machine, pushes
 //! replies and journal records, and waits according to the configured idle strategy.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -8,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use super::command::{Command, JournalRecord, Outcome, Reply};
-use super::machine::Engine;
+use super::command::{Command, MarketName, Outbound, Outcome, Owner, Report, Username};
+use super::custody::Balance;
+use super::event::Event;
+use super::hash::IdBuild;
+use super::machine::{Depth, Engine, Output};
 use crate::config::{Config, IdleStrategy};
 use crate::telemetry::{Counters, LatencyHistogram, bump, mono_ns};
 use crate::wake::{Doorbell, TaskBell};
@@ -29,10 +33,13 @@ const CONTROL_CAPACITY: usize = 1024;
 pub struct Connection {
     /// Commands from the connection task, in the order the client sent them.
     pub commands: rtrb::Consumer<Command>,
-    /// Replies to the connection task, one per command, in the same order.
-    pub replies: rtrb::Producer<Reply>,
-    /// Wakes the connection task when replies are ready (only if it waits for them).
+    /// Replies (one per command, in command order) and execution reports to the task.
+    pub replies: rtrb::Producer<Outbound>,
+    /// Wakes the connection task when messages are ready (only if it waits for them).
     pub bell: Arc<TaskBell>,
+    /// Set by the engine when it cuts the connection off as a slow consumer: the sequence
+    /// number from which the client can resume (0 while connected).
+    pub cut: Arc<AtomicU64>,
 }
 
 /// Copies of the engine's latency histograms.
@@ -51,6 +58,22 @@ pub enum Control {
     Register(Connection),
     /// Send copies of the latency histograms.
     Stats(tokio::sync::oneshot::Sender<EngineSnapshot>),
+    /// Send the best `depth` levels of a market's book (`None`: no such market).
+    Book {
+        /// The market.
+        market: MarketName,
+        /// Levels per side.
+        depth: usize,
+        /// Where to answer.
+        reply: tokio::sync::oneshot::Sender<Option<Depth>>,
+    },
+    /// Send a user's balances (`None`: no account).
+    Balances {
+        /// The user.
+        username: Username,
+        /// Where to answer.
+        reply: tokio::sync::oneshot::Sender<Option<Vec<Balance>>>,
+    },
     /// Finish every registered connection's commands, then stop.
     Shutdown,
 }
@@ -97,16 +120,23 @@ impl EngineHandle {
     /// Starts the engine thread.
     pub fn spawn(
         config: &Config,
-        journal: rtrb::Producer<JournalRecord>,
+        journal: rtrb::Producer<Event>,
         journal_bell: Arc<Doorbell>,
         counters: Arc<Counters>,
     ) -> std::io::Result<EngineHandle> {
         let (control, control_rx) = crossbeam_channel::bounded(CONTROL_CAPACITY);
         let doorbell = Arc::new(Doorbell::new());
         let heartbeat = Arc::new(AtomicU64::new(0));
+        let engine = Engine::new(config);
+        let per_command = engine.events_per_command();
+        let max_conns = config.daemon.max_connections.min(1 << 16);
         let mut runner = Runner {
-            engine: Engine::new(&config.markets),
-            connections: Vec::with_capacity(config.daemon.max_connections.min(4096)),
+            engine,
+            connections: Vec::with_capacity(max_conns),
+            tokens: HashMap::with_capacity_and_hasher(max_conns, IdBuild::default()),
+            next_token: 0,
+            origin_reports: Vec::with_capacity(per_command),
+            cut: Vec::with_capacity(max_conns),
             control: control_rx,
             journal,
             journal_bell,
@@ -208,13 +238,28 @@ fn pin(core: Option<usize>) {
     }
 }
 
+/// A registered connection and its token (the `Owner` on its orders).
+#[derive(Debug)]
+struct Entry {
+    conn: Connection,
+    token: Owner,
+}
+
 /// The engine thread's state.
 struct Runner {
     engine: Engine,
     /// Registered connections; order does not matter (removal swaps).
-    connections: Vec<Connection>,
+    connections: Vec<Entry>,
+    /// Token → index in `connections`, for routing reports.
+    tokens: HashMap<Owner, usize, IdBuild>,
+    next_token: Owner,
+    /// Reports for the connection whose command is being processed: they go out after its
+    /// reply, so that a client sees `accepted` before the fills of the same order.
+    origin_reports: Vec<Report>,
+    /// Connections found too slow during the current command, to cut off after it.
+    cut: Vec<Owner>,
     control: Receiver<Control>,
-    journal: rtrb::Producer<JournalRecord>,
+    journal: rtrb::Producer<Event>,
     journal_bell: Arc<Doorbell>,
     doorbell: Arc<Doorbell>,
     heartbeat: Arc<AtomicU64>,
@@ -226,12 +271,55 @@ struct Runner {
     stopping: bool,
 }
 
+/// The engine's outputs while one command is processed.
+struct Sink<'a> {
+    journal: &'a mut rtrb::Producer<Event>,
+    connections: &'a mut [Entry],
+    tokens: &'a HashMap<Owner, usize, IdBuild>,
+    origin: Owner,
+    origin_reports: &'a mut Vec<Report>,
+    cut: &'a mut Vec<Owner>,
+}
+
+impl Output for Sink<'_> {
+    #[inline]
+    fn has_room(&mut self, events: usize) -> bool {
+        // The cached count avoids touching the consumer's cache line on most calls.
+        self.journal.cached_slots() >= events || self.journal.slots() >= events
+    }
+
+    #[inline]
+    fn event(&mut self, event: Event) {
+        let pushed = self.journal.push(event);
+        debug_assert!(pushed.is_ok(), "room was checked for the whole command");
+    }
+
+    fn report(&mut self, owner: Owner, report: Report) {
+        if owner == self.origin {
+            self.origin_reports.push(report);
+            return;
+        }
+        let Some(&i) = self.tokens.get(&owner) else {
+            return; // the connection is gone; the events are in the journal
+        };
+        let entry = &mut self.connections[i];
+        if entry.conn.replies.push(Outbound::Report(report)).is_err() {
+            // The engine never waits for a client: one that does not read is cut off.
+            if !self.cut.contains(&owner) {
+                self.cut.push(owner);
+            }
+        } else {
+            entry.conn.bell.ring();
+        }
+    }
+}
+
 impl Drop for Runner {
     fn drop(&mut self) {
         // Normally empty; after a panic this tells every waiting connection task that its
         // reply ring is abandoned instead of leaving it asleep.
-        for conn in &self.connections {
-            conn.bell.ring_always();
+        for entry in &self.connections {
+            entry.conn.bell.ring_always();
         }
     }
 }
@@ -290,7 +378,7 @@ impl Runner {
             !control.is_empty()
                 || connections
                     .iter()
-                    .any(|c| !c.commands.is_empty() || c.commands.is_abandoned())
+                    .any(|e| !e.conn.commands.is_empty() || e.conn.commands.is_abandoned())
         });
     }
 
@@ -299,18 +387,19 @@ impl Runner {
         let mut total = 0;
         let mut i = 0;
         while i < self.connections.len() {
-            let conn = &mut self.connections[i];
-            if conn.replies.is_abandoned() {
+            if self.connections[i].conn.replies.is_abandoned() {
                 // The task is gone: nobody can receive replies, and nothing in the ring was
                 // acknowledged, so the commands are discarded with the connection.
-                self.drop_connection(i);
+                self.drop_connection(i, 0);
                 continue;
             }
             let mut done = 0;
             // One clock read per command: command k's processing time runs from its start to
             // the start of command k+1 (or the final read).
             let mut t = 0;
+            let origin = self.connections[i].token;
             while done < CONNECTION_BUDGET {
+                let conn = &mut self.connections[i].conn;
                 // Replies are never dropped: a command is taken only when its reply has room.
                 if conn.replies.cached_slots() == 0 && conn.replies.slots() == 0 {
                     break;
@@ -324,28 +413,53 @@ impl Runner {
                 self.stats
                     .ingress_to_engine
                     .record(now.saturating_sub(cmd.recv_mono));
-                let reply = self.engine.process(&cmd, now, &mut self.journal);
+                let mut sink = Sink {
+                    journal: &mut self.journal,
+                    connections: &mut self.connections,
+                    tokens: &self.tokens,
+                    origin,
+                    origin_reports: &mut self.origin_reports,
+                    cut: &mut self.cut,
+                };
+                let reply = self.engine.process(&cmd, origin, now, &mut sink);
                 let c = &self.counters.engine;
                 bump(&c.commands);
                 match reply.outcome {
-                    Outcome::Accepted { seq, .. } => {
-                        bump(&c.orders_accepted);
-                        c.last_seq.store(seq, Ordering::Relaxed);
-                    }
+                    Outcome::Accepted { .. } => bump(&c.orders_accepted),
                     Outcome::Rejected(_) => bump(&c.orders_rejected),
                     Outcome::Busy => bump(&c.busy),
+                    _ => {}
                 }
-                let pushed = conn.replies.push(reply);
+                c.last_seq.store(self.engine.last_seq(), Ordering::Relaxed);
+                let conn = &mut self.connections[i].conn;
+                let pushed = conn.replies.push(Outbound::Reply(reply));
                 debug_assert!(pushed.is_ok(), "reply room was checked");
+                for report in self.origin_reports.drain(..) {
+                    if conn.replies.push(Outbound::Report(report)).is_err() {
+                        if !self.cut.contains(&origin) {
+                            self.cut.push(origin);
+                        }
+                        break;
+                    }
+                }
                 done += 1;
+                if !self.cut.is_empty() {
+                    break;
+                }
             }
             if done > 0 {
                 self.stats.engine_process.record(mono_ns() - t);
-                conn.bell.ring();
+                self.connections[i].conn.bell.ring();
                 total += done;
             }
+            if !self.cut.is_empty() {
+                self.cut_slow_consumers();
+                // Indexes moved: start this round's scan over at the current position.
+                continue;
+            }
+            let conn = &self.connections[i].conn;
             if conn.commands.is_abandoned() && conn.commands.is_empty() {
-                self.drop_connection(i);
+                self.drop_connection(i, 0);
                 continue;
             }
             i += 1;
@@ -353,10 +467,29 @@ impl Runner {
         total
     }
 
-    fn drop_connection(&mut self, i: usize) {
-        let conn = self.connections.swap_remove(i);
-        let bell = conn.bell.clone();
-        drop(conn);
+    /// Disconnects every connection marked too slow, telling each where it can resume.
+    fn cut_slow_consumers(&mut self) {
+        let resume_at = self.engine.last_seq() + 1;
+        while let Some(token) = self.cut.pop() {
+            if let Some(&i) = self.tokens.get(&token) {
+                bump(&self.counters.engine.slow_consumers);
+                self.drop_connection(i, resume_at);
+            }
+        }
+    }
+
+    /// Forgets a connection; `cut_at` > 0 marks it cut off as a slow consumer.
+    fn drop_connection(&mut self, i: usize, cut_at: u64) {
+        let entry = self.connections.swap_remove(i);
+        self.tokens.remove(&entry.token);
+        if let Some(moved) = self.connections.get(i) {
+            self.tokens.insert(moved.token, i);
+        }
+        let bell = entry.conn.bell.clone();
+        if cut_at > 0 {
+            entry.conn.cut.store(cut_at, Ordering::Release);
+        }
+        drop(entry);
         // The task learns the engine is done with it from the abandoned reply ring.
         bell.ring_always();
         self.counters
@@ -369,7 +502,12 @@ impl Runner {
         while let Ok(message) = self.control.try_recv() {
             match message {
                 Control::Register(conn) => {
-                    self.connections.push(conn);
+                    let token = self.next_token;
+                    // Tokens are not reused while a connection could still hold one; u32
+                    // wraps only after four billion connections.
+                    self.next_token = self.next_token.wrapping_add(1) % super::command::NO_OWNER;
+                    self.tokens.insert(token, self.connections.len());
+                    self.connections.push(Entry { conn, token });
                     self.counters
                         .engine
                         .connections
@@ -377,6 +515,20 @@ impl Runner {
                 }
                 Control::Stats(reply) => {
                     let _ = reply.send(self.stats.clone());
+                }
+                Control::Book {
+                    market,
+                    depth,
+                    reply,
+                } => {
+                    let answer = self
+                        .engine
+                        .market(market.as_str())
+                        .and_then(|m| self.engine.depth(m, depth));
+                    let _ = reply.send(answer);
+                }
+                Control::Balances { username, reply } => {
+                    let _ = reply.send(self.engine.balances(username.as_str()));
                 }
                 Control::Shutdown => self.stopping = true,
             }

@@ -8,13 +8,24 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::engine::{Control, EngineLink};
+use crate::engine::{Control, EngineLink, MarketName, Username};
 use crate::journal::{JournalControl, JournalLink};
 use crate::telemetry::{Counter, Counters, LatencyHistogram, Stage};
 use crate::wire::{ErrorCode, StatsReport, WireReply};
 
 /// How long a `stats` request waits for the engine and the journal to answer.
 const STATS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A question answered outside the engine's command path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    /// Counters and latency percentiles.
+    Stats,
+    /// A market's book, `depth` levels per side.
+    Book(String, u32),
+    /// A user's balances.
+    Balances(String),
+}
 
 /// Everything a connection task needs, shared by all of them.
 #[derive(Debug)]
@@ -29,9 +40,32 @@ pub struct Ingress {
     pub counters: Arc<Counters>,
     /// Connections open now (for `max_connections`).
     pub open: AtomicUsize,
+    /// Told by the journal after every commit.
+    pub committed: Arc<tokio::sync::Notify>,
 }
 
 impl Ingress {
+    /// Events produced by the engine and not yet committed.
+    pub fn journal_backlog(&self) -> u64 {
+        let produced = self.counters.engine.last_seq.load(Ordering::Relaxed);
+        let durable = self.counters.journal.durable_seq.load(Ordering::Acquire);
+        produced.saturating_sub(durable)
+    }
+
+    /// Admission control with hysteresis: a connection stops reading while the journal's
+    /// backlog is above three quarters of its ring, and starts again once it is below half.
+    /// Under a sustained flood this turns into flow control on the sockets instead of a storm
+    /// of `busy` replies; `busy` stays as the last line of defence.
+    pub fn should_pause(&self, paused: bool) -> bool {
+        let ring = self.config.engine.journal_ring as u64;
+        let backlog = self.journal_backlog();
+        if paused {
+            backlog > ring / 2
+        } else {
+            backlog > ring / 4 * 3
+        }
+    }
+
     /// Counts a new connection; `false` if the limit is reached (nothing is counted then).
     fn admit(&self) -> bool {
         let max = self.config.daemon.max_connections;
@@ -40,6 +74,59 @@ impl Ingress {
                 (n < max).then_some(n + 1)
             })
             .is_ok()
+    }
+
+    /// Answers a query: asks the engine (and for stats the journal) over the control channel.
+    pub async fn answer(&self, query: Query) -> WireReply {
+        match query {
+            Query::Stats => self.stats().await,
+            Query::Book(market, depth) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let asked = self.engine.send(Control::Book {
+                    market: MarketName::new(&market),
+                    depth: depth.min(1000) as usize,
+                    reply: tx,
+                });
+                match ask(asked.is_ok(), rx).await {
+                    Err(e) => e,
+                    Ok(None) => WireReply::error(
+                        ErrorCode::NotFound,
+                        format!("market {market} is not configured"),
+                    ),
+                    Ok(Some((bids, asks))) => {
+                        let Some(m) = self.config.market(&market) else {
+                            return WireReply::error(ErrorCode::NotFound, market);
+                        };
+                        let level = |(p, s): (u64, u64)| {
+                            (
+                                crate::num::Decimal::format_units(p, m.tick_size),
+                                crate::num::Decimal::format_units(s, m.lot_size),
+                            )
+                        };
+                        WireReply::Book {
+                            market,
+                            bids: bids.into_iter().map(level).collect(),
+                            asks: asks.into_iter().map(level).collect(),
+                        }
+                    }
+                }
+            }
+            Query::Balances(username) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let asked = self.engine.send(Control::Balances {
+                    username: Username::new(&username),
+                    reply: tx,
+                });
+                match ask(asked.is_ok(), rx).await {
+                    Err(e) => e,
+                    Ok(None) => WireReply::error(
+                        ErrorCode::NotFound,
+                        format!("user {username} has no account"),
+                    ),
+                    Ok(Some(balances)) => WireReply::balances(&username, &balances, &self.config),
+                }
+            }
+        }
     }
 
     /// Asks the engine and the journal for their histograms and reads the counters.
@@ -69,6 +156,23 @@ impl Ingress {
                 (Stage::EngineToCommit, &journal),
             ],
         ))
+    }
+}
+
+/// Waits for the engine's answer to a control message.
+async fn ask<T>(sent: bool, rx: tokio::sync::oneshot::Receiver<T>) -> Result<T, WireReply> {
+    if !sent {
+        return Err(WireReply::error(
+            ErrorCode::Unavailable,
+            "the engine is not taking requests",
+        ));
+    }
+    match tokio::time::timeout(STATS_TIMEOUT, rx).await {
+        Ok(Ok(answer)) => Ok(answer),
+        _ => Err(WireReply::error(
+            ErrorCode::Unavailable,
+            "the engine did not answer within 2 s",
+        )),
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
@@ -18,11 +18,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Ingress;
-use crate::engine::{Command, Connection, Control, Reply};
+use super::Query;
+use crate::engine::{Command, Connection, Control, Outbound};
 use crate::telemetry::{mono_ns, wall_ns};
 use crate::wake::TaskBell;
 use crate::wire::binary::{self, FrameHead, HANDSHAKE_LEN, MAGIC, PREFIX_LEN, VERSION};
-use crate::wire::{ErrorCode, Framing, Request, WireReply, json, write_engine_reply};
+use crate::wire::{ErrorCode, Framing, Request, WireReply, json, write, write_outbound};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -121,9 +122,10 @@ enum Pending {
     Engine,
     /// An answer the task already has (an error it found).
     Ready(WireReply),
-    /// A `stats` answer: gathered only once every earlier request is answered, so that it
-    /// counts them (`None` until then).
-    Stats(Option<oneshot::Receiver<WireReply>>),
+    /// A question answered outside the engine's command path (stats, book, balances): asked
+    /// only once every earlier request is answered, so that its answer includes them (`None`
+    /// until then).
+    Query(Query, Option<oneshot::Receiver<WireReply>>),
 }
 
 /// Serves one connection from its first byte to its close.
@@ -192,10 +194,12 @@ async fn connection(
     let (commands, engine_commands) = rtrb::RingBuffer::new(engine_cfg.command_ring);
     let (engine_replies, replies) = rtrb::RingBuffer::new(engine_cfg.reply_ring);
     let bell = Arc::new(TaskBell::new());
+    let cut = Arc::new(AtomicU64::new(0));
     let registered = ingress.engine.send(Control::Register(Connection {
         commands: engine_commands,
         replies: engine_replies,
         bell: bell.clone(),
+        cut: cut.clone(),
     }));
     if registered.is_err() {
         return refuse(
@@ -225,6 +229,7 @@ async fn connection(
         commands: Some(commands),
         replies,
         bell,
+        cut,
         pending: VecDeque::new(),
         max_pending: engine_cfg.command_ring + LOCAL_PENDING,
         eof: false,
@@ -232,6 +237,7 @@ async fn connection(
         draining: false,
         skipping_line: false,
         blocked: false,
+        paused: false,
         write_dead: false,
         recv_ns: wall_ns(),
         recv_mono: mono_ns(),
@@ -252,9 +258,11 @@ struct Conn {
     wpos: usize,
     /// Commands to the engine; `None` once this connection will send no more.
     commands: Option<rtrb::Producer<Command>>,
-    /// Replies from the engine, one per command, in command order.
-    replies: rtrb::Consumer<Reply>,
+    /// Replies from the engine (one per command, in command order) and execution reports.
+    replies: rtrb::Consumer<Outbound>,
     bell: Arc<TaskBell>,
+    /// Set by the engine if it cut this connection off as a slow consumer.
+    cut: Arc<AtomicU64>,
     /// Answers owed, in request order (at most `max_pending`).
     pending: VecDeque<Pending>,
     max_pending: usize,
@@ -268,6 +276,8 @@ struct Conn {
     skipping_line: bool,
     /// A complete request waits for room in the command ring or the pending queue.
     blocked: bool,
+    /// Reading is paused because the journal is far behind (admission control).
+    paused: bool,
     /// Writing failed or timed out: output is discarded from now on.
     write_dead: bool,
     /// Ingress stamps of the latest read.
@@ -279,17 +289,27 @@ enum Event {
     Read(io::Result<()>),
     Write(io::Result<()>),
     Replies,
-    Stats(WireReply),
+    /// Boxed: replies are large and rare next to the other events.
+    Answer(Box<WireReply>),
     Shutdown,
     DrainTimeout,
+    Committed,
 }
 
 impl Conn {
     async fn run(&mut self, mut shutdown: watch::Receiver<bool>) {
         let drain_timeout = self.ingress.config.daemon.drain_timeout;
         let mut last_write = Instant::now();
+        let committed = self.ingress.committed.clone();
         loop {
-            if !self.stop_input() {
+            // Created before the backlog is read: a `Notified` receives every notify_waiters
+            // from its creation on, so a commit between the check and the wait is not missed.
+            let commit = committed.notified();
+            tokio::pin!(commit);
+            self.paused = self.ingress.should_pause(self.paused);
+            if self.paused {
+                // Requests stay in the socket until the journal catches up.
+            } else if !self.stop_input() {
                 self.parse_input();
             } else {
                 self.rpos = self.rbuf.len();
@@ -313,22 +333,29 @@ impl Conn {
                 break;
             }
             let engine_gone = self.replies.is_abandoned() && self.replies.is_empty();
+            if engine_gone && self.engine_released() {
+                continue;
+            }
             if engine_gone && matches!(self.pending.front(), Some(Pending::Engine)) {
                 tracing::warn!("engine released the connection with replies owed; closing it");
                 break;
             }
-            let want_read = !input_done && !self.eof && !self.blocked;
-            let want_reply = matches!(self.pending.front(), Some(Pending::Engine))
-                && self.wbuf.len() - self.wpos < WRITE_HIGH;
-            let want_stats = matches!(self.pending.front(), Some(Pending::Stats(Some(_))));
-            if want_reply && self.spin_for_replies() {
+            let want_read = !input_done && !self.eof && !self.blocked && !self.paused;
+            let paused = self.paused && !input_done;
+            // The ring is listened to all the time: execution reports arrive whenever the
+            // client's orders trade, not only in answer to a request.
+            let want_ring = !engine_gone && self.wbuf.len() - self.wpos < WRITE_HIGH;
+            let reply_owed = matches!(self.pending.front(), Some(Pending::Engine));
+            let want_answer = matches!(self.pending.front(), Some(Pending::Query(_, Some(_))));
+            if want_ring && reply_owed && self.spin_for_replies() {
                 continue;
             }
-            if want_reply {
+            if want_ring {
                 let replies = &self.replies;
+                let front = self.pending.front();
                 if self
                     .bell
-                    .prepare(|| !replies.is_empty() || replies.is_abandoned())
+                    .prepare(|| replies.is_abandoned() || ring_ready(replies, front))
                 {
                     continue;
                 }
@@ -338,10 +365,11 @@ impl Conn {
                 let bell = &self.bell;
                 let pending = &mut self.pending;
                 tokio::select! {
+                    _ = &mut commit, if paused => Event::Committed,
                     r = stream.readable(), if want_read => Event::Read(r),
                     r = stream.writable(), if unsent => Event::Write(r),
-                    _ = bell.wait(), if want_reply => Event::Replies,
-                    r = stats_at_front(pending), if want_stats => Event::Stats(r),
+                    _ = bell.wait(), if want_ring => Event::Replies,
+                    r = answer_at_front(pending), if want_answer => Event::Answer(Box::new(r)),
                     _ = shutdown.changed(), if !self.draining => Event::Shutdown,
                     _ = tokio::time::sleep_until(last_write + drain_timeout), if self.draining && unsent => Event::DrainTimeout,
                 }
@@ -352,8 +380,8 @@ impl Conn {
                     self.eof = true;
                     self.write_dead = true;
                 }
-                Event::Write(Ok(())) | Event::Replies => {}
-                Event::Stats(reply) => {
+                Event::Write(Ok(())) | Event::Replies | Event::Committed => {}
+                Event::Answer(reply) => {
                     self.pending.pop_front();
                     self.encode(&reply);
                     // The pending queue may have been full: parse again.
@@ -381,7 +409,7 @@ impl Conn {
         let start = std::time::Instant::now();
         let mut i = 0u32;
         loop {
-            if !self.replies.is_empty() || self.replies.is_abandoned() {
+            if self.replies.is_abandoned() || ring_ready(&self.replies, self.pending.front()) {
                 return true;
             }
             i = i.wrapping_add(1);
@@ -416,53 +444,78 @@ impl Conn {
         }
     }
 
-    /// Moves every answer that is ready, in order, into the write buffer; returns how many.
+    /// Moves every answer that is ready, in order, into the write buffer, and every execution
+    /// report as it comes; returns how many messages it moved.
     fn collect_output(&mut self) -> usize {
         let mut moved = 0;
-        while self.wbuf.len() - self.wpos < WRITE_HIGH || self.write_dead {
+        loop {
+            if !self.write_dead && self.wbuf.len() - self.wpos >= WRITE_HIGH {
+                break;
+            }
             match self.pending.front_mut() {
-                Some(Pending::Engine) => {
-                    let Ok(reply) = self.replies.pop() else { break };
-                    self.pending.pop_front();
-                    if !self.write_dead {
-                        write_engine_reply(
-                            &reply,
-                            &self.ingress.config,
-                            self.framing,
-                            &mut self.wbuf,
-                        );
-                    }
-                    moved += 1;
-                }
                 Some(Pending::Ready(_)) => {
                     if let Some(Pending::Ready(reply)) = self.pending.pop_front() {
                         self.encode(&reply);
                         moved += 1;
                     }
+                    continue;
                 }
-                Some(Pending::Stats(Some(_))) | None => break,
-                Some(Pending::Stats(slot @ None)) => {
+                Some(Pending::Query(query, slot @ None)) => {
                     let (tx, rx) = oneshot::channel();
                     let ingress = self.ingress.clone();
+                    let query = query.clone();
                     tokio::spawn(async move {
-                        let _ = tx.send(ingress.stats().await);
+                        let _ = tx.send(ingress.answer(query).await);
                     });
                     *slot = Some(rx);
-                    break;
                 }
+                _ => {}
             }
+            if !ring_ready(&self.replies, self.pending.front()) {
+                break;
+            }
+            let Ok(message) = self.replies.pop() else {
+                break;
+            };
+            if matches!(message, Outbound::Reply(_)) {
+                self.pending.pop_front();
+            }
+            if !self.write_dead {
+                write_outbound(&message, &self.ingress.config, self.framing, &mut self.wbuf);
+            }
+            moved += 1;
         }
         moved
+    }
+
+    /// After the engine let go of the connection: if it cut the connection off as a slow
+    /// consumer, owed answers are dropped and a last error says where to resume. True if that
+    /// happened now.
+    fn engine_released(&mut self) -> bool {
+        let resume_at = self.cut.swap(0, Ordering::AcqRel);
+        if resume_at == 0 {
+            return false;
+        }
+        tracing::warn!(resume_at, "client cut off as a slow consumer");
+        self.pending.clear();
+        self.pending.push_back(Pending::Ready(WireReply::error(
+            ErrorCode::SlowConsumer,
+            format!(
+                "disconnected: the client did not read its execution reports; everything up to \
+                 sequence number {} is recorded, resume from {resume_at}",
+                resume_at - 1
+            ),
+        )));
+        self.closing = true;
+        self.commands = None;
+        true
     }
 
     fn encode(&mut self, reply: &WireReply) {
         if self.write_dead {
             return;
         }
-        match self.framing {
-            Framing::Json => json::write_reply(reply, &mut self.wbuf),
-            Framing::Binary => binary::write_frame(reply, &mut self.wbuf),
-        }
+        write(reply, self.framing, &mut self.wbuf);
     }
 
     /// Writes as much as the socket takes without waiting; true if anything was written.
@@ -544,25 +597,26 @@ impl Conn {
         }
     }
 
-    /// Hands one request on. `Ok(true)` if it went to the engine, `Ok(false)` if answered
-    /// locally, `Err` if the command ring is full (nothing consumed).
+    /// Hands one request on. `Ok(true)` if it went to the engine, `Ok(false)` if it is
+    /// answered outside the command path, `Err` if the command ring is full (nothing consumed).
     fn submit(&mut self, req: Request) -> Result<bool, ()> {
-        match req {
-            Request::NewOrder(order) => {
-                let ring = self.commands.as_mut().ok_or(())?;
-                if ring.is_full() {
-                    return Err(());
-                }
-                let pushed = ring.push(order.to_command(self.recv_ns, self.recv_mono));
-                debug_assert!(pushed.is_ok());
-                self.pending.push_back(Pending::Engine);
-                Ok(true)
+        if let Some(cmd) = req.to_command(self.recv_ns, self.recv_mono) {
+            let ring = self.commands.as_mut().ok_or(())?;
+            if ring.is_full() {
+                return Err(());
             }
-            Request::Stats => {
-                self.pending.push_back(Pending::Stats(None));
-                Ok(false)
-            }
+            let pushed = ring.push(cmd);
+            debug_assert!(pushed.is_ok());
+            self.pending.push_back(Pending::Engine);
+            return Ok(true);
         }
+        let query = match req {
+            Request::Book(b) => Query::Book(b.market, b.depth),
+            Request::Balances(b) => Query::Balances(b.username),
+            _ => Query::Stats,
+        };
+        self.pending.push_back(Pending::Query(query, None));
+        Ok(false)
     }
 
     fn next_line(&mut self) -> Step {
@@ -663,11 +717,21 @@ enum Step {
     NeedMore,
 }
 
-async fn stats_at_front(pending: &mut VecDeque<Pending>) -> WireReply {
+async fn answer_at_front(pending: &mut VecDeque<Pending>) -> WireReply {
     match pending.front_mut() {
-        Some(Pending::Stats(Some(rx))) => rx.await.unwrap_or_else(|_| {
-            WireReply::error(ErrorCode::Unavailable, "stats could not be gathered")
+        Some(Pending::Query(_, Some(rx))) => rx.await.unwrap_or_else(|_| {
+            WireReply::error(ErrorCode::Unavailable, "the answer could not be gathered")
         }),
         _ => std::future::pending().await,
+    }
+}
+
+/// True when the ring's next message can be written now: a report always, a reply only when
+/// it is the next answer owed.
+fn ring_ready(replies: &rtrb::Consumer<Outbound>, front: Option<&Pending>) -> bool {
+    match replies.peek() {
+        Ok(Outbound::Report(_)) => true,
+        Ok(Outbound::Reply(_)) => matches!(front, Some(Pending::Engine)),
+        Err(_) => false,
     }
 }

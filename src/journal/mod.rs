@@ -5,7 +5,9 @@
 //! failed commit is retried with the same batch until it succeeds; meanwhile the ring fills and
 //! the engine answers `busy`, so nothing is dropped.
 
+pub mod payload;
 mod schema;
+pub mod store;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,9 +20,8 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 pub use schema::{SCHEMA_VERSION, migrate};
 
-use crate::config::{Config, MarketConfig, Synchronous};
-use crate::engine::{JournalRecord, OrderRecord};
-use crate::num::Decimal;
+use crate::config::{Config, Synchronous};
+use crate::engine::Event;
 use crate::telemetry::{Counters, LatencyHistogram, bump, mono_ns};
 use crate::wake::Doorbell;
 
@@ -113,9 +114,10 @@ impl JournalHandle {
     /// Starts the journal thread on an opened connection.
     pub fn spawn(
         conn: Connection,
-        records: rtrb::Consumer<JournalRecord>,
+        records: rtrb::Consumer<Event>,
         config: &Config,
         counters: Arc<Counters>,
+        committed: Arc<tokio::sync::Notify>,
     ) -> std::io::Result<JournalHandle> {
         let bell = Arc::new(Doorbell::new());
         let (control, control_rx) = crossbeam_channel::bounded(16);
@@ -124,7 +126,9 @@ impl JournalHandle {
             records,
             control: control_rx,
             bell: bell.clone(),
-            markets: config.markets.clone(),
+            config: config.clone(),
+            json: Vec::with_capacity(512),
+            committed,
             nice: config.journal.nice,
             batch: Vec::with_capacity(config.journal.batch_size),
             batch_size: config.journal.batch_size,
@@ -186,14 +190,19 @@ fn lower_priority(nice: i32) {
 
 struct Writer {
     conn: Connection,
-    records: rtrb::Consumer<JournalRecord>,
+    records: rtrb::Consumer<Event>,
     control: Receiver<JournalControl>,
     bell: Arc<Doorbell>,
-    markets: Vec<MarketConfig>,
+    /// Market and asset names and grids, for the rows and payloads.
+    config: Config,
+    /// Reused buffer for JSON payloads.
+    json: Vec<u8>,
+    /// Told after every commit (connections paused by a backlog wait for it).
+    committed: Arc<tokio::sync::Notify>,
     /// Nice value to run at.
     nice: i32,
     /// Records taken from the ring and not yet committed (at most `batch_size`).
-    batch: Vec<JournalRecord>,
+    batch: Vec<Event>,
     batch_size: usize,
     max_delay: Duration,
     counters: Arc<Counters>,
@@ -282,9 +291,9 @@ impl Writer {
             tracing::info!(failures, "journal commit succeeded after retries");
         }
         let now = mono_ns();
-        let last = self.batch.last().map(JournalRecord::seq).unwrap_or(0);
-        for r in &self.batch {
-            self.latency.record(now.saturating_sub(r.engine_mono()));
+        let last = self.batch.last().map(|e| e.seq).unwrap_or(0);
+        for e in &self.batch {
+            self.latency.record(now.saturating_sub(e.engine_mono));
         }
         let c = &self.counters.journal;
         c.rows.store(
@@ -294,79 +303,16 @@ impl Writer {
         bump(&c.batches);
         c.durable_seq.store(last, Ordering::Release);
         self.batch.clear();
+        self.committed.notify_waiters();
     }
 
     fn write_batch(&mut self) -> rusqlite::Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        insert_orders(
-            &tx,
-            self.batch.iter().map(|r| match r {
-                JournalRecord::Order(o) => o,
-            }),
-            &self.markets,
-        )?;
+        store::write_events(&tx, self.batch.iter(), &self.config, &mut self.json)?;
         tx.commit()
     }
-}
-
-/// The statement that records one accepted order.
-pub const INSERT_ORDER: &str = "INSERT INTO Orders (timestamp, username, market, side, size, \
-     price, id, seq, client_order_id, order_type, tif, status, filled_lots, price_ticks, \
-     size_lots, recv_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'open', 0, ?12, \
-     ?13, ?14)";
-
-/// Records accepted orders inside the caller's transaction, with one prepared statement.
-///
-/// (Multi-row `INSERT` statements were measured and gave no gain: SQLite's per-row B-tree work
-/// dominates, not the per-statement overhead.)
-pub fn insert_orders<'a>(
-    tx: &rusqlite::Transaction<'_>,
-    orders: impl Iterator<Item = &'a OrderRecord>,
-    markets: &[MarketConfig],
-) -> rusqlite::Result<()> {
-    let mut insert = tx.prepare_cached(INSERT_ORDER)?;
-    for o in orders {
-        bind_order(&mut insert, 0, o, markets)?;
-        insert.raw_execute()?;
-    }
-    Ok(())
-}
-
-/// Binds one order's parameters, `base + 1 ..= base + 14`, without running the statement.
-fn bind_order(
-    stmt: &mut rusqlite::CachedStatement<'_>,
-    base: usize,
-    o: &OrderRecord,
-    markets: &[MarketConfig],
-) -> rusqlite::Result<()> {
-    let market = &markets[o.market as usize];
-    let mut buf = [0u8; RFC3339_LEN];
-    let ts: &str = match o.client_timestamp.non_empty() {
-        Some(t) => t,
-        None => format_rfc3339(o.recv_ns, &mut buf),
-    };
-    let price = (o.price_ticks > 0).then(|| Decimal::units_to_f64(o.price_ticks, market.tick_size));
-    let price_ticks = (o.price_ticks > 0).then_some(o.price_ticks as i64);
-    stmt.raw_bind_parameter(base + 1, ts)?;
-    stmt.raw_bind_parameter(base + 2, o.username.as_str())?;
-    stmt.raw_bind_parameter(base + 3, market.name.as_str())?;
-    stmt.raw_bind_parameter(base + 4, o.side.as_str())?;
-    stmt.raw_bind_parameter(
-        base + 5,
-        Decimal::units_to_f64(o.size_lots, market.lot_size),
-    )?;
-    stmt.raw_bind_parameter(base + 6, price)?;
-    stmt.raw_bind_parameter(base + 7, o.order_id as i64)?;
-    stmt.raw_bind_parameter(base + 8, o.seq as i64)?;
-    stmt.raw_bind_parameter(base + 9, o.client_order_id.non_empty())?;
-    stmt.raw_bind_parameter(base + 10, o.order_type.as_str())?;
-    stmt.raw_bind_parameter(base + 11, o.tif.as_str())?;
-    stmt.raw_bind_parameter(base + 12, price_ticks)?;
-    stmt.raw_bind_parameter(base + 13, o.size_lots as i64)?;
-    stmt.raw_bind_parameter(base + 14, o.recv_ns as i64)?;
-    Ok(())
 }
 
 /// Length of [`format_rfc3339`]'s output (years 0 to 9999).

@@ -26,6 +26,40 @@ const MIGRATIONS: &[&str] = &[
         size_lots INTEGER NOT NULL,
         recv_ns INTEGER NOT NULL
     );",
+    // 2: the event log (the outbox and replay source), trades, current balances; orders get
+    // their post-only flag and are updated as they fill, amend and cancel.
+    "CREATE TABLE Events (
+        seq INTEGER PRIMARY KEY,
+        topic TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        recv_ns INTEGER NOT NULL
+    );
+    CREATE TABLE Trades (
+        id INTEGER PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        timestamp TEXT NOT NULL,
+        market TEXT NOT NULL,
+        price REAL NOT NULL,
+        size REAL NOT NULL,
+        price_ticks INTEGER NOT NULL,
+        size_lots INTEGER NOT NULL,
+        maker_order_id INTEGER NOT NULL,
+        taker_order_id INTEGER NOT NULL,
+        aggressor TEXT NOT NULL,
+        maker TEXT NOT NULL,
+        taker TEXT NOT NULL,
+        maker_fee INTEGER NOT NULL,
+        taker_fee INTEGER NOT NULL
+    );
+    CREATE TABLE Balances (
+        username TEXT NOT NULL,
+        asset TEXT NOT NULL,
+        available INTEGER NOT NULL,
+        reserved INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (username, asset)
+    ) WITHOUT ROWID;
+    ALTER TABLE Orders ADD COLUMN post_only INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.

@@ -28,6 +28,8 @@ pub struct EngineCounters {
     pub connections: AtomicU64,
     /// Highest sequence number assigned.
     pub last_seq: AtomicU64,
+    /// Connections cut off because they did not read their execution reports.
+    pub slow_consumers: AtomicU64,
 }
 
 /// Written by the journal thread only.
@@ -80,6 +82,8 @@ pub enum Counter {
     EngineConnections,
     /// [`EngineCounters::last_seq`]
     LastSeq,
+    /// [`EngineCounters::slow_consumers`]
+    SlowConsumers,
     /// [`JournalCounters::batches`]
     JournalBatches,
     /// [`JournalCounters::rows`]
@@ -98,13 +102,14 @@ pub enum Counter {
 
 impl Counter {
     /// All counters, in display order.
-    pub const ALL: [Counter; 13] = [
+    pub const ALL: [Counter; 14] = [
         Counter::Commands,
         Counter::OrdersAccepted,
         Counter::OrdersRejected,
         Counter::Busy,
         Counter::EngineConnections,
         Counter::LastSeq,
+        Counter::SlowConsumers,
         Counter::JournalBatches,
         Counter::JournalRows,
         Counter::JournalCommitErrors,
@@ -123,6 +128,7 @@ impl Counter {
             Counter::Busy => "orderpipe_busy_replies_total",
             Counter::EngineConnections => "orderpipe_engine_connections",
             Counter::LastSeq => "orderpipe_last_seq",
+            Counter::SlowConsumers => "orderpipe_slow_consumers_total",
             Counter::JournalBatches => "orderpipe_journal_batches_total",
             Counter::JournalRows => "orderpipe_journal_rows_total",
             Counter::JournalCommitErrors => "orderpipe_journal_commit_errors_total",
@@ -142,6 +148,7 @@ impl Counter {
             Counter::Busy => &c.engine.busy,
             Counter::EngineConnections => &c.engine.connections,
             Counter::LastSeq => &c.engine.last_seq,
+            Counter::SlowConsumers => &c.engine.slow_consumers,
             Counter::JournalBatches => &c.journal.batches,
             Counter::JournalRows => &c.journal.rows,
             Counter::JournalCommitErrors => &c.journal.commit_errors,

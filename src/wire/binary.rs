@@ -126,6 +126,7 @@ mod tests {
             price: Some(Decimal::new(500005, -1).unwrap()),
             size: Decimal::new(1, -2).unwrap(),
             timestamp: None,
+            post_only: false,
         });
         let mut expected: Vec<u8> = vec![];
         expected.extend(0u32.to_le_bytes()); // variant NewOrder
@@ -145,6 +146,7 @@ mod tests {
         expected.extend(1i64.to_le_bytes()); // size
         expected.push((-2i8) as u8);
         expected.push(0); // timestamp: None
+        expected.push(0); // post_only: false
         let mut framed = (expected.len() as u32).to_le_bytes().to_vec();
         framed.extend(&expected);
         assert_eq!(frame(&req), framed);
@@ -198,6 +200,7 @@ mod tests {
             price: Some(Decimal::new(500005, -1).unwrap()),
             size: Decimal::new(1, -2).unwrap(),
             timestamp: None,
+            post_only: false,
         });
         assert_eq!(frames[0], frame(&order));
         let reply = WireReply::Accepted {

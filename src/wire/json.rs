@@ -5,7 +5,10 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{OrderRequest, Request, WireReply};
+use super::{
+    AmendRequest, BalancesRequest, BookRequest, CancelAllRequest, CancelRequest, HaltRequest,
+    OrderRequest, OrderTarget, Request, TransferRequest, WireReply,
+};
 use crate::engine::{OrderType, Side, TimeInForce};
 use crate::num::Decimal;
 
@@ -30,33 +33,112 @@ struct Fields<'a> {
     tif: Option<Cow<'a, str>>,
     #[serde(borrow)]
     timestamp: Option<Cow<'a, str>>,
+    post_only: Option<bool>,
     /// Kept as raw JSON text so that numbers convert exactly, never through `f64`.
     #[serde(borrow)]
     price: Option<&'a RawValue>,
     #[serde(borrow)]
     size: Option<&'a RawValue>,
+    order_id: Option<u64>,
+    #[serde(borrow)]
+    asset: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    amount: Option<&'a RawValue>,
+    #[serde(borrow)]
+    idempotency_key: Option<Cow<'a, str>>,
+    depth: Option<u32>,
 }
+
+/// Request types, for the error message.
+const TYPES: &str = "\"new_order\", \"cancel\", \"cancel_all\", \"amend\", \"deposit\", \
+    \"withdraw\", \"balances\", \"book\", \"halt\", \"resume\" or \"stats\"";
 
 /// Parses one request line (without its newline). The error text names what is wrong and is
 /// sent back as the `reason` of a `bad_request` error.
 pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     let f: Fields<'_> =
         serde_json::from_slice(line).map_err(|e| format!("invalid request JSON: {e}"))?;
-    match f.kind.as_deref() {
+    let kind = f.kind.clone();
+    match kind.as_deref() {
         // No type: the record existing order-logging clients send, a new limit GTC order.
         None | Some("new_order") => order(f).map(Request::NewOrder),
         Some("stats") => Ok(Request::Stats),
+        Some("cancel") => Ok(Request::Cancel(CancelRequest {
+            username: required(f.username, "username")?,
+            target: target(f.order_id, f.client_order_id)?,
+        })),
+        Some("cancel_all") => Ok(Request::CancelAll(CancelAllRequest {
+            username: required(f.username, "username")?,
+            market: f.market.map(Cow::into_owned),
+        })),
+        Some("amend") => {
+            let price = decimal(f.price, "price")?;
+            let size = decimal(f.size, "size")?;
+            if price.is_none() && size.is_none() {
+                return Err("an amend needs `price`, `size` or both".into());
+            }
+            Ok(Request::Amend(AmendRequest {
+                username: required(f.username, "username")?,
+                target: target(f.order_id, f.client_order_id)?,
+                price,
+                size,
+            }))
+        }
+        Some(t @ ("deposit" | "withdraw")) => {
+            let transfer = TransferRequest {
+                username: required(f.username, "username")?,
+                asset: required(f.asset, "asset")?,
+                amount: decimal(f.amount, "amount")?.ok_or("missing field `amount`")?,
+                idempotency_key: required(f.idempotency_key, "idempotency_key")?,
+            };
+            Ok(if t == "deposit" {
+                Request::Deposit(transfer)
+            } else {
+                Request::Withdraw(transfer)
+            })
+        }
+        Some("balances") => Ok(Request::Balances(BalancesRequest {
+            username: required(f.username, "username")?,
+        })),
+        Some("book") => Ok(Request::Book(BookRequest {
+            market: required(f.market, "market")?,
+            depth: f.depth.unwrap_or(10),
+        })),
+        Some(t @ ("halt" | "resume")) => {
+            let h = HaltRequest {
+                market: f.market.map(Cow::into_owned),
+                username: f.username.map(Cow::into_owned),
+            };
+            if h.market.is_some() && h.username.is_some() {
+                return Err(format!("a {t} names a market or a username, not both"));
+            }
+            Ok(if t == "halt" {
+                Request::Halt(h)
+            } else {
+                Request::Resume(h)
+            })
+        }
         Some(other) => Err(format!(
-            "unknown request type \"{other}\" (expected \"new_order\" or \"stats\")"
+            "unknown request type \"{other}\" (expected {TYPES})"
         )),
     }
 }
 
+fn required(v: Option<Cow<'_, str>>, name: &str) -> Result<String, String> {
+    v.map(Cow::into_owned)
+        .ok_or_else(|| format!("missing field `{name}`"))
+}
+
+fn target(order_id: Option<u64>, client: Option<Cow<'_, str>>) -> Result<OrderTarget, String> {
+    match (order_id, client) {
+        (Some(id), None) => Ok(OrderTarget::Id(id)),
+        (None, Some(c)) => Ok(OrderTarget::ClientOrderId(c.into_owned())),
+        (Some(_), Some(_)) => Err("give `order_id` or `client_order_id`, not both".into()),
+        (None, None) => Err("missing field `order_id` (or `client_order_id`)".into()),
+    }
+}
+
 fn order(f: Fields<'_>) -> Result<OrderRequest, String> {
-    let required = |v: Option<Cow<'_, str>>, name: &str| {
-        v.map(Cow::into_owned)
-            .ok_or_else(|| format!("missing field `{name}`"))
-    };
     let side = match f.side.as_deref() {
         None => return Err("missing field `side`".into()),
         Some(s) if s.eq_ignore_ascii_case("buy") => Side::Buy,
@@ -97,6 +179,7 @@ fn order(f: Fields<'_>) -> Result<OrderRequest, String> {
         price,
         size,
         timestamp: f.timestamp.map(Cow::into_owned),
+        post_only: f.post_only.unwrap_or(false),
     })
 }
 
@@ -227,6 +310,79 @@ mod tests {
         assert_eq!(o.size, Decimal::new(-1, 0).unwrap());
         let o = ok(r#"{"username":"a","market":"M","side":"sell","price":1,"size":"0"}"#);
         assert_eq!(o.size, Decimal::ZERO);
+    }
+
+    #[test]
+    fn parses_the_other_request_types() {
+        let p = |l: &str| parse_request(l.as_bytes());
+        assert_eq!(
+            p(r#"{"type":"cancel","username":"a","order_id":7}"#),
+            Ok(Request::Cancel(CancelRequest {
+                username: "a".into(),
+                target: OrderTarget::Id(7)
+            }))
+        );
+        assert_eq!(
+            p(r#"{"type":"amend","username":"a","client_order_id":"c","size":"0.5"}"#),
+            Ok(Request::Amend(AmendRequest {
+                username: "a".into(),
+                target: OrderTarget::ClientOrderId("c".into()),
+                price: None,
+                size: Some(Decimal::new(5, -1).unwrap()),
+            }))
+        );
+        assert_eq!(
+            p(
+                r#"{"type":"deposit","username":"a","asset":"USD","amount":100.25,"idempotency_key":"k1"}"#
+            ),
+            Ok(Request::Deposit(TransferRequest {
+                username: "a".into(),
+                asset: "USD".into(),
+                amount: Decimal::new(10025, -2).unwrap(),
+                idempotency_key: "k1".into(),
+            }))
+        );
+        assert_eq!(
+            p(r#"{"type":"halt","market":"BTC-USD"}"#),
+            Ok(Request::Halt(HaltRequest {
+                market: Some("BTC-USD".into()),
+                username: None
+            }))
+        );
+        assert_eq!(
+            p(r#"{"type":"book","market":"M"}"#),
+            Ok(Request::Book(BookRequest {
+                market: "M".into(),
+                depth: 10
+            }))
+        );
+        assert!(
+            p(r#"{"type":"cancel","username":"a"}"#)
+                .unwrap_err()
+                .contains("order_id")
+        );
+        assert!(
+            p(r#"{"type":"cancel","username":"a","order_id":1,"client_order_id":"x"}"#)
+                .unwrap_err()
+                .contains("not both")
+        );
+        assert!(
+            p(r#"{"type":"amend","username":"a","order_id":1}"#)
+                .unwrap_err()
+                .contains("price")
+        );
+        assert!(
+            p(r#"{"type":"withdraw","username":"a","asset":"USD","amount":1}"#)
+                .unwrap_err()
+                .contains("idempotency_key")
+        );
+        let Request::NewOrder(o) =
+            p(r#"{"username":"a","market":"M","side":"buy","price":1,"size":1,"post_only":true}"#)
+                .unwrap()
+        else {
+            panic!()
+        };
+        assert!(o.post_only);
     }
 
     #[test]

@@ -3,21 +3,45 @@
 
 pub mod binary;
 pub mod json;
+mod text;
+
+pub use text::{reject_reason, wire_decimal};
 
 use crate::config::Config;
 use crate::engine::{
-    Command, CommandBody, NewOrder, OrderType, Outcome, RejectCode, Reply, Side, Text, TimeInForce,
+    Amend, AssetName, Balance, Cancel, CancelAll, Command, CommandBody, HaltTarget, NewOrder,
+    OrderRef, OrderType, Outbound, Outcome, Reply, Report, ReportKind, Side, Text, TimeInForce,
+    Transfer,
 };
 use crate::num::Decimal;
 use crate::telemetry::StageSummary;
 
-/// A request from a client, as decoded from either framing.
+/// A request from a client, as decoded from either framing. The variant order is the binary
+/// protocol's variant index: new variants go at the end.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub enum Request {
     /// Place an order.
     NewOrder(OrderRequest),
     /// Report counters and latency percentiles.
     Stats,
+    /// Cancel one order.
+    Cancel(CancelRequest),
+    /// Cancel all of a user's orders (in one market, or all).
+    CancelAll(CancelAllRequest),
+    /// Change an order's price or size.
+    Amend(AmendRequest),
+    /// Credit an account.
+    Deposit(TransferRequest),
+    /// Debit an account.
+    Withdraw(TransferRequest),
+    /// A user's balances.
+    Balances(BalancesRequest),
+    /// A market's order book, aggregated by price.
+    Book(BookRequest),
+    /// Halt trading: everything, one market, or one user.
+    Halt(HaltRequest),
+    /// Lift a halt.
+    Resume(HaltRequest),
 }
 
 /// An order as a client sends it. Only the shape is checked here; the engine checks the rest.
@@ -41,44 +65,221 @@ pub struct OrderRequest {
     pub size: Decimal,
     /// The client's timestamp, stored as given.
     pub timestamp: Option<String>,
+    /// Refuse the order rather than let it trade on arrival.
+    pub post_only: bool,
 }
 
-impl OrderRequest {
-    /// The engine command for this order, stamped with the ingress times.
-    pub fn to_command(&self, recv_ns: u64, recv_mono: u64) -> Command {
-        Command {
-            recv_ns,
-            recv_mono,
-            body: CommandBody::NewOrder(NewOrder {
-                client_order_id: Text::new(self.client_order_id.as_deref().unwrap_or("")),
-                username: Text::new(&self.username),
-                market: Text::new(&self.market),
-                side: self.side,
-                order_type: self.order_type,
-                tif: self.tif,
-                price: self.price,
-                size: self.size,
-                client_timestamp: Text::new(self.timestamp.as_deref().unwrap_or("")),
-            }),
-        }
+/// Which order: by the engine's id or by the client's.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub enum OrderTarget {
+    /// The engine's order id.
+    Id(u64),
+    /// The user's client order id.
+    ClientOrderId(String),
+}
+
+/// Cancel one order.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct CancelRequest {
+    /// The order's owner.
+    pub username: String,
+    /// The order.
+    pub target: OrderTarget,
+}
+
+/// Cancel a user's open orders.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct CancelAllRequest {
+    /// Whose orders.
+    pub username: String,
+    /// Only in this market.
+    pub market: Option<String>,
+}
+
+/// Change an open order.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct AmendRequest {
+    /// The order's owner.
+    pub username: String,
+    /// The order.
+    pub target: OrderTarget,
+    /// New limit price.
+    pub price: Option<Decimal>,
+    /// New open size.
+    pub size: Option<Decimal>,
+}
+
+/// A deposit or a withdrawal.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct TransferRequest {
+    /// Whose account.
+    pub username: String,
+    /// Asset name.
+    pub asset: String,
+    /// Amount (positive, on the asset's grid).
+    pub amount: Decimal,
+    /// Repeating it repeats the first answer and changes nothing.
+    pub idempotency_key: String,
+}
+
+/// Ask for a user's balances.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct BalancesRequest {
+    /// Whose.
+    pub username: String,
+}
+
+/// Ask for a market's book.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct BookRequest {
+    /// Which market.
+    pub market: String,
+    /// How many price levels per side.
+    pub depth: u32,
+}
+
+/// What a halt or resume is about: both fields empty means all trading.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct HaltRequest {
+    /// One market.
+    pub market: Option<String>,
+    /// One user.
+    pub username: Option<String>,
+}
+
+fn target(t: &OrderTarget) -> OrderRef {
+    match t {
+        OrderTarget::Id(id) => OrderRef::Id(*id),
+        OrderTarget::ClientOrderId(id) => OrderRef::Client(Text::new(id)),
     }
 }
 
-/// A reply to a client.
+impl Request {
+    /// The engine command for this request, stamped with the ingress times; `None` for
+    /// requests answered outside the engine's command path (stats, book, balances).
+    pub fn to_command(&self, recv_ns: u64, recv_mono: u64) -> Option<Command> {
+        let body = match self {
+            Request::NewOrder(o) => CommandBody::NewOrder(NewOrder {
+                client_order_id: Text::new(o.client_order_id.as_deref().unwrap_or("")),
+                username: Text::new(&o.username),
+                market: Text::new(&o.market),
+                side: o.side,
+                order_type: o.order_type,
+                tif: o.tif,
+                post_only: o.post_only,
+                price: o.price,
+                size: o.size,
+                client_timestamp: Text::new(o.timestamp.as_deref().unwrap_or("")),
+            }),
+            Request::Cancel(c) => CommandBody::Cancel(Cancel {
+                username: Text::new(&c.username),
+                target: target(&c.target),
+            }),
+            Request::CancelAll(c) => CommandBody::CancelAll(CancelAll {
+                username: Text::new(&c.username),
+                market: Text::new(c.market.as_deref().unwrap_or("")),
+            }),
+            Request::Amend(a) => CommandBody::Amend(Amend {
+                username: Text::new(&a.username),
+                target: target(&a.target),
+                price: a.price,
+                size: a.size,
+            }),
+            Request::Deposit(t) | Request::Withdraw(t) => {
+                let transfer = Transfer {
+                    username: Text::new(&t.username),
+                    asset: AssetName::new(&t.asset),
+                    amount: t.amount,
+                    idempotency_key: Text::new(&t.idempotency_key),
+                };
+                if matches!(self, Request::Deposit(_)) {
+                    CommandBody::Deposit(transfer)
+                } else {
+                    CommandBody::Withdraw(transfer)
+                }
+            }
+            Request::Halt(h) | Request::Resume(h) => {
+                let t = match (&h.market, &h.username) {
+                    (Some(m), _) => HaltTarget::Market(Text::new(m)),
+                    (None, Some(u)) => HaltTarget::User(Text::new(u)),
+                    (None, None) => HaltTarget::All,
+                };
+                if matches!(self, Request::Halt(_)) {
+                    CommandBody::Halt(t)
+                } else {
+                    CommandBody::Resume(t)
+                }
+            }
+            Request::Stats | Request::Balances(_) | Request::Book(_) => return None,
+        };
+        Some(Command {
+            recv_ns,
+            recv_mono,
+            body,
+        })
+    }
+}
+
+/// An asset balance in a reply, as exact decimal text.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode, serde::Serialize)]
+pub struct AssetBalance {
+    /// Asset name.
+    pub asset: String,
+    /// Free to use.
+    pub available: String,
+    /// Held for open orders.
+    pub reserved: String,
+}
+
+/// An execution report: something happened to one of the connection's orders without a
+/// request asking for it in that moment (a fill, or a cancellation by the engine).
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode, serde::Serialize)]
+pub struct ExecutionReport {
+    /// `fill` or `cancelled`.
+    pub exec: String,
+    /// Sequence number of the event reported.
+    pub seq: u64,
+    /// The order.
+    pub order_id: u64,
+    /// Its client order id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_order_id: Option<String>,
+    /// Its market.
+    pub market: String,
+    /// Its side.
+    pub side: String,
+    /// Fill price (fills only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<String>,
+    /// Fill size (fills only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// `maker` or `taker` (fills only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Why it was cancelled (cancellations only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Open size left.
+    pub remaining: String,
+}
+
+/// A reply to a client. The variant order is the binary protocol's variant index: new variants
+/// go at the end.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode, serde::Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WireReply {
-    /// The order is accepted and sequenced.
+    /// The order (or amend) is accepted.
     Accepted {
         /// Echo of the request's client order id.
         #[serde(skip_serializing_if = "Option::is_none")]
         client_order_id: Option<String>,
         /// The order's id.
         order_id: u64,
-        /// Its global sequence number.
+        /// Sequence number of its `order.created` (or `order.amended`) event.
         seq: u64,
     },
-    /// The engine refused the order.
+    /// The engine refused the request.
     Rejected {
         /// Echo of the request's client order id.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,7 +289,7 @@ pub enum WireReply {
         /// Human-readable explanation.
         reason: String,
     },
-    /// The journal is behind; the order was not processed and may be sent again.
+    /// The journal is behind; the request was not processed and may be sent again.
     Busy {
         /// Echo of the request's client order id.
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,6 +306,59 @@ pub enum WireReply {
     },
     /// Counters and latency percentiles.
     Stats(StatsReport),
+    /// The order is cancelled.
+    Cancelled {
+        /// Echo of the request's client order id.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        client_order_id: Option<String>,
+        /// The order's id.
+        order_id: u64,
+        /// Sequence number of its `order.cancelled` event.
+        seq: u64,
+    },
+    /// A cancel-all went through.
+    CancelledAll {
+        /// Orders cancelled.
+        count: u32,
+        /// Orders left (a cancel-all cancels at most `max_fills` orders at a time).
+        left: u32,
+        /// Sequence number of the last event, 0 if none.
+        seq: u64,
+    },
+    /// A deposit or withdrawal went through.
+    Balance {
+        /// Asset name.
+        asset: String,
+        /// Available afterwards.
+        available: String,
+        /// Reserved afterwards.
+        reserved: String,
+        /// Sequence number of the `balance.changed` event.
+        seq: u64,
+    },
+    /// A user's balances.
+    Balances {
+        /// Whose.
+        username: String,
+        /// One entry per asset.
+        balances: Vec<AssetBalance>,
+    },
+    /// A market's book: `[price, size]` per level, best first.
+    Book {
+        /// The market.
+        market: String,
+        /// Bids, highest first.
+        bids: Vec<(String, String)>,
+        /// Asks, lowest first.
+        asks: Vec<(String, String)>,
+    },
+    /// A halt or resume took effect.
+    Ok {
+        /// Sequence number of its event.
+        seq: u64,
+    },
+    /// An execution report.
+    Execution(ExecutionReport),
 }
 
 impl WireReply {
@@ -125,6 +379,29 @@ impl WireReply {
                 order_id,
                 seq,
             },
+            Outcome::Cancelled { order_id, seq } => WireReply::Cancelled {
+                client_order_id,
+                order_id,
+                seq,
+            },
+            Outcome::CancelledAll { count, left, seq } => {
+                WireReply::CancelledAll { count, left, seq }
+            }
+            Outcome::Balance {
+                asset,
+                available,
+                reserved,
+                seq,
+            } => {
+                let a = &config.assets[asset as usize];
+                WireReply::Balance {
+                    asset: a.name.clone(),
+                    available: Decimal::format_units(available, a.unit()),
+                    reserved: Decimal::format_units(reserved, a.unit()),
+                    seq,
+                }
+            }
+            Outcome::Done { seq } => WireReply::Ok { seq },
             Outcome::Rejected(code) => WireReply::Rejected {
                 client_order_id,
                 code: code.as_str().to_string(),
@@ -132,9 +409,64 @@ impl WireReply {
             },
             Outcome::Busy => WireReply::Busy {
                 client_order_id,
-                reason: "the journal is behind; the order was not processed, send it again"
+                reason: "the journal is behind; the request was not processed, send it again"
                     .to_string(),
             },
+        }
+    }
+
+    /// The wire form of an execution report.
+    pub fn from_report(r: &Report, config: &Config) -> WireReply {
+        let market = &config.markets[r.market as usize];
+        let lots = |n: u64| Decimal::format_units(n, market.lot_size);
+        let (exec, price, size, role, reason) = match r.kind {
+            ReportKind::Fill {
+                price_ticks,
+                size_lots,
+                maker,
+            } => (
+                "fill",
+                Some(Decimal::format_units(price_ticks, market.tick_size)),
+                Some(lots(size_lots)),
+                Some(if maker { "maker" } else { "taker" }.to_string()),
+                None,
+            ),
+            ReportKind::Cancelled(why) => (
+                "cancelled",
+                None,
+                None,
+                None,
+                Some(why.as_str().to_string()),
+            ),
+        };
+        WireReply::Execution(ExecutionReport {
+            exec: exec.to_string(),
+            seq: r.seq,
+            order_id: r.order_id,
+            client_order_id: r.client_order_id.non_empty().map(str::to_string),
+            market: market.name.clone(),
+            side: r.side.as_str().to_string(),
+            price,
+            size,
+            role,
+            reason,
+            remaining: lots(r.remaining_lots),
+        })
+    }
+
+    /// A user's balances as a reply.
+    pub fn balances(username: &str, balances: &[Balance], config: &Config) -> WireReply {
+        WireReply::Balances {
+            username: username.to_string(),
+            balances: balances
+                .iter()
+                .zip(&config.assets)
+                .map(|(b, a)| AssetBalance {
+                    asset: a.name.clone(),
+                    available: Decimal::format_units(b.available, a.unit()),
+                    reserved: Decimal::format_units(b.reserved, a.unit()),
+                })
+                .collect(),
         }
     }
 }
@@ -148,22 +480,33 @@ pub enum Framing {
     Binary,
 }
 
-/// Appends an engine reply in the connection's framing. Acceptances, by far the most common
-/// reply, are written directly without building a [`WireReply`] (no allocation); the bytes are
-/// the same as [`WireReply::from_engine`] would give, which the tests check.
-pub fn write_engine_reply(reply: &Reply, config: &Config, framing: Framing, out: &mut Vec<u8>) {
-    if let Outcome::Accepted { order_id, seq } = reply.outcome {
-        let id = reply.client_order_id.non_empty();
-        match framing {
-            Framing::Json => json::write_accepted(id, order_id, seq, out),
-            Framing::Binary => binary::write_accepted(id, order_id, seq, out),
+/// Appends what the engine sent to a connection, in the connection's framing. Acceptances, by
+/// far the most common, are written directly without building a [`WireReply`] (no
+/// allocation); the bytes are the same as [`WireReply::from_engine`] would give, which the
+/// tests check.
+pub fn write_outbound(message: &Outbound, config: &Config, framing: Framing, out: &mut Vec<u8>) {
+    let wire = match message {
+        Outbound::Reply(reply) => {
+            if let Outcome::Accepted { order_id, seq } = reply.outcome {
+                let id = reply.client_order_id.non_empty();
+                match framing {
+                    Framing::Json => json::write_accepted(id, order_id, seq, out),
+                    Framing::Binary => binary::write_accepted(id, order_id, seq, out),
+                }
+                return;
+            }
+            WireReply::from_engine(reply, config)
         }
-        return;
-    }
-    let wire = WireReply::from_engine(reply, config);
+        Outbound::Report(report) => WireReply::from_report(report, config),
+    };
+    write(&wire, framing, out);
+}
+
+/// Appends a reply in a framing.
+pub fn write(reply: &WireReply, framing: Framing, out: &mut Vec<u8>) {
     match framing {
-        Framing::Json => json::write_reply(&wire, out),
-        Framing::Binary => binary::write_frame(&wire, out),
+        Framing::Json => json::write_reply(reply, out),
+        Framing::Binary => binary::write_frame(reply, out),
     }
 }
 
@@ -190,11 +533,15 @@ pub enum ErrorCode {
     ShuttingDown,
     /// A request the daemon could not serve (for example `stats` while the engine is busy).
     Unavailable,
+    /// The client did not read its messages fast enough and was disconnected.
+    SlowConsumer,
+    /// A query about something that does not exist (an unknown market or user).
+    NotFound,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::BadRequest,
         ErrorCode::LineTooLong,
         ErrorCode::FrameTooLarge,
@@ -205,6 +552,8 @@ impl ErrorCode {
         ErrorCode::TooManyConnections,
         ErrorCode::ShuttingDown,
         ErrorCode::Unavailable,
+        ErrorCode::SlowConsumer,
+        ErrorCode::NotFound,
     ];
 
     /// The stable protocol word.
@@ -220,6 +569,8 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::SlowConsumer => "slow_consumer",
+            ErrorCode::NotFound => "not_found",
         }
     }
 }
@@ -255,62 +606,30 @@ impl serde::Serialize for StatsReport {
     }
 }
 
-/// The human-readable reason for a rejection code, with the market's own limits.
-pub fn reject_reason(code: RejectCode, market: &str, config: &Config) -> String {
-    let m = config.market(market);
-    let limit = |f: fn(&crate::config::MarketConfig) -> String| m.map(f).unwrap_or_default();
-    match code {
-        RejectCode::UnknownMarket => format!("market {market} is not configured"),
-        RejectCode::InvalidUsername => "username must be 1 to 64 bytes".into(),
-        RejectCode::InvalidClientOrderId => "client_order_id is longer than 64 bytes".into(),
-        RejectCode::InvalidTimestamp => "timestamp is longer than 64 bytes".into(),
-        RejectCode::InvalidPrice => {
-            "a limit order needs a positive price (and a market order none)".into()
-        }
-        RejectCode::PriceOffTick => format!(
-            "price is not a multiple of the tick size {} of {market}",
-            limit(|m| m.tick_size.to_string())
-        ),
-        RejectCode::PriceOutOfRange => format!(
-            "price is above the maximum {} of {market}",
-            limit(|m| Decimal::format_units(m.max_price_ticks, m.tick_size))
-        ),
-        RejectCode::InvalidSize => "size must be positive".into(),
-        RejectCode::SizeOffLot => format!(
-            "size is not a multiple of the lot size {} of {market}",
-            limit(|m| m.lot_size.to_string())
-        ),
-        RejectCode::SizeBelowMinimum => format!(
-            "size is below the minimum {} of {market}",
-            limit(|m| Decimal::format_units(m.min_size_lots, m.lot_size))
-        ),
-        RejectCode::SizeAboveMaximum => format!(
-            "size is above the maximum {} of {market}",
-            limit(|m| Decimal::format_units(m.max_size_lots, m.lot_size))
-        ),
-        RejectCode::UnsupportedOrderType => {
-            "only limit orders with time in force gtc are supported".into()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::{CancelReason, MarketName};
     use std::path::Path;
 
-    #[test]
-    fn direct_acceptances_are_byte_for_byte_the_generic_encoding() {
-        let config = Config::parse(
-            "[markets.M]\ntick_size = 1\nlot_size = 1\nmin_size = 1\nmax_size = 9\nmax_price = 9",
+    pub(crate) fn config() -> Config {
+        Config::parse(
+            "[assets.A]\nscale = 2\n[assets.B]\nscale = 2\n\
+             [markets.M]\nbase = \"A\"\nquote = \"B\"\ntick_size = \"0.5\"\nlot_size = 1\n\
+             min_size = 1\nmax_size = 9\nmax_price = 99\nreference_price = 10",
             Path::new("c"),
             Path::new("/"),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn direct_acceptances_are_byte_for_byte_the_generic_encoding() {
+        let config = config();
         for id in ["", "c-1", "quote\"and\\back\u{1}", "é"] {
             let reply = Reply {
                 client_order_id: Text::new(id),
-                market: Text::new("M"),
+                market: MarketName::new("M"),
                 outcome: Outcome::Accepted {
                     order_id: 17,
                     seq: u64::MAX,
@@ -319,14 +638,64 @@ mod tests {
             let generic = WireReply::from_engine(&reply, &config);
             for framing in [Framing::Json, Framing::Binary] {
                 let mut direct = Vec::new();
-                write_engine_reply(&reply, &config, framing, &mut direct);
+                write_outbound(&Outbound::Reply(reply), &config, framing, &mut direct);
                 let mut expected = Vec::new();
-                match framing {
-                    Framing::Json => json::write_reply(&generic, &mut expected),
-                    Framing::Binary => binary::write_frame(&generic, &mut expected),
-                }
+                write(&generic, framing, &mut expected);
                 assert_eq!(direct, expected, "{id:?} {framing:?}");
             }
         }
+    }
+
+    #[test]
+    fn reports_and_balances_use_exact_decimals() {
+        let config = config();
+        let fill = Report {
+            seq: 9,
+            order_id: 3,
+            client_order_id: Text::new("x"),
+            market: 0,
+            side: Side::Sell,
+            remaining_lots: 2,
+            kind: ReportKind::Fill {
+                price_ticks: 21,
+                size_lots: 1,
+                maker: true,
+            },
+        };
+        let mut out = Vec::new();
+        write_outbound(&Outbound::Report(fill), &config, Framing::Json, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"type\":\"execution\",\"exec\":\"fill\",\"seq\":9,\"order_id\":3,\
+             \"client_order_id\":\"x\",\"market\":\"M\",\"side\":\"sell\",\"price\":\"10.5\",\
+             \"size\":\"1\",\"role\":\"maker\",\"remaining\":\"2\"}\n"
+        );
+        let cancelled = Report {
+            kind: ReportKind::Cancelled(CancelReason::SelfTrade),
+            remaining_lots: 0,
+            ..fill
+        };
+        let WireReply::Execution(e) = WireReply::from_report(&cancelled, &config) else {
+            panic!()
+        };
+        assert_eq!(e.reason.as_deref(), Some("self_trade_prevention"));
+        let b = WireReply::balances(
+            "u",
+            &[
+                Balance {
+                    available: 12345,
+                    reserved: 5,
+                },
+                Balance::default(),
+            ],
+            &config,
+        );
+        let mut out = Vec::new();
+        write(&b, Framing::Json, &mut out);
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("{\"asset\":\"A\",\"available\":\"123.45\",\"reserved\":\"0.05\"}")
+        );
     }
 }

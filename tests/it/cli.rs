@@ -46,8 +46,8 @@ fn send_places_one_order_from_flags_and_many_from_stdin() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 3, "{stdout}");
-    assert_eq!(lines[0]["seq"], 2);
-    assert_eq!(lines[1]["seq"], 3);
+    assert_eq!(lines[0]["order_id"], 2);
+    assert_eq!(lines[1]["order_id"], 3);
     assert_eq!(lines[2]["code"], "unknown_market");
 
     let (status, _, stderr) = run_cli(&["send", "--socket", &socket, "--user", "x"], None);
@@ -91,7 +91,9 @@ fn stats_prints_counters_and_stage_percentiles() {
     assert_eq!(value("orderpipe_orders_accepted_total"), 10);
     assert_eq!(value("orderpipe_orders_rejected_total"), 1);
     assert_eq!(value("orderpipe_commands_total"), 11);
-    assert_eq!(value("orderpipe_last_seq"), 10);
+    // Each accepted order makes two events (order.created, balance.changed), the refused one
+    // an order.rejected.
+    assert_eq!(value("orderpipe_last_seq"), 21);
     // Every stage has a row; the engine stages saw all 11 commands (p50 <= p99 <= max).
     for stage in ["ingress_to_engine", "engine_process"] {
         let cols: Vec<u64> = stdout

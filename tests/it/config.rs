@@ -10,11 +10,19 @@ colour = "blue"
 [engine]
 core = 999
 
+[assets.USD]
+scale = 8
+[assets.BTC]
+scale = 8
+
 [markets.BTC-USD]
+base = "BTC"
+quote = "USD"
 tick_size = "0.1"
 min_size = "0.0001"
 max_size = "1000"
 max_price = "10000000"
+reference_price = "100"
 "#;
 
 fn assert_all_three(stderr: &str) {

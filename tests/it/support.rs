@@ -20,21 +20,58 @@ pub const HANG_GUARD: Duration = Duration::from_secs(120);
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_orderpipe");
 
-/// Markets every test daemon has.
+/// Assets, markets and funded accounts every test daemon has.
 pub const MARKETS: &str = r#"
+[assets.USD]
+scale = 8
+[assets.BTC]
+scale = 8
+[assets.ETH]
+scale = 8
+
 [markets.BTC-USD]
+base = "BTC"
+quote = "USD"
 tick_size = "0.1"
 lot_size = "0.0001"
 min_size = "0.0001"
 max_size = "1000"
 max_price = "10000000"
+reference_price = "100"
 
 [markets.ETH-USD]
+base = "ETH"
+quote = "USD"
 tick_size = "0.01"
 lot_size = "0.001"
 min_size = "0.001"
 max_size = "10000"
 max_price = "1000000"
+reference_price = "100"
+
+[accounts.alice]
+USD = "100000000"
+BTC = "10000"
+ETH = "10000"
+[accounts.bob]
+USD = "100000000"
+BTC = "10000"
+ETH = "10000"
+[accounts.carol]
+USD = "100000000"
+BTC = "10000"
+ETH = "10000"
+[accounts.a]
+USD = "100000000"
+BTC = "10000"
+[accounts.user0]
+USD = "100000000"
+[accounts.user1]
+USD = "100000000"
+[accounts.user2]
+USD = "100000000"
+[accounts.user3]
+USD = "100000000"
 "#;
 
 /// A running daemon. Killed on drop if a test did not stop it.

@@ -1,0 +1,363 @@
+//! Custody: accounts, their balances per asset, the fee account, and deposit and withdrawal
+//! idempotency.
+//!
+//! Invariants, checked by [`Accounts::check`] in tests: no balance is negative (they are
+//! unsigned, and every subtraction is checked first); for every asset, the sum of available and
+//! reserved over all accounts plus the fees collected equals the supply, which only deposits and
+//! withdrawals change.
+
+use std::collections::{HashMap, VecDeque};
+
+use super::book::AccountId;
+use super::command::{AssetIndex, IdempotencyKey, Outcome, Username};
+use super::hash::FnvBuild;
+
+/// One balance, in units of its asset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Balance {
+    /// Free to use.
+    pub available: u64,
+    /// Held for open orders.
+    pub reserved: u64,
+}
+
+/// Why a custody operation could not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustodyError {
+    /// Not enough available.
+    Insufficient,
+    /// The amount would overflow the asset's supply.
+    TooLarge,
+    /// No room for another account.
+    TooManyAccounts,
+}
+
+/// Every account's balances.
+#[derive(Debug)]
+pub struct Accounts {
+    names: Vec<Username>,
+    by_name: HashMap<Username, AccountId, FnvBuild>,
+    /// `n_assets` balances per account, account-major.
+    balances: Vec<Balance>,
+    n_assets: usize,
+    /// Fees collected, per asset.
+    fees: Vec<u64>,
+    /// Deposits minus withdrawals (and start-up balances), per asset. Kept at most
+    /// `u64::MAX / 2`, so that no balance can overflow.
+    supply: Vec<u64>,
+    max: usize,
+    /// Accounts touched by the current command, with a bit per asset, for `balance.changed`.
+    touched: Vec<AccountId>,
+    touched_mask: Vec<u64>,
+}
+
+/// Largest supply of one asset, in units: half of `u64`, so that no balance and no sum of two
+/// balances can overflow.
+pub const SUPPLY_LIMIT: u64 = u64::MAX / 2;
+
+impl Accounts {
+    /// Room for `max` accounts of `n_assets` assets (at most 64), allocated now.
+    pub fn new(n_assets: usize, max: usize) -> Accounts {
+        debug_assert!(n_assets <= 64);
+        Accounts {
+            names: Vec::with_capacity(max),
+            by_name: HashMap::with_capacity_and_hasher(max, FnvBuild::default()),
+            balances: Vec::with_capacity(max * n_assets),
+            n_assets,
+            fees: vec![0; n_assets],
+            supply: vec![0; n_assets],
+            max,
+            touched: Vec::with_capacity(max.min(4096)),
+            touched_mask: Vec::with_capacity(max),
+        }
+    }
+
+    /// Number of accounts.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// True when there is no account.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The account of a user, if any.
+    #[inline]
+    pub fn find(&self, name: &Username) -> Option<AccountId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The account of a user, created (empty) if needed.
+    pub fn find_or_create(&mut self, name: &Username) -> Result<AccountId, CustodyError> {
+        if let Some(a) = self.find(name) {
+            return Ok(a);
+        }
+        if self.names.len() >= self.max {
+            return Err(CustodyError::TooManyAccounts);
+        }
+        let id = self.names.len() as AccountId;
+        self.names.push(*name);
+        self.by_name.insert(*name, id);
+        self.balances
+            .extend(std::iter::repeat_n(Balance::default(), self.n_assets));
+        self.touched_mask.push(0);
+        Ok(id)
+    }
+
+    /// A user's name.
+    pub fn name(&self, account: AccountId) -> &Username {
+        &self.names[account as usize]
+    }
+
+    /// A balance.
+    #[inline]
+    pub fn balance(&self, account: AccountId, asset: AssetIndex) -> Balance {
+        self.balances[account as usize * self.n_assets + asset as usize]
+    }
+
+    #[inline]
+    fn slot(&mut self, account: AccountId, asset: AssetIndex) -> &mut Balance {
+        let i = account as usize * self.n_assets + asset as usize;
+        let mask = &mut self.touched_mask[account as usize];
+        if *mask == 0 {
+            self.touched.push(account);
+        }
+        *mask |= 1 << asset;
+        &mut self.balances[i]
+    }
+
+    /// Moves `amount` from available to reserved.
+    #[inline]
+    pub fn reserve(
+        &mut self,
+        account: AccountId,
+        asset: AssetIndex,
+        amount: u64,
+    ) -> Result<(), CustodyError> {
+        let i = account as usize * self.n_assets + asset as usize;
+        if self.balances[i].available < amount {
+            return Err(CustodyError::Insufficient);
+        }
+        let b = self.slot(account, asset);
+        b.available -= amount;
+        b.reserved += amount;
+        Ok(())
+    }
+
+    /// Moves `amount` from reserved back to available.
+    #[inline]
+    pub fn release(&mut self, account: AccountId, asset: AssetIndex, amount: u64) {
+        if amount == 0 {
+            return;
+        }
+        let b = self.slot(account, asset);
+        debug_assert!(b.reserved >= amount, "release beyond the reservation");
+        let amount = amount.min(b.reserved);
+        b.reserved -= amount;
+        b.available += amount;
+    }
+
+    /// Takes `amount` out of reserved (it leaves the account: paid in a trade).
+    #[inline]
+    pub fn spend_reserved(&mut self, account: AccountId, asset: AssetIndex, amount: u64) {
+        let b = self.slot(account, asset);
+        debug_assert!(b.reserved >= amount, "spending beyond the reservation");
+        b.reserved -= amount.min(b.reserved);
+    }
+
+    /// Adds `amount` to available (received in a trade). Cannot overflow: no balance exceeds
+    /// the asset's supply, which is capped far below `u64::MAX`.
+    #[inline]
+    pub fn receive(&mut self, account: AccountId, asset: AssetIndex, amount: u64) {
+        let b = self.slot(account, asset);
+        b.available += amount;
+    }
+
+    /// Adds a collected fee.
+    #[inline]
+    pub fn collect_fee(&mut self, asset: AssetIndex, amount: u64) {
+        self.fees[asset as usize] += amount;
+    }
+
+    /// Fees collected in an asset.
+    pub fn fees(&self, asset: AssetIndex) -> u64 {
+        self.fees[asset as usize]
+    }
+
+    /// A deposit: more supply, more available.
+    pub fn deposit(
+        &mut self,
+        account: AccountId,
+        asset: AssetIndex,
+        amount: u64,
+    ) -> Result<Balance, CustodyError> {
+        let supply = self.supply[asset as usize];
+        if amount > SUPPLY_LIMIT - supply {
+            return Err(CustodyError::TooLarge);
+        }
+        self.supply[asset as usize] = supply + amount;
+        let b = self.slot(account, asset);
+        b.available += amount;
+        Ok(*b)
+    }
+
+    /// A withdrawal: less available, less supply.
+    pub fn withdraw(
+        &mut self,
+        account: AccountId,
+        asset: AssetIndex,
+        amount: u64,
+    ) -> Result<Balance, CustodyError> {
+        if self.balance(account, asset).available < amount {
+            return Err(CustodyError::Insufficient);
+        }
+        self.supply[asset as usize] -= amount;
+        let b = self.slot(account, asset);
+        b.available -= amount;
+        Ok(*b)
+    }
+
+    /// The supply of an asset: start-up balances plus deposits minus withdrawals.
+    pub fn supply(&self, asset: AssetIndex) -> u64 {
+        self.supply[asset as usize]
+    }
+
+    /// Calls `f(account, asset)` for every balance changed since the last call, in the order
+    /// the accounts were first touched and by asset, and forgets them.
+    pub fn drain_touched(&mut self, mut f: impl FnMut(&Self, AccountId, AssetIndex)) {
+        for i in 0..self.touched.len() {
+            let account = self.touched[i];
+            let mut mask = self.touched_mask[account as usize];
+            while mask != 0 {
+                let asset = mask.trailing_zeros();
+                mask &= mask - 1;
+                f(self, account, asset);
+            }
+            self.touched_mask[account as usize] = 0;
+        }
+        self.touched.clear();
+    }
+
+    /// Checks the custody invariants: every asset's balances plus fees add up to its supply.
+    pub fn check(&self) -> Result<(), String> {
+        for asset in 0..self.n_assets {
+            let mut total: u128 = u128::from(self.fees[asset]);
+            for account in 0..self.names.len() {
+                let b = self.balances[account * self.n_assets + asset];
+                total += u128::from(b.available) + u128::from(b.reserved);
+            }
+            if total != u128::from(self.supply[asset]) {
+                return Err(format!(
+                    "asset {asset}: balances and fees add up to {total}, supply is {}",
+                    self.supply[asset]
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every account's name and balances, for snapshots and tests; allocates.
+    pub fn all(&self) -> Vec<(Username, Vec<Balance>)> {
+        self.names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    *n,
+                    self.balances[i * self.n_assets..(i + 1) * self.n_assets].to_vec(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The answers to recent deposits and withdrawals, by idempotency key: a repeated key gets the
+/// original answer and changes nothing. Remembers the last `capacity` keys; older ones are
+/// forgotten, oldest first.
+#[derive(Debug)]
+pub struct Idempotency {
+    answers: HashMap<IdempotencyKey, Outcome, FnvBuild>,
+    order: VecDeque<IdempotencyKey>,
+    capacity: usize,
+}
+
+impl Idempotency {
+    /// Room for `capacity` keys, allocated now.
+    pub fn new(capacity: usize) -> Idempotency {
+        Idempotency {
+            answers: HashMap::with_capacity_and_hasher(capacity, FnvBuild::default()),
+            order: VecDeque::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// The original answer for a key, if it is remembered.
+    pub fn get(&self, key: &IdempotencyKey) -> Option<Outcome> {
+        self.answers.get(key).copied()
+    }
+
+    /// Remembers an answer.
+    pub fn remember(&mut self, key: IdempotencyKey, outcome: Outcome) {
+        if self.order.len() == self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.answers.remove(&old);
+        }
+        self.order.push_back(key);
+        self.answers.insert(key, outcome);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::text::Text;
+
+    #[test]
+    fn balances_move_and_add_up() {
+        let mut a = Accounts::new(2, 4);
+        let alice = a.find_or_create(&Text::new("alice")).unwrap();
+        let bob = a.find_or_create(&Text::new("bob")).unwrap();
+        assert_eq!(a.find_or_create(&Text::new("alice")), Ok(alice));
+        a.deposit(alice, 0, 1000).unwrap();
+        a.deposit(bob, 1, 50).unwrap();
+        assert_eq!(a.reserve(alice, 0, 2000), Err(CustodyError::Insufficient));
+        a.reserve(alice, 0, 600).unwrap();
+        a.spend_reserved(alice, 0, 500);
+        a.receive(bob, 0, 495);
+        a.collect_fee(0, 5);
+        a.release(alice, 0, 100);
+        assert_eq!(
+            a.balance(alice, 0),
+            Balance {
+                available: 500,
+                reserved: 0
+            }
+        );
+        a.check().unwrap();
+        assert_eq!(a.withdraw(bob, 0, 496), Err(CustodyError::Insufficient));
+        a.withdraw(bob, 0, 495).unwrap();
+        a.check().unwrap();
+        assert_eq!(a.deposit(alice, 1, u64::MAX), Err(CustodyError::TooLarge));
+        let mut touched = vec![];
+        a.drain_touched(|_, acct, asset| touched.push((acct, asset)));
+        // By account in order of first touch, then by asset; the refused deposit touched nothing.
+        assert_eq!(touched, [(alice, 0), (bob, 0), (bob, 1)]);
+        let mut again = vec![];
+        a.drain_touched(|_, acct, asset| again.push((acct, asset)));
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn idempotency_remembers_a_window_of_keys() {
+        let mut w = Idempotency::new(2);
+        let k = |s: &str| Text::new(s);
+        w.remember(k("a"), Outcome::Done { seq: 1 });
+        w.remember(k("b"), Outcome::Done { seq: 2 });
+        assert_eq!(w.get(&k("a")), Some(Outcome::Done { seq: 1 }));
+        w.remember(k("c"), Outcome::Done { seq: 3 });
+        assert_eq!(w.get(&k("a")), None);
+        assert_eq!(w.get(&k("c")), Some(Outcome::Done { seq: 3 }));
+    }
+}

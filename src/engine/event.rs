@@ -1,0 +1,211 @@
+//! Events: everything that happened, in sequence order. The engine sends them to the journal,
+//! which records them (the `Events` table and the tables derived from them) and, from there,
+//! to subscribers. docs/EVENTS.md lists the topics and their JSON payloads.
+
+use super::command::{
+    AssetIndex, CancelReason, ClientOrderId, HaltTarget, MAX_CLIENT_TIMESTAMP, MarketId,
+    MarketName, OrderType, RejectCode, Side, TimeInForce, Username,
+};
+use super::text::Text;
+
+/// Most events one command produces when its incoming order makes `fills` fills (or cancels
+/// that many orders), so that the engine can check the journal ring's room before it starts.
+///
+/// Per fill: the trade, the maker's fill, the taker's fill, the maker's two balances; per
+/// self-trade cancel: the cancel and one balance; plus the order's own creation, its end, and
+/// the taker's balances.
+pub const fn events_bound(fills: usize) -> usize {
+    8 + 5 * fills
+}
+
+/// One event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    /// Global sequence number: gap-free, in the order events happened.
+    pub seq: u64,
+    /// Ingress time of the command that caused it, ns since the Unix epoch.
+    pub recv_ns: u64,
+    /// Monotonic time the engine produced it (latency measurement only).
+    pub engine_mono: u64,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// The kinds of event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// `order.created`: an order was accepted.
+    OrderCreated(OrderRecord),
+    /// `order.rejected`: an order (or amend) was refused.
+    OrderRejected {
+        /// Who sent it.
+        username: Username,
+        /// Its client order id.
+        client_order_id: ClientOrderId,
+        /// The market name as sent.
+        market: MarketName,
+        /// Why.
+        code: RejectCode,
+    },
+    /// `trade.executed`.
+    Trade(TradeRecord),
+    /// `order.partially_filled` or `order.filled` (when nothing remains).
+    OrderFilled {
+        /// The order.
+        order_id: u64,
+        /// Its market.
+        market: MarketId,
+        /// Filled so far, in lots.
+        filled_lots: u64,
+        /// Still open, in lots.
+        remaining_lots: u64,
+    },
+    /// `order.cancelled`.
+    OrderCancelled {
+        /// The order.
+        order_id: u64,
+        /// Its market.
+        market: MarketId,
+        /// Filled before it was cancelled, in lots.
+        filled_lots: u64,
+        /// What was still open, in lots.
+        remaining_lots: u64,
+        /// Why.
+        reason: CancelReason,
+    },
+    /// `order.amended`.
+    OrderAmended {
+        /// The order.
+        order_id: u64,
+        /// Its market.
+        market: MarketId,
+        /// Limit price now, in ticks.
+        price_ticks: u64,
+        /// Open size now, in lots.
+        remaining_lots: u64,
+        /// Filled so far, in lots.
+        filled_lots: u64,
+        /// It went to the back of the queue (price change or size increase).
+        requeued: bool,
+    },
+    /// `balance.changed`: an account's balance of one asset, after the command.
+    BalanceChanged {
+        /// Whose.
+        username: Username,
+        /// Which asset.
+        asset: AssetIndex,
+        /// Available, in asset units.
+        available: u64,
+        /// Reserved for open orders, in asset units.
+        reserved: u64,
+        /// Deposit, withdrawal, or trading.
+        reason: BalanceReason,
+    },
+    /// `market.halted`, `user.halted`, `trading.halted`.
+    Halted(HaltTarget),
+    /// `market.resumed`, `user.resumed`, `trading.resumed`.
+    Resumed(HaltTarget),
+}
+
+/// Why a balance changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BalanceReason {
+    /// A deposit.
+    Deposit,
+    /// A withdrawal.
+    Withdrawal,
+    /// Orders: reservations, releases and settlements.
+    Trading,
+}
+
+impl BalanceReason {
+    /// The protocol word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BalanceReason::Deposit => "deposit",
+            BalanceReason::Withdrawal => "withdrawal",
+            BalanceReason::Trading => "trading",
+        }
+    }
+}
+
+impl EventKind {
+    /// The event's topic (AMQP-style routing key).
+    pub fn topic(&self) -> &'static str {
+        match self {
+            EventKind::OrderCreated(_) => "order.created",
+            EventKind::OrderRejected { .. } => "order.rejected",
+            EventKind::Trade(_) => "trade.executed",
+            EventKind::OrderFilled { remaining_lots, .. } => {
+                if *remaining_lots == 0 {
+                    "order.filled"
+                } else {
+                    "order.partially_filled"
+                }
+            }
+            EventKind::OrderCancelled { .. } => "order.cancelled",
+            EventKind::OrderAmended { .. } => "order.amended",
+            EventKind::BalanceChanged { .. } => "balance.changed",
+            EventKind::Halted(HaltTarget::All) => "trading.halted",
+            EventKind::Halted(HaltTarget::Market(_)) => "market.halted",
+            EventKind::Halted(HaltTarget::User(_)) => "user.halted",
+            EventKind::Resumed(HaltTarget::All) => "trading.resumed",
+            EventKind::Resumed(HaltTarget::Market(_)) => "market.resumed",
+            EventKind::Resumed(HaltTarget::User(_)) => "user.resumed",
+        }
+    }
+}
+
+/// An accepted order, in the engine's integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderRecord {
+    /// Order id.
+    pub order_id: u64,
+    /// Market index in the config.
+    pub market: MarketId,
+    /// Buy or sell.
+    pub side: Side,
+    /// Limit or market.
+    pub order_type: OrderType,
+    /// Time in force.
+    pub tif: TimeInForce,
+    /// Post-only.
+    pub post_only: bool,
+    /// Limit price in ticks (for a market order: its protection price).
+    pub price_ticks: u64,
+    /// Size in lots.
+    pub size_lots: u64,
+    /// Who placed it.
+    pub username: Username,
+    /// The client's id for it (may be empty).
+    pub client_order_id: ClientOrderId,
+    /// The client's timestamp text (may be empty).
+    pub client_timestamp: Text<MAX_CLIENT_TIMESTAMP>,
+}
+
+/// A trade between a resting (maker) and an incoming (taker) order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TradeRecord {
+    /// Trade id (unique in this daemon).
+    pub trade_id: u64,
+    /// Market index.
+    pub market: MarketId,
+    /// Price, in ticks (the maker's price).
+    pub price_ticks: u64,
+    /// Size, in lots.
+    pub size_lots: u64,
+    /// The resting order.
+    pub maker_order_id: u64,
+    /// The incoming order.
+    pub taker_order_id: u64,
+    /// The incoming order's side.
+    pub aggressor: Side,
+    /// The maker's username.
+    pub maker: Username,
+    /// The taker's username.
+    pub taker: Username,
+    /// Fee the maker paid, in quote units.
+    pub maker_fee: u64,
+    /// Fee the taker paid, in quote units.
+    pub taker_fee: u64,
+}
