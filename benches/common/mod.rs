@@ -2,6 +2,8 @@
 //! a description of the machine.
 #![allow(dead_code)]
 
+pub mod workload;
+
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

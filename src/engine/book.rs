@@ -18,6 +18,9 @@ pub type AccountId = u32;
 /// "No order": the end of a list.
 pub const NIL: Slot = u32::MAX;
 
+/// Entries the order indexes have room for before they first grow.
+const INDEX_UP_FRONT: usize = 4096;
+
 /// One resting order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestingOrder {
@@ -113,13 +116,17 @@ pub struct Orders {
 }
 
 impl Orders {
-    /// Room for `capacity` resting orders and `accounts` accounts, allocated now.
+    /// Room for `capacity` resting orders and `accounts` accounts. The slab is reserved up
+    /// front (untouched memory costs nothing); the indexes start small and grow to the largest
+    /// number of resting orders ever seen, then stay: a table sized for the maximum would spread
+    /// a few thousand live orders over megabytes and make every lookup a cache miss.
     pub fn with_capacity(capacity: usize, accounts: usize) -> Orders {
+        let start = capacity.min(INDEX_UP_FRONT);
         Orders {
             slots: Vec::with_capacity(capacity),
             free: Vec::with_capacity(capacity),
-            by_id: HashMap::with_capacity_and_hasher(capacity, IdBuild::default()),
-            by_client: HashMap::with_capacity_and_hasher(capacity, FnvBuild::default()),
+            by_id: HashMap::with_capacity_and_hasher(start, IdBuild::default()),
+            by_client: HashMap::with_capacity_and_hasher(start, FnvBuild::default()),
             user_heads: Vec::with_capacity(accounts),
             capacity,
         }

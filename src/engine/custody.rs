@@ -61,7 +61,9 @@ impl Accounts {
         debug_assert!(n_assets <= 64);
         Accounts {
             names: Vec::with_capacity(max),
-            by_name: HashMap::with_capacity_and_hasher(max, FnvBuild::default()),
+            // Grows with the accounts: a table sized for the maximum would make lookups among
+            // a few active users cache misses.
+            by_name: HashMap::with_capacity_and_hasher(max.min(4096), FnvBuild::default()),
             balances: Vec::with_capacity(max * n_assets),
             n_assets,
             fees: vec![0; n_assets],

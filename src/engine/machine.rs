@@ -974,9 +974,40 @@ impl Engine {
         if self.accounts.balance(account, asset).available + o.reserved < need {
             return Err(RejectCode::InsufficientBalance);
         }
-        // A new price or a larger size: the order leaves the book and comes back as if new
-        // (keeping its id and what it filled), so it may trade.
         let slot = approved.into_inner();
+        let crosses_now = self.markets[m]
+            .book
+            .best_price(o.side.opposite())
+            .is_some_and(|best| crosses(o.side, best, price));
+        if !crosses_now {
+            // Nothing to trade with: the order moves to the back of its (new) level in place,
+            // keeping its slot and its index entries.
+            self.markets[m].book.unlink(&mut self.orders, slot);
+            self.accounts.release(account, asset, o.reserved);
+            let reserved = self.accounts.reserve(account, asset, need);
+            debug_assert!(reserved.is_ok(), "funds were checked");
+            {
+                let order = self.orders.get_mut(slot);
+                order.price = price;
+                order.remaining = lots;
+                order.reserved = need;
+            }
+            self.markets[m].book.insert(&mut self.orders, slot);
+            let seq = em.event(EventKind::OrderAmended {
+                order_id: o.order_id,
+                market: o.market,
+                price_ticks: price,
+                remaining_lots: lots,
+                filled_lots: o.filled,
+                requeued: true,
+            });
+            return Ok(Outcome::Accepted {
+                order_id: o.order_id,
+                seq,
+            });
+        }
+        // A new price that crosses: the order leaves the book and comes back as if new (keeping
+        // its id and what it filled), so it trades.
         self.markets[m].book.unlink(&mut self.orders, slot);
         let old = self.orders.remove(slot);
         self.open_dec(account);

@@ -8,7 +8,7 @@ use std::fmt;
 /// boundary; `bytes[len..]` are zero (so derived equality and hashing see only the content).
 /// When the source was longer than `N`, `overflow` is set and the content is its longest prefix
 /// that fits: the engine refuses such a value with a reason instead of silently truncating it.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub struct Text<const N: usize> {
     /// Number of content bytes.
     len: u8,
@@ -65,6 +65,19 @@ impl<const N: usize> Text<N> {
         (!self.is_empty()).then(|| self.as_str())
     }
 }
+
+/// Compares the content only: the padding is zero by construction, so this is the same as
+/// comparing everything, and short names compare in a few bytes instead of `N`.
+impl<const N: usize> PartialEq for Text<N> {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len
+            && self.overflow == other.overflow
+            && self.bytes[..self.len as usize] == other.bytes[..other.len as usize]
+    }
+}
+
+impl<const N: usize> Eq for Text<N> {}
 
 /// Hashes the content only (not the zero padding), so short names hash in a few steps.
 impl<const N: usize> std::hash::Hash for Text<N> {

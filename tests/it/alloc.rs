@@ -1,0 +1,67 @@
+//! The engine does not allocate in the steady state: after a warm-up, the venue-shaped mixed
+//! workload of the engine benchmark (resting orders, IOCs that trade, cancels, amends) runs
+//! with zero allocations on the engine's thread, custody and compliance included, events going
+//! into an rtrb ring.
+
+use orderpipe::engine::{Engine, Event, Outcome, Output, Owner, Report};
+
+use crate::allocations_on_this_thread;
+
+#[path = "../../benches/common/workload.rs"]
+mod workload;
+
+/// Events into a ring that is emptied as it goes, as the journal would; reports counted.
+struct Ring {
+    tx: rtrb::Producer<Event>,
+    rx: rtrb::Consumer<Event>,
+    fills: u64,
+}
+
+impl Output for Ring {
+    fn has_room(&mut self, events: usize) -> bool {
+        while self.rx.pop().is_ok() {}
+        self.tx.slots() >= events
+    }
+    fn event(&mut self, e: Event) {
+        let _ = self.tx.push(e);
+    }
+    fn report(&mut self, _: Owner, _: Report) {
+        self.fills += 1;
+    }
+}
+
+#[test]
+fn a_warm_engine_makes_no_allocation_per_command() {
+    let config = workload::config();
+    // Commands are built before counting: building them allocates, processing must not.
+    let (stream, warm) = workload::mixed_stream(&config, 60_000);
+    let measured_from = warm + 40_000;
+    let mut engine = Engine::new(&config);
+    let (tx, rx) = rtrb::RingBuffer::new(1 << 14);
+    let mut out = Ring { tx, rx, fills: 0 };
+    // Warm-up: the book, the indexes and the ladders grow to their working size.
+    for c in &stream[..measured_from] {
+        engine.process(c, 0, 0, &mut out);
+    }
+    let fills_before = out.fills;
+    let mut outcomes = [0u64; 4];
+    let before = allocations_on_this_thread();
+    for c in &stream[measured_from..] {
+        let o = engine.process(c, 0, 0, &mut out).outcome;
+        outcomes[match o {
+            Outcome::Accepted { .. } => 0,
+            Outcome::Cancelled { .. } => 1,
+            Outcome::Rejected(_) => 2,
+            _ => 3,
+        }] += 1;
+    }
+    let allocations = allocations_on_this_thread() - before;
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations in 20,000 warm commands"
+    );
+    // The workload really did the work: acceptances (orders and amends), cancels, fills.
+    assert!(outcomes[0] > 15_000 && outcomes[1] > 500, "{outcomes:?}");
+    assert!(out.fills > fills_before, "no fills in the measured part");
+    engine.check().unwrap();
+}
