@@ -7,6 +7,7 @@ mod busy;
 mod cli;
 mod config;
 mod drain;
+mod model;
 mod protocol;
 mod signals;
 mod support;

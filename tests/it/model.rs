@@ -1,0 +1,759 @@
+//! A property test: random command sequences (every order type and time in force, post-only,
+//! cancels by id and by client id, cancel-all, amends, deposits and withdrawals, self-trades
+//! under each prevention mode) run through the engine and through a small reference model
+//! written here from the rules, with plain vectors and linear scans. Both must give the same
+//! answers, the same trades, the same final books and the same balances; after every command
+//! the engine's own invariants must hold (book uncrossed, no negative balance, reservations
+//! covering open orders, every asset's total unchanged but by deposits and withdrawals).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use orderpipe::config::Config;
+use orderpipe::engine::{
+    Amend, AssetName, Cancel, CancelAll, Command, CommandBody, Engine, EventKind, NewOrder,
+    OrderRef, OrderType, Outcome, Recorder, RejectCode, Side, Text, TimeInForce, Transfer,
+};
+use orderpipe::num::Decimal;
+use proptest::prelude::*;
+
+const USERS: [&str; 3] = ["u0", "u1", "u2"];
+const MARKETS: [&str; 3] = ["AAA-USD", "BBB-USD", "CCC-USD"];
+/// Assets sorted by name, as the engine numbers them.
+const ASSETS: [&str; 4] = ["AAA", "BBB", "CCC", "USD"];
+const USD: usize = 3;
+const MAX_FILLS: usize = 5;
+const MAKER_BPS: u64 = 10;
+const TAKER_BPS: u64 = 30;
+const PROTECTION_BPS: u64 = 500;
+/// Base units per lot (0.1 at 2 decimals) and quote units per tick × lot (0.5 × 0.1 = 0.05).
+const BPL: u64 = 10;
+const QPTL: u64 = 5;
+
+fn config() -> Config {
+    let mut text = format!("[engine]\nmax_fills = {MAX_FILLS}\n");
+    for a in ASSETS {
+        text.push_str(&format!("[assets.{a}]\nscale = 2\n"));
+    }
+    for (m, stp) in MARKETS
+        .iter()
+        .zip(["cancel_incoming", "cancel_resting", "cancel_both"])
+    {
+        text.push_str(&format!(
+            "[markets.{m}]\nbase = \"{}\"\nquote = \"USD\"\ntick_size = \"0.5\"\nlot_size = \"0.1\"\n\
+             min_size = \"0.1\"\nmax_size = \"100\"\nmax_price = \"1000\"\nreference_price = \"10\"\n\
+             stp = \"{stp}\"\nmaker_fee_bps = {MAKER_BPS}\ntaker_fee_bps = {TAKER_BPS}\n\
+             market_protection_bps = {PROTECTION_BPS}\n",
+            &m[..3]
+        ));
+    }
+    for u in USERS {
+        text.push_str(&format!(
+            "[accounts.{u}]\nUSD = \"300\"\nAAA = \"20\"\nBBB = \"20\"\nCCC = \"20\"\n"
+        ));
+    }
+    Config::parse(&text, Path::new("model.toml"), Path::new("/")).unwrap()
+}
+
+/// A command as the test generates it, in ticks, lots and units.
+#[derive(Debug, Clone)]
+enum Cmd {
+    New {
+        user: usize,
+        market: usize,
+        side: Side,
+        /// `None`: a market order.
+        price: Option<u64>,
+        lots: u64,
+        tif: TimeInForce,
+        post_only: bool,
+        client: Option<&'static str>,
+    },
+    Cancel {
+        user: usize,
+        target: Target,
+    },
+    CancelAll {
+        user: usize,
+        market: Option<usize>,
+    },
+    Amend {
+        user: usize,
+        target: Target,
+        price: Option<u64>,
+        lots: Option<u64>,
+    },
+    Transfer {
+        user: usize,
+        deposit: bool,
+        /// Index into `ASSETS`, or 4 for an unknown asset.
+        asset: usize,
+        /// In hundredths; `amount_off_grid` adds a thousandth.
+        units: u64,
+        off_grid: bool,
+        key: u8,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Id(u64),
+    Client(&'static str),
+}
+
+const CLIENT_IDS: [&str; 3] = ["a", "b", "c"];
+
+fn side() -> impl Strategy<Value = Side> {
+    prop_oneof![Just(Side::Buy), Just(Side::Sell)]
+}
+
+fn target() -> impl Strategy<Value = Target> {
+    prop_oneof![
+        3 => (1u64..40).prop_map(Target::Id),
+        1 => proptest::sample::select(&CLIENT_IDS[..]).prop_map(Target::Client),
+    ]
+}
+
+fn cmd() -> impl Strategy<Value = Cmd> {
+    let new = (
+        0..3usize,
+        0..3usize,
+        side(),
+        prop_oneof![6 => (14u64..26).prop_map(Some), 1 => Just(None)],
+        1u64..25,
+        prop_oneof![6 => Just(TimeInForce::Gtc), 2 => Just(TimeInForce::Ioc), 1 => Just(TimeInForce::Fok)],
+        prop::bool::weighted(0.15),
+        proptest::option::weighted(0.5, proptest::sample::select(&CLIENT_IDS[..])),
+    )
+        .prop_map(|(user, market, side, price, lots, tif, post_only, client)| Cmd::New {
+            user,
+            market,
+            side,
+            price,
+            lots,
+            tif,
+            post_only,
+            client,
+        });
+    prop_oneof![
+        10 => new,
+        2 => (0..3usize, target()).prop_map(|(user, target)| Cmd::Cancel { user, target }),
+        1 => (0..3usize, proptest::option::of(0..3usize)).prop_map(|(user, market)| Cmd::CancelAll { user, market }),
+        4 => (0..3usize, target(), proptest::option::of(14u64..26), proptest::option::of(1u64..25))
+            .prop_map(|(user, target, price, lots)| Cmd::Amend { user, target, price, lots }),
+        2 => (0..3usize, any::<bool>(), 0..5usize, 1u64..20_000, prop::bool::weighted(0.1), 0u8..6)
+            .prop_map(|(user, deposit, asset, units, off_grid, key)| Cmd::Transfer { user, deposit, asset, units, off_grid, key }),
+    ]
+}
+
+fn order_ref(t: &Target) -> OrderRef {
+    match t {
+        Target::Id(id) => OrderRef::Id(*id),
+        Target::Client(c) => OrderRef::Client(Text::new(c)),
+    }
+}
+
+/// The engine command for a generated one.
+fn to_command(c: &Cmd) -> Command {
+    let tick = |t: u64| Decimal::new(t as i64 * 5, -1).unwrap();
+    let lot = |l: u64| Decimal::new(l as i64, -1).unwrap();
+    let body = match c {
+        Cmd::New {
+            user,
+            market,
+            side,
+            price,
+            lots,
+            tif,
+            post_only,
+            client,
+        } => CommandBody::NewOrder(NewOrder {
+            client_order_id: Text::new(client.unwrap_or("")),
+            username: Text::new(USERS[*user]),
+            market: Text::new(MARKETS[*market]),
+            side: *side,
+            order_type: if price.is_some() {
+                OrderType::Limit
+            } else {
+                OrderType::Market
+            },
+            tif: *tif,
+            post_only: *post_only,
+            price: price.map(tick),
+            size: lot(*lots),
+            client_timestamp: Text::EMPTY,
+        }),
+        Cmd::Cancel { user, target } => CommandBody::Cancel(Cancel {
+            username: Text::new(USERS[*user]),
+            target: order_ref(target),
+        }),
+        Cmd::CancelAll { user, market } => CommandBody::CancelAll(CancelAll {
+            username: Text::new(USERS[*user]),
+            market: Text::new(market.map(|m| MARKETS[m]).unwrap_or("")),
+        }),
+        Cmd::Amend {
+            user,
+            target,
+            price,
+            lots,
+        } => CommandBody::Amend(Amend {
+            username: Text::new(USERS[*user]),
+            target: order_ref(target),
+            price: price.map(tick),
+            size: lots.map(lot),
+        }),
+        Cmd::Transfer {
+            user,
+            deposit,
+            asset,
+            units,
+            off_grid,
+            key,
+        } => {
+            let amount = if *off_grid {
+                Decimal::new(*units as i64 * 10 + 1, -3).unwrap()
+            } else {
+                Decimal::new(*units as i64, -2).unwrap()
+            };
+            let t = Transfer {
+                username: Text::new(USERS[*user]),
+                asset: AssetName::new(ASSETS.get(*asset).copied().unwrap_or("ZZZ")),
+                amount,
+                idempotency_key: Text::new(&format!("k{key}")),
+            };
+            if *deposit {
+                CommandBody::Deposit(t)
+            } else {
+                CommandBody::Withdraw(t)
+            }
+        }
+    };
+    Command {
+        recv_ns: 0,
+        recv_mono: 0,
+        body,
+    }
+}
+
+/// An answer, without sequence numbers (the model does not number events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Accepted(u64),
+    Cancelled(u64),
+    CancelledAll(u32, u32),
+    Balance(u32, u64, u64),
+    Rejected(RejectCode),
+}
+
+fn answer(o: Outcome) -> Answer {
+    match o {
+        Outcome::Accepted { order_id, .. } => Answer::Accepted(order_id),
+        Outcome::Cancelled { order_id, .. } => Answer::Cancelled(order_id),
+        Outcome::CancelledAll { count, left, .. } => Answer::CancelledAll(count, left),
+        Outcome::Balance {
+            asset,
+            available,
+            reserved,
+            ..
+        } => Answer::Balance(asset, available, reserved),
+        Outcome::Rejected(code) => Answer::Rejected(code),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------- the reference model
+
+#[derive(Debug, Clone)]
+struct Order {
+    id: u64,
+    user: usize,
+    market: usize,
+    side: Side,
+    price: u64,
+    remaining: u64,
+    filled: u64,
+    reserved: u64,
+    client: Option<&'static str>,
+    /// Time priority: smaller is older.
+    time: u64,
+    /// When the order joined its user's list of open orders (cancel-all goes newest first).
+    listed: u64,
+}
+
+/// A trade: (maker id, taker id, price, lots, maker fee, taker fee).
+type Trade = (u64, u64, u64, u64, u64, u64);
+
+struct Model {
+    orders: Vec<Order>,
+    /// (user, asset) → (available, reserved).
+    balances: HashMap<(usize, usize), (u64, u64)>,
+    fees: u64,
+    next_id: u64,
+    clock: u64,
+    trades: Vec<Trade>,
+    idempotent: HashMap<u8, Answer>,
+}
+
+fn crosses(side: Side, price: u64, limit: u64) -> bool {
+    match side {
+        Side::Buy => price <= limit,
+        Side::Sell => price >= limit,
+    }
+}
+
+fn reservation(side: Side, price: u64, lots: u64) -> u64 {
+    match side {
+        Side::Buy => {
+            let n = price * lots * QPTL;
+            (n * (10_000 + MAKER_BPS.max(TAKER_BPS))).div_ceil(10_000)
+        }
+        Side::Sell => lots * BPL,
+    }
+}
+
+fn spends(market: usize, side: Side) -> usize {
+    match side {
+        Side::Buy => USD,
+        Side::Sell => market,
+    }
+}
+
+#[derive(PartialEq)]
+enum Stop {
+    NoCross,
+    SelfTrade,
+    MaxFills,
+}
+
+impl Model {
+    fn new() -> Model {
+        let mut balances = HashMap::new();
+        for u in 0..USERS.len() {
+            balances.insert((u, USD), (30_000, 0));
+            for base in 0..3 {
+                balances.insert((u, base), (2_000, 0));
+            }
+        }
+        Model {
+            orders: Vec::new(),
+            balances,
+            fees: 0,
+            next_id: 1,
+            clock: 0,
+            trades: Vec::new(),
+            idempotent: HashMap::new(),
+        }
+    }
+
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    fn bal(&mut self, user: usize, asset: usize) -> &mut (u64, u64) {
+        self.balances.entry((user, asset)).or_insert((0, 0))
+    }
+
+    /// The resting orders of one side of a market, best first, then oldest first.
+    fn side_in_priority(&self, market: usize, side: Side) -> Vec<Order> {
+        let mut v: Vec<Order> = self
+            .orders
+            .iter()
+            .filter(|o| o.market == market && o.side == side)
+            .cloned()
+            .collect();
+        v.sort_by_key(|o| {
+            (
+                if side == Side::Buy {
+                    u64::MAX - o.price
+                } else {
+                    o.price
+                },
+                o.time,
+            )
+        });
+        v
+    }
+
+    fn best(&self, market: usize, side: Side) -> Option<u64> {
+        self.side_in_priority(market, side).first().map(|o| o.price)
+    }
+
+    fn remove(&mut self, id: u64) -> Order {
+        let i = self.orders.iter().position(|o| o.id == id).unwrap();
+        let o = self.orders.remove(i);
+        let asset = spends(o.market, o.side);
+        let b = self.bal(o.user, asset);
+        b.1 -= o.reserved;
+        b.0 += o.reserved;
+        o
+    }
+
+    fn apply(&mut self, c: &Cmd) -> Answer {
+        match c {
+            Cmd::New {
+                user,
+                market,
+                side,
+                price,
+                lots,
+                tif,
+                post_only,
+                client,
+            } => self.new_order(
+                *user, *market, *side, *price, *lots, *tif, *post_only, *client,
+            ),
+            Cmd::Cancel { user, target } => match self.find(*user, target) {
+                Some(id) => {
+                    self.remove(id);
+                    Answer::Cancelled(id)
+                }
+                None => Answer::Rejected(RejectCode::UnknownOrder),
+            },
+            Cmd::CancelAll { user, market } => {
+                let mut mine: Vec<Order> = self
+                    .orders
+                    .iter()
+                    .filter(|o| o.user == *user && market.is_none_or(|m| m == o.market))
+                    .cloned()
+                    .collect();
+                mine.sort_by_key(|o| std::cmp::Reverse(o.listed));
+                let count = mine.len().min(MAX_FILLS);
+                for o in &mine[..count] {
+                    self.remove(o.id);
+                }
+                Answer::CancelledAll(count as u32, (mine.len() - count) as u32)
+            }
+            Cmd::Amend {
+                user,
+                target,
+                price,
+                lots,
+            } => self.amend(*user, target, *price, *lots),
+            Cmd::Transfer {
+                user,
+                deposit,
+                asset,
+                units,
+                off_grid,
+                key,
+            } => {
+                if let Some(a) = self.idempotent.get(key) {
+                    return *a;
+                }
+                let a = if *asset >= ASSETS.len() {
+                    Answer::Rejected(RejectCode::UnknownAsset)
+                } else if *off_grid {
+                    Answer::Rejected(RejectCode::InvalidAmount)
+                } else {
+                    let b = self.bal(*user, *asset);
+                    if *deposit {
+                        b.0 += units;
+                        Answer::Balance(*asset as u32, b.0, b.1)
+                    } else if b.0 < *units {
+                        Answer::Rejected(RejectCode::InsufficientBalance)
+                    } else {
+                        b.0 -= units;
+                        Answer::Balance(*asset as u32, b.0, b.1)
+                    }
+                };
+                self.idempotent.insert(*key, a);
+                a
+            }
+        }
+    }
+
+    fn find(&self, user: usize, target: &Target) -> Option<u64> {
+        self.orders
+            .iter()
+            .find(|o| {
+                o.user == user
+                    && match target {
+                        Target::Id(id) => o.id == *id,
+                        Target::Client(c) => o.client == Some(*c),
+                    }
+            })
+            .map(|o| o.id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_order(
+        &mut self,
+        user: usize,
+        market: usize,
+        side: Side,
+        price: Option<u64>,
+        lots: u64,
+        tif: TimeInForce,
+        post_only: bool,
+        client: Option<&'static str>,
+    ) -> Answer {
+        let rejected = Answer::Rejected;
+        if post_only && (price.is_none() || tif != TimeInForce::Gtc) {
+            return rejected(RejectCode::UnsupportedOrderType);
+        }
+        let limit = match price {
+            Some(p) => p,
+            None => match self.best(market, side.opposite()) {
+                None => return rejected(RejectCode::NoLiquidity),
+                Some(best) => match side {
+                    Side::Buy => (best * (10_000 + PROTECTION_BPS) / 10_000).min(2000),
+                    Side::Sell => (best * (10_000 - PROTECTION_BPS)).div_ceil(10_000).max(1),
+                },
+            },
+        };
+        if let Some(c) = client
+            && self
+                .orders
+                .iter()
+                .any(|o| o.user == user && o.client == Some(c))
+        {
+            return rejected(RejectCode::DuplicateClientOrderId);
+        }
+        if post_only
+            && self
+                .best(market, side.opposite())
+                .is_some_and(|b| crosses(side, b, limit))
+        {
+            return rejected(RejectCode::PostOnlyWouldCross);
+        }
+        if tif == TimeInForce::Fok && !self.fok_fillable(user, market, side, limit, lots) {
+            return rejected(RejectCode::FokNotFillable);
+        }
+        let need = reservation(side, limit, lots);
+        let b = self.bal(user, spends(market, side));
+        if b.0 < need {
+            return rejected(RejectCode::InsufficientBalance);
+        }
+        b.0 -= need;
+        b.1 += need;
+        let id = self.next_id;
+        self.next_id += 1;
+        let may_rest = price.is_some() && tif == TimeInForce::Gtc;
+        let taker = Order {
+            id,
+            user,
+            market,
+            side,
+            price: limit,
+            remaining: lots,
+            filled: 0,
+            reserved: need,
+            client,
+            time: 0,
+            listed: 0,
+        };
+        self.run_taker(taker, may_rest);
+        Answer::Accepted(id)
+    }
+
+    fn fok_fillable(&self, user: usize, market: usize, side: Side, limit: u64, lots: u64) -> bool {
+        let mut need = lots;
+        for (work, o) in self
+            .side_in_priority(market, side.opposite())
+            .iter()
+            .enumerate()
+        {
+            if !crosses(side, o.price, limit) || work == MAX_FILLS {
+                return false;
+            }
+            if o.user == user {
+                if market == 1 {
+                    continue; // cancel_resting: it would go away
+                }
+                return false;
+            }
+            need -= need.min(o.remaining);
+            if need == 0 {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn run_taker(&mut self, mut t: Order, may_rest: bool) {
+        let stop = self.match_order(&mut t);
+        let asset = spends(t.market, t.side);
+        if t.remaining > 0 && may_rest && stop == Stop::NoCross {
+            t.time = self.tick();
+            t.listed = self.tick();
+            self.orders.push(t);
+            return;
+        }
+        let b = self.bal(t.user, asset);
+        b.1 -= t.reserved;
+        b.0 += t.reserved;
+    }
+
+    fn match_order(&mut self, t: &mut Order) -> Stop {
+        let mut work = 0;
+        while t.remaining > 0 {
+            let Some(maker) = self
+                .side_in_priority(t.market, t.side.opposite())
+                .first()
+                .cloned()
+            else {
+                return Stop::NoCross;
+            };
+            if !crosses(t.side, maker.price, t.price) {
+                return Stop::NoCross;
+            }
+            if work == MAX_FILLS {
+                return Stop::MaxFills;
+            }
+            work += 1;
+            if maker.user == t.user {
+                match t.market {
+                    0 => return Stop::SelfTrade,
+                    1 => {
+                        self.remove(maker.id);
+                        continue;
+                    }
+                    _ => {
+                        self.remove(maker.id);
+                        return Stop::SelfTrade;
+                    }
+                }
+            }
+            let lots = t.remaining.min(maker.remaining);
+            let n = maker.price * lots * QPTL;
+            let base = lots * BPL;
+            let maker_fee = n * MAKER_BPS / 10_000;
+            let taker_fee = n * TAKER_BPS / 10_000;
+            let (buyer, buyer_fee, seller, seller_fee) = match t.side {
+                Side::Buy => (t.user, taker_fee, maker.user, maker_fee),
+                Side::Sell => (maker.user, maker_fee, t.user, taker_fee),
+            };
+            let m = t.market;
+            self.bal(buyer, USD).1 -= n + buyer_fee;
+            self.bal(buyer, m).0 += base;
+            self.bal(seller, m).1 -= base;
+            self.bal(seller, USD).0 += n - seller_fee;
+            self.fees += buyer_fee + seller_fee;
+            let (maker_spent, taker_spent) = match t.side {
+                Side::Buy => (base, n + buyer_fee),
+                Side::Sell => (n + buyer_fee, base),
+            };
+            t.reserved -= taker_spent;
+            t.remaining -= lots;
+            t.filled += lots;
+            self.trades
+                .push((maker.id, t.id, maker.price, lots, maker_fee, taker_fee));
+            let mo = self.orders.iter_mut().find(|o| o.id == maker.id).unwrap();
+            mo.reserved -= maker_spent;
+            mo.remaining -= lots;
+            mo.filled += lots;
+            if mo.remaining == 0 {
+                self.remove(maker.id);
+            }
+        }
+        Stop::NoCross
+    }
+
+    fn amend(
+        &mut self,
+        user: usize,
+        target: &Target,
+        price: Option<u64>,
+        lots: Option<u64>,
+    ) -> Answer {
+        let Some(id) = self.find(user, target) else {
+            return Answer::Rejected(RejectCode::UnknownOrder);
+        };
+        let o = self.orders.iter().find(|o| o.id == id).unwrap().clone();
+        let price = price.unwrap_or(o.price);
+        let lots = lots.unwrap_or(o.remaining);
+        if price == o.price && lots == o.remaining {
+            return Answer::Rejected(RejectCode::NothingToAmend);
+        }
+        let asset = spends(o.market, o.side);
+        if price == o.price && lots < o.remaining {
+            // Smaller at the same price: in place, same priority.
+            let keep = reservation(o.side, o.price, lots);
+            let release = o.reserved.saturating_sub(keep);
+            let mo = self.orders.iter_mut().find(|x| x.id == id).unwrap();
+            mo.remaining = lots;
+            mo.reserved -= release;
+            let b = self.bal(user, asset);
+            b.1 -= release;
+            b.0 += release;
+            return Answer::Accepted(id);
+        }
+        let need = reservation(o.side, price, lots);
+        if self.bal(user, asset).0 + o.reserved < need {
+            return Answer::Rejected(RejectCode::InsufficientBalance);
+        }
+        let crosses_now = self
+            .best(o.market, o.side.opposite())
+            .is_some_and(|b| crosses(o.side, b, price));
+        if !crosses_now {
+            let time = self.tick();
+            let b = self.bal(user, asset);
+            b.0 = b.0 + o.reserved - need;
+            b.1 = b.1 - o.reserved + need;
+            let mo = self.orders.iter_mut().find(|x| x.id == id).unwrap();
+            mo.price = price;
+            mo.remaining = lots;
+            mo.reserved = need;
+            mo.time = time;
+            return Answer::Accepted(id);
+        }
+        let mut old = self.remove(id);
+        let b = self.bal(user, asset);
+        b.0 -= need;
+        b.1 += need;
+        old.price = price;
+        old.remaining = lots;
+        old.reserved = need;
+        self.run_taker(old, true);
+        Answer::Accepted(id)
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+    #[test]
+    fn the_engine_agrees_with_the_reference_model(cmds in prop::collection::vec(cmd(), 1..150)) {
+        let config = config();
+        let mut engine = Engine::new(&config);
+        let mut out = Recorder::default();
+        let mut model = Model::new();
+        for (i, c) in cmds.iter().enumerate() {
+            let got = answer(engine.process(&to_command(c), 0, 0, &mut out).outcome);
+            let want = model.apply(c);
+            prop_assert_eq!(got, want, "command {} {:?}", i, c);
+            if let Err(e) = engine.check() {
+                prop_assert!(false, "invariant broken after command {} {:?}: {}", i, c, e);
+            }
+        }
+        let trades: Vec<Trade> = out
+            .events
+            .iter()
+            .filter_map(|e| match e.kind {
+                EventKind::Trade(t) => Some((t.maker_order_id, t.taker_order_id, t.price_ticks, t.size_lots, t.maker_fee, t.taker_fee)),
+                _ => None,
+            })
+            .collect();
+        prop_assert_eq!(&trades, &model.trades);
+        for (m, market) in MARKETS.iter().enumerate() {
+            for side in [Side::Buy, Side::Sell] {
+                let got = engine.book_orders(engine.market(market).unwrap(), side);
+                let want: Vec<(u64, String, u64, u64)> = model
+                    .side_in_priority(m, side)
+                    .iter()
+                    .map(|o| (o.id, USERS[o.user].to_string(), o.price, o.remaining))
+                    .collect();
+                prop_assert_eq!(got, want, "book {} {:?}", market, side);
+            }
+        }
+        for (u, user) in USERS.iter().enumerate() {
+            let got = engine.balances(user).unwrap();
+            for (a, asset) in ASSETS.iter().enumerate() {
+                let (available, reserved) = model.balances.get(&(u, a)).copied().unwrap_or((0, 0));
+                prop_assert_eq!((got[a].available, got[a].reserved), (available, reserved), "{} {}", user, asset);
+            }
+        }
+        prop_assert_eq!(engine.fees(USD as u32), model.fees);
+    }
+}
