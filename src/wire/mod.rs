@@ -647,6 +647,17 @@ mod tests {
     }
 
     #[test]
+    fn every_code_is_documented() {
+        let doc = include_str!("../../docs/PROTOCOL.md");
+        for code in crate::engine::RejectCode::ALL {
+            assert!(doc.contains(&format!("| `{}` |", code.as_str())), "{}", code.as_str());
+        }
+        for code in ErrorCode::ALL {
+            assert!(doc.contains(&format!("| `{}` |", code.as_str())), "{}", code.as_str());
+        }
+    }
+
+    #[test]
     fn reports_and_balances_use_exact_decimals() {
         let config = config();
         let fill = Report {
