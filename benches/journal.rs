@@ -96,10 +96,9 @@ fn through_journal(config: &Config, path: &Path, events: &[Event]) -> Duration {
 /// The baseline: one transaction, the same statements, a plain loop, no thread.
 fn plain_loop(config: &Config, path: &Path, events: &[Event]) -> Duration {
     let mut conn = journal::open(path, Synchronous::Normal).unwrap();
-    let mut json = Vec::new();
     let start = Instant::now();
     let tx = conn.transaction().unwrap();
-    journal::store::write_events(&tx, events.iter(), config, &mut json).unwrap();
+    journal::store::write_events(&tx, events.iter(), config).unwrap();
     tx.commit().unwrap();
     start.elapsed()
 }

@@ -89,27 +89,38 @@ fn counter(socket: &std::path::Path, name: &str) -> u64 {
         .unwrap()
 }
 
-/// Reads one reply; true if it is `busy`.
-fn read_reply(r: &mut impl BufRead, binary_framing: bool, buf: &mut Vec<u8>) -> bool {
-    buf.clear();
-    if binary_framing {
-        let mut len = [0u8; 4];
-        r.read_exact(&mut len).unwrap();
-        buf.resize(u32::from_le_bytes(len) as usize, 0);
-        r.read_exact(buf).unwrap();
-        match &buf[..4] {
-            [0, 0, 0, 0] => false,
-            [2, 0, 0, 0] => true,
-            _ => panic!("unexpected reply {:?}", binary::decode::<WireReply>(buf)),
-        }
-    } else {
-        r.read_until(b'\n', buf).unwrap();
-        if buf.starts_with(br#"{"type":"accepted""#) {
-            false
-        } else if buf.starts_with(br#"{"type":"busy""#) {
-            true
+/// Reads up to the next reply (execution reports, which arrive between replies, are counted
+/// and skipped); true if the reply is `busy`.
+fn read_reply(
+    r: &mut impl BufRead,
+    binary_framing: bool,
+    buf: &mut Vec<u8>,
+    reports: &mut u64,
+) -> bool {
+    loop {
+        buf.clear();
+        if binary_framing {
+            let mut len = [0u8; 4];
+            r.read_exact(&mut len).unwrap();
+            buf.resize(u32::from_le_bytes(len) as usize, 0);
+            r.read_exact(buf).unwrap();
+            match &buf[..4] {
+                [0, 0, 0, 0] => return false,
+                [2, 0, 0, 0] => return true,
+                [11, 0, 0, 0] => *reports += 1,
+                _ => panic!("unexpected reply {:?}", binary::decode::<WireReply>(buf)),
+            }
         } else {
-            panic!("unexpected reply {}", String::from_utf8_lossy(buf))
+            r.read_until(b'\n', buf).unwrap();
+            if buf.starts_with(br#"{"type":"accepted""#) {
+                return false;
+            } else if buf.starts_with(br#"{"type":"busy""#) {
+                return true;
+            } else if buf.starts_with(br#"{"type":"execution""#) {
+                *reports += 1;
+            } else {
+                panic!("unexpected reply {}", String::from_utf8_lossy(buf))
+            }
         }
     }
 }
@@ -130,6 +141,7 @@ fn run(daemon: &Daemon, orders: &Orders, binary_framing: bool) -> (Duration, u64
     let mut todo: Vec<usize> = (0..n).collect();
     let mut busy_total = 0u64;
     let mut buf = Vec::with_capacity(256);
+    let mut reports = 0u64;
     while !todo.is_empty() {
         let mut batch = Vec::new();
         for &i in &todo {
@@ -139,7 +151,7 @@ fn run(daemon: &Daemon, orders: &Orders, binary_framing: bool) -> (Duration, u64
         let sender = std::thread::spawn(move || writer.write_all(&batch).unwrap());
         let mut again = Vec::new();
         for &i in &todo {
-            if read_reply(&mut r, binary_framing, &mut buf) {
+            if read_reply(&mut r, binary_framing, &mut buf, &mut reports) {
                 again.push(i);
             }
         }

@@ -1,7 +1,7 @@
 //! The engine thread: polls every connection's command ring, runs the state machine, pushes
 //! replies and journal records, and waits according to the configured idle strategy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -137,6 +137,12 @@ impl EngineHandle {
             next_token: 0,
             origin_reports: Vec::with_capacity(per_command),
             cut: Vec::with_capacity(max_conns),
+            // Room for everything one command can send to one connection (its reply and two
+            // reports per fill), so that a client is never cut off for its own command.
+            backlog_limit: config
+                .engine
+                .reply_ring
+                .max(1 + 2 * config.engine.max_fills),
             control: control_rx,
             journal,
             journal_bell,
@@ -243,6 +249,46 @@ fn pin(core: Option<usize>) {
 struct Entry {
     conn: Connection,
     token: Owner,
+    /// Messages that did not fit the reply ring, in order, at most `backlog_limit`. While it is
+    /// not empty the connection gets no new command (its own output slows it down); a client
+    /// that falls further behind is cut off. Allocated on first use, then reused.
+    backlog: VecDeque<Outbound>,
+}
+
+impl Entry {
+    /// Queues a message for the connection: into the ring if nothing waits before it, else
+    /// into the backlog. False if the backlog is full (the client must be cut off).
+    fn send(&mut self, message: Outbound, backlog_limit: usize) -> bool {
+        if self.backlog.is_empty() {
+            match self.conn.replies.push(message) {
+                Ok(()) => return true,
+                Err(rtrb::PushError::Full(m)) => return self.hold(m, backlog_limit),
+            }
+        }
+        self.hold(message, backlog_limit)
+    }
+
+    fn hold(&mut self, message: Outbound, backlog_limit: usize) -> bool {
+        if self.backlog.len() >= backlog_limit {
+            return false;
+        }
+        if self.backlog.capacity() == 0 {
+            self.backlog.reserve_exact(backlog_limit);
+        }
+        self.backlog.push_back(message);
+        true
+    }
+
+    /// Moves what fits of the backlog into the ring; true if the backlog is now empty.
+    fn flush(&mut self) -> bool {
+        while let Some(m) = self.backlog.pop_front() {
+            if let Err(rtrb::PushError::Full(m)) = self.conn.replies.push(m) {
+                self.backlog.push_front(m);
+                return false;
+            }
+        }
+        true
+    }
 }
 
 /// The engine thread's state.
@@ -258,6 +304,8 @@ struct Runner {
     origin_reports: Vec<Report>,
     /// Connections found too slow during the current command, to cut off after it.
     cut: Vec<Owner>,
+    /// Most messages held for one connection beyond its reply ring.
+    backlog_limit: usize,
     control: Receiver<Control>,
     journal: rtrb::Producer<Event>,
     journal_bell: Arc<Doorbell>,
@@ -279,6 +327,7 @@ struct Sink<'a> {
     origin: Owner,
     origin_reports: &'a mut Vec<Report>,
     cut: &'a mut Vec<Owner>,
+    backlog_limit: usize,
 }
 
 impl Output for Sink<'_> {
@@ -303,13 +352,11 @@ impl Output for Sink<'_> {
             return; // the connection is gone; the events are in the journal
         };
         let entry = &mut self.connections[i];
-        if entry.conn.replies.push(Outbound::Report(report)).is_err() {
-            // The engine never waits for a client: one that does not read is cut off.
-            if !self.cut.contains(&owner) {
-                self.cut.push(owner);
-            }
-        } else {
+        if entry.send(Outbound::Report(report), self.backlog_limit) {
             entry.conn.bell.ring();
+        } else if !self.cut.contains(&owner) {
+            // The engine never waits for a client: one that does not read is cut off.
+            self.cut.push(owner);
         }
     }
 }
@@ -376,9 +423,11 @@ impl Runner {
         let control = &self.control;
         self.doorbell.sleep(PARK_TIMEOUT, || {
             !control.is_empty()
-                || connections
-                    .iter()
-                    .any(|e| !e.conn.commands.is_empty() || e.conn.commands.is_abandoned())
+                || connections.iter().any(|e| {
+                    !e.conn.commands.is_empty()
+                        || e.conn.commands.is_abandoned()
+                        || !e.backlog.is_empty()
+                })
         });
     }
 
@@ -398,13 +447,24 @@ impl Runner {
             // the start of command k+1 (or the final read).
             let mut t = 0;
             let origin = self.connections[i].token;
-            while done < CONNECTION_BUDGET {
-                let conn = &mut self.connections[i].conn;
-                // Replies are never dropped: a command is taken only when its reply has room.
-                if conn.replies.cached_slots() == 0 && conn.replies.slots() == 0 {
+            let had_backlog = !self.connections[i].backlog.is_empty();
+            let drained = self.connections[i].flush();
+            if had_backlog {
+                total += 1;
+                self.connections[i].conn.bell.ring();
+            }
+            while done < CONNECTION_BUDGET && drained {
+                let entry = &mut self.connections[i];
+                // Replies are never dropped: a command is taken only when nothing waits in the
+                // backlog and its reply has room in the ring.
+                if !entry.backlog.is_empty()
+                    || (entry.conn.replies.cached_slots() == 0 && entry.conn.replies.slots() == 0)
+                {
                     break;
                 }
-                let Ok(cmd) = conn.commands.pop() else { break };
+                let Ok(cmd) = entry.conn.commands.pop() else {
+                    break;
+                };
                 let now = mono_ns();
                 if done > 0 {
                     self.stats.engine_process.record(now - t);
@@ -420,6 +480,7 @@ impl Runner {
                     origin,
                     origin_reports: &mut self.origin_reports,
                     cut: &mut self.cut,
+                    backlog_limit: self.backlog_limit,
                 };
                 let reply = self.engine.process(&cmd, origin, now, &mut sink);
                 let c = &self.counters.engine;
@@ -431,11 +492,13 @@ impl Runner {
                     _ => {}
                 }
                 c.last_seq.store(self.engine.last_seq(), Ordering::Relaxed);
-                let conn = &mut self.connections[i].conn;
-                let pushed = conn.replies.push(Outbound::Reply(reply));
-                debug_assert!(pushed.is_ok(), "reply room was checked");
+                let entry = &mut self.connections[i];
+                let pushed = entry.send(Outbound::Reply(reply), self.backlog_limit);
+                debug_assert!(pushed, "reply room was checked");
                 for report in self.origin_reports.drain(..) {
-                    if conn.replies.push(Outbound::Report(report)).is_err() {
+                    // The backlog holds everything one command sends, so this only fails for a
+                    // client already far behind.
+                    if !entry.send(Outbound::Report(report), self.backlog_limit) {
                         if !self.cut.contains(&origin) {
                             self.cut.push(origin);
                         }
@@ -457,8 +520,11 @@ impl Runner {
                 // Indexes moved: start this round's scan over at the current position.
                 continue;
             }
-            let conn = &self.connections[i].conn;
-            if conn.commands.is_abandoned() && conn.commands.is_empty() {
+            let entry = &self.connections[i];
+            if entry.conn.commands.is_abandoned()
+                && entry.conn.commands.is_empty()
+                && entry.backlog.is_empty()
+            {
                 self.drop_connection(i, 0);
                 continue;
             }
@@ -507,7 +573,11 @@ impl Runner {
                     // wraps only after four billion connections.
                     self.next_token = self.next_token.wrapping_add(1) % super::command::NO_OWNER;
                     self.tokens.insert(token, self.connections.len());
-                    self.connections.push(Entry { conn, token });
+                    self.connections.push(Entry {
+                        conn,
+                        token,
+                        backlog: VecDeque::new(),
+                    });
                     self.counters
                         .engine
                         .connections

@@ -127,7 +127,7 @@ impl JournalHandle {
             control: control_rx,
             bell: bell.clone(),
             config: config.clone(),
-            json: Vec::with_capacity(512),
+            store: store::Store::new(),
             committed,
             nice: config.journal.nice,
             batch: Vec::with_capacity(config.journal.batch_size),
@@ -195,8 +195,8 @@ struct Writer {
     bell: Arc<Doorbell>,
     /// Market and asset names and grids, for the rows and payloads.
     config: Config,
-    /// Reused buffer for JSON payloads.
-    json: Vec<u8>,
+    /// Batch writer (buffers reused across batches).
+    store: store::Store,
     /// Told after every commit (connections paused by a backlog wait for it).
     committed: Arc<tokio::sync::Notify>,
     /// Nice value to run at.
@@ -310,7 +310,7 @@ impl Writer {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        store::write_events(&tx, self.batch.iter(), &self.config, &mut self.json)?;
+        self.store.write(&tx, self.batch.iter(), &self.config)?;
         tx.commit()
     }
 }

@@ -650,10 +650,18 @@ mod tests {
     fn every_code_is_documented() {
         let doc = include_str!("../../docs/PROTOCOL.md");
         for code in crate::engine::RejectCode::ALL {
-            assert!(doc.contains(&format!("| `{}` |", code.as_str())), "{}", code.as_str());
+            assert!(
+                doc.contains(&format!("| `{}` |", code.as_str())),
+                "{}",
+                code.as_str()
+            );
         }
         for code in ErrorCode::ALL {
-            assert!(doc.contains(&format!("| `{}` |", code.as_str())), "{}", code.as_str());
+            assert!(
+                doc.contains(&format!("| `{}` |", code.as_str())),
+                "{}",
+                code.as_str()
+            );
         }
     }
 

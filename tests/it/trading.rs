@@ -256,11 +256,11 @@ fn two_users_cross_and_everything_is_recorded() {
 
 #[test]
 fn a_client_that_does_not_read_its_reports_is_cut_off_with_a_resume_point() {
-    // A reply ring of 64. Alice rests 5,000 offers, then reads nothing while Bob takes them all:
-    // 5,000 fill reports (over a megabyte) are more than her socket and her connection's write
-    // buffer hold, so her ring fills and the engine, which never waits for a client, cuts her
-    // off. Bob is not slowed.
-    let n = 5_000;
+    // A reply ring of 64. Alice rests 10,000 offers, then reads nothing while Bob takes them
+    // all: 10,000 fill reports (over two megabytes) are more than her socket, her connection's
+    // write buffer, her ring and the engine's backlog for her hold, so the engine, which never
+    // waits for a client, cuts her off. Bob is not slowed.
+    let n = 10_000;
     let mut d = Daemon::start_with("[engine]\nreply_ring = 64\n", &[]);
     let mut alice = d.json();
     let mut bob = d.json();
