@@ -39,8 +39,14 @@ fn echo_server(path: &std::path::Path) -> std::thread::JoinHandle<()> {
     })
 }
 
-/// Round trips of one line each: write it, read one line back.
-fn line_round_trips(socket: &std::path::Path, line: &[u8], n: usize) -> Histogram<u64> {
+/// Round trips of one line each: write it, read one line back (the reply; the clock stops
+/// there), then read `extra` more lines untimed (the IOC's cancellation report).
+fn line_round_trips(
+    socket: &std::path::Path,
+    line: &[u8],
+    n: usize,
+    extra: usize,
+) -> Histogram<u64> {
     let stream = UnixStream::connect(socket).unwrap();
     let mut w = stream.try_clone().unwrap();
     let mut r = BufReader::new(stream);
@@ -51,20 +57,26 @@ fn line_round_trips(socket: &std::path::Path, line: &[u8], n: usize) -> Histogra
         w.write_all(line).unwrap();
         reply.clear();
         r.read_until(b'\n', &mut reply).unwrap();
+        let elapsed = start.elapsed();
+        for _ in 0..extra {
+            reply.clear();
+            r.read_until(b'\n', &mut reply).unwrap();
+        }
         // The first few round trips warm up caches and the runtime.
         if i >= 100 {
-            h.saturating_record(start.elapsed().as_nanos() as u64);
+            h.saturating_record(elapsed.as_nanos() as u64);
         }
     }
     h
 }
 
-/// Round trips of one binary frame each.
+/// Round trips of one binary frame each (and `extra` more frames read untimed).
 fn frame_round_trips(
     socket: &std::path::Path,
     frame: &[u8],
     handshake: bool,
     n: usize,
+    extra: usize,
 ) -> Histogram<u64> {
     let mut s = UnixStream::connect(socket).unwrap();
     if handshake {
@@ -77,12 +89,16 @@ fn frame_round_trips(
     for i in 0..n {
         let start = Instant::now();
         s.write_all(frame).unwrap();
-        let mut len = [0u8; 4];
-        s.read_exact(&mut len).unwrap();
-        let len = u32::from_le_bytes(len) as usize;
-        s.read_exact(&mut buf[..len]).unwrap();
+        let mut elapsed = None;
+        for _ in 0..=extra {
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).unwrap();
+            let len = u32::from_le_bytes(len) as usize;
+            s.read_exact(&mut buf[..len]).unwrap();
+            elapsed.get_or_insert_with(|| start.elapsed());
+        }
         if i >= 100 {
-            h.saturating_record(start.elapsed().as_nanos() as u64);
+            h.saturating_record(elapsed.unwrap_or_default().as_nanos() as u64);
         }
     }
     h
@@ -147,10 +163,11 @@ fn main() {
         (vec![], vec![], vec![], vec![], vec![], vec![]);
     for round in 0..rounds {
         // Interleaved in each round, so that noise from the shared machine hits all three.
-        let echo = line_round_trips(&echo_path, line, n);
-        let json = line_round_trips(&daemon.socket, line, n);
-        let echo_frames = frame_round_trips(&echo_path, &frame, false, n);
-        let bin = frame_round_trips(&daemon.socket, &frame, true, n);
+        // The daemon answers each IOC with its reply, then the report of its cancellation.
+        let echo = line_round_trips(&echo_path, line, n, 0);
+        let json = line_round_trips(&daemon.socket, line, n, 1);
+        let echo_frames = frame_round_trips(&echo_path, &frame, false, n, 0);
+        let bin = frame_round_trips(&daemon.socket, &frame, true, n, 1);
         let (ep50, ep99) = (echo.value_at_quantile(0.5), echo.value_at_quantile(0.99));
         let (efp50, efp99) = (
             echo_frames.value_at_quantile(0.5),

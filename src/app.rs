@@ -73,14 +73,33 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             source,
         }
     })?;
+    let resume = journal::resume(&db).map_err(|source| AppError::Journal {
+        path: d.database_path.display().to_string(),
+        source,
+    })?;
+    if resume.last_seq > 0 {
+        tracing::warn!(
+            last_seq = resume.last_seq,
+            expired_orders = resume.expired_orders,
+            "continuing an existing journal: numbering goes on after it, but books and balances \
+             start again from the config (restoring them is not built yet); orders left open are \
+             marked expired"
+        );
+    }
     let counters = Arc::new(Counters::default());
     let (records_tx, records_rx) = rtrb::RingBuffer::new(config.engine.journal_ring);
     let committed = Arc::new(tokio::sync::Notify::new());
     let journal =
         JournalHandle::spawn(db, records_rx, &config, counters.clone(), committed.clone())
             .map_err(|e| AppError::Spawn("journal", e))?;
-    let engine = EngineHandle::spawn(&config, records_tx, journal.bell(), counters.clone())
-        .map_err(|e| AppError::Spawn("engine", e))?;
+    let engine = EngineHandle::spawn(
+        &config,
+        records_tx,
+        journal.bell(),
+        counters.clone(),
+        resume,
+    )
+    .map_err(|e| AppError::Spawn("engine", e))?;
     let listener = uds::bind(&d.socket_path, d.socket_mode).map_err(|source| AppError::Socket {
         path: d.socket_path.display().to_string(),
         source,

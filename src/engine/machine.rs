@@ -214,6 +214,21 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// An engine whose numbering continues after `last_seq`, `last_order_id` and
+    /// `last_trade_id` (a daemon restarted on an existing journal).
+    pub fn resuming(
+        config: &Config,
+        last_seq: u64,
+        last_order_id: u64,
+        last_trade_id: u64,
+    ) -> Engine {
+        let mut e = Engine::new(config);
+        e.next_seq = last_seq + 1;
+        e.next_order_id = last_order_id + 1;
+        e.next_trade_id = last_trade_id + 1;
+        e
+    }
+
     /// An engine for the configured markets, with the demo accounts' start-up balances.
     pub fn new(config: &Config) -> Engine {
         let e = &config.engine;

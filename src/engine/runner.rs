@@ -123,11 +123,25 @@ impl EngineHandle {
         journal: rtrb::Producer<Event>,
         journal_bell: Arc<Doorbell>,
         counters: Arc<Counters>,
+        resume: crate::journal::Resume,
     ) -> std::io::Result<EngineHandle> {
         let (control, control_rx) = crossbeam_channel::bounded(CONTROL_CAPACITY);
         let doorbell = Arc::new(Doorbell::new());
         let heartbeat = Arc::new(AtomicU64::new(0));
-        let engine = Engine::new(config);
+        let engine = Engine::resuming(
+            config,
+            resume.last_seq,
+            resume.last_order_id,
+            resume.last_trade_id,
+        );
+        counters
+            .engine
+            .last_seq
+            .store(resume.last_seq, Ordering::Relaxed);
+        counters
+            .journal
+            .durable_seq
+            .store(resume.last_seq, Ordering::Relaxed);
         let per_command = engine.events_per_command();
         let max_conns = config.daemon.max_connections.min(1 << 16);
         let mut runner = Runner {
@@ -424,9 +438,14 @@ impl Runner {
         self.doorbell.sleep(PARK_TIMEOUT, || {
             !control.is_empty()
                 || connections.iter().any(|e| {
-                    !e.conn.commands.is_empty()
+                    // Work the engine can do now: commands it may take (nothing waiting before
+                    // their replies), a backlog whose ring has room again, a finished
+                    // connection. A client that does not read is not work: its task rings
+                    // the doorbell when it frees room.
+                    let room = e.conn.replies.slots() > 0;
+                    (!e.conn.commands.is_empty() && e.backlog.is_empty() && room)
+                        || (!e.backlog.is_empty() && room)
                         || e.conn.commands.is_abandoned()
-                        || !e.backlog.is_empty()
                 })
         });
     }
@@ -447,9 +466,11 @@ impl Runner {
             // the start of command k+1 (or the final read).
             let mut t = 0;
             let origin = self.connections[i].token;
-            let had_backlog = !self.connections[i].backlog.is_empty();
+            let backlog = self.connections[i].backlog.len();
             let drained = self.connections[i].flush();
-            if had_backlog {
+            if backlog > self.connections[i].backlog.len() {
+                // Something moved: that is work (it must not count when nothing could move,
+                // or a client that does not read would keep the engine from ever idling).
                 total += 1;
                 self.connections[i].conn.bell.ring();
             }

@@ -485,6 +485,10 @@ impl Conn {
             }
             moved += 1;
         }
+        if moved > 0 {
+            // Room in the reply ring: the engine may be parked waiting for it.
+            self.ingress.engine.ring();
+        }
         moved
     }
 

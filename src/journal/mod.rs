@@ -81,6 +81,46 @@ pub fn open(path: &Path, synchronous: Synchronous) -> Result<Connection, Journal
     Ok(conn)
 }
 
+/// Where a previous run of the daemon left the database: the numbering to continue from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// Highest event sequence number recorded.
+    pub last_seq: u64,
+    /// Highest order id recorded.
+    pub last_order_id: u64,
+    /// Highest trade id recorded.
+    pub last_trade_id: u64,
+    /// Orders the previous run left open, now marked `expired`.
+    pub expired_orders: u64,
+}
+
+/// Reads where a previous run stopped, and marks the orders it left open as `expired`.
+///
+/// Restoring books and balances from the journal is not built yet: a restarted daemon starts
+/// from the config's balances with empty books. Numbering continues after the previous run, so
+/// that nothing recorded is overwritten and sequence numbers stay unique, and the orders that
+/// were resting are marked `expired` rather than left looking open.
+pub fn resume(conn: &Connection) -> Result<Resume, JournalError> {
+    let max = |sql: &str| -> Result<u64, JournalError> {
+        Ok(conn
+            .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))?
+            .unwrap_or(0) as u64)
+    };
+    let last_seq = max("SELECT MAX(seq) FROM Events")?;
+    let last_order_id = max("SELECT MAX(id) FROM Orders")?;
+    let last_trade_id = max("SELECT MAX(id) FROM Trades")?;
+    let expired_orders = conn.execute(
+        "UPDATE Orders SET status = 'expired' WHERE status IN ('open', 'partially_filled')",
+        [],
+    )? as u64;
+    Ok(Resume {
+        last_seq,
+        last_order_id,
+        last_trade_id,
+        expired_orders,
+    })
+}
+
 /// What other threads hold to talk to the journal.
 #[derive(Debug, Clone)]
 pub struct JournalLink {

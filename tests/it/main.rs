@@ -9,6 +9,7 @@ mod config;
 mod drain;
 mod model;
 mod protocol;
+mod restart;
 mod signals;
 mod support;
 mod systemd;

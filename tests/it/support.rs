@@ -86,6 +86,8 @@ pub struct Daemon {
     pub config: PathBuf,
     /// Every notify message received so far.
     pub messages: Vec<String>,
+    /// Extra environment of the process.
+    env: Vec<(String, String)>,
 }
 
 /// Writes a config into a fresh folder: `[daemon]`/`[engine]`/`[journal]` lines from `extra`
@@ -126,6 +128,10 @@ impl Daemon {
         }
         let child = cmd.spawn().unwrap();
         let data = dir.path().join("data");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut daemon = Daemon {
             child,
             notify,
@@ -134,9 +140,31 @@ impl Daemon {
             config,
             _dir: dir,
             messages: Vec::new(),
+            env,
         };
         daemon.wait_for_message("READY=1");
         daemon
+    }
+
+    /// Starts the daemon again on the same config and data folder (after [`Daemon::stop`]).
+    pub fn start_again(&mut self) {
+        assert!(self.child.try_wait().unwrap().is_some(), "still running");
+        let notify_path = self.config.parent().unwrap().join("notify.sock");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = cmd.spawn().unwrap();
+        self.messages.clear();
+        self.wait_for_message("READY=1");
     }
 
     /// Waits until the daemon has sent a notify message containing `needle`.
