@@ -66,6 +66,25 @@ fn accepted(o: Outcome) -> u64 {
     }
 }
 
+/// Cancels every resting order (untimed set-up), so that batches do not pile up.
+fn clear(e: &mut Engine, out: &mut Ring) {
+    for u in 0..USERS {
+        let all = Command {
+            recv_ns: 0,
+            recv_mono: 0,
+            body: CommandBody::CancelAll(orderpipe::engine::CancelAll {
+                username: Text::new(&format!("u{u}")),
+                market: Text::EMPTY,
+            }),
+        };
+        while matches!(e.process(&all, 0, 0, out).outcome, Outcome::CancelledAll { left, .. } if left > 0)
+        {
+            out.drain();
+        }
+        out.drain();
+    }
+}
+
 /// Times `n` commands built by `make`, after `setup` prepares the engine for each batch.
 fn timed(
     engine: &mut Engine,
@@ -105,20 +124,17 @@ fn per_operation(c: &mut Criterion) {
         b.iter_custom(|iters| {
             timed(&mut e, &mut out, iters, |e, out| {
                 // Clear the book (untimed), then add 1000 non-crossing bids over 100 levels.
-                for u in 0..USERS {
-                    let all = Command {
-                        recv_ns: 0,
-                        recv_mono: 0,
-                        body: CommandBody::CancelAll(orderpipe::engine::CancelAll {
-                            username: Text::new(&format!("u{u}")),
-                            market: Text::EMPTY,
-                        }),
-                    };
-                    while matches!(e.process(&all, 0, 0, out).outcome, Outcome::CancelledAll { left, .. } if left > 0) {}
-                    out.drain();
-                }
+                clear(e, out);
                 (0..1000)
-                    .map(|i| limit(i % USERS, Side::Buy, 4_900_000 - (i as u64 % 100), 10, TimeInForce::Gtc))
+                    .map(|i| {
+                        limit(
+                            i % USERS,
+                            Side::Buy,
+                            4_900_000 - (i as u64 % 100),
+                            10,
+                            TimeInForce::Gtc,
+                        )
+                    })
                     .collect()
             })
         })
@@ -182,6 +198,7 @@ fn per_operation(c: &mut Criterion) {
         let mut out = Ring::new();
         b.iter_custom(|iters| {
             timed(&mut e, &mut out, iters, |e, out| {
+                clear(e, out);
                 let ids: Vec<u64> = (0..1000)
                     .map(|i| {
                         accepted(
@@ -214,6 +231,7 @@ fn per_operation(c: &mut Criterion) {
         let mut out = Ring::new();
         b.iter_custom(|iters| {
             timed(&mut e, &mut out, iters, |e, out| {
+                clear(e, out);
                 let ids: Vec<u64> = (0..1000)
                     .map(|i| {
                         accepted(
@@ -246,6 +264,7 @@ fn per_operation(c: &mut Criterion) {
         let mut out = Ring::new();
         b.iter_custom(|iters| {
             timed(&mut e, &mut out, iters, |e, out| {
+                clear(e, out);
                 let ids: Vec<u64> = (0..1000)
                     .map(|i| {
                         accepted(

@@ -174,7 +174,7 @@ fn bench_config(overrides: &[(&str, &str)]) -> String {
     let mut text = common::config_text(&all);
     for u in 0..16 {
         text.push_str(&format!(
-            "\n[accounts.bench{u}]\nUSD = \"100000000\"\nBTC = \"1000000\"\n"
+            "\n[accounts.bench{u}]\nUSD = \"1000000000\"\nBTC = \"1000000\"\n"
         ));
     }
     text
