@@ -327,6 +327,17 @@ fn mixed(quick: bool) {
             out.drain();
         }
         means.push(total.as_nanos() as f64 / timed_part.len() as f64);
+        if means.len() == 1 {
+            // The shape the stream is meant to keep: about 1,000 orders over about 750 levels.
+            let (bids, asks) = (e.book_orders(0, Side::Buy), e.book_orders(0, Side::Sell));
+            let mut levels: Vec<u64> = bids.iter().chain(&asks).map(|o| o.2).collect();
+            levels.dedup();
+            println!(
+                "book after the stream: {} resting orders over {} price levels",
+                bids.len() + asks.len(),
+                levels.len()
+            );
+        }
         // Percentiles: replay again with one clock read per command.
         let mut e = Engine::new(&config);
         let mut out = Ring::new();

@@ -132,7 +132,7 @@ impl Output for Tracker {
 }
 
 /// Builds a stream shaped like a real venue's: about 9% GTC limits, 3% IOC, 6% cancels and 82%
-/// amends (moves and size changes), around 1,000 resting orders over ~750 price levels. The
+/// amends (moves and size changes), around 1,000 resting orders over ~750 price levels (offsets up to 800 ticks from the mid). The
 /// stream is generated against an engine, so that cancels and amends name live orders; replaying
 /// it on a fresh engine is deterministic and does the same work. Returns the stream and the
 /// length of its warm-up part (the orders that fill the book first).
@@ -164,7 +164,7 @@ pub fn mixed_stream(config: &Config, n: usize) -> (Vec<Command>, usize) {
         } else {
             Side::Sell
         };
-        let off = 1 + rng.below(375);
+        let off = 1 + rng.below(800);
         let price = if side == Side::Buy {
             mid - off
         } else {
@@ -197,18 +197,24 @@ pub fn mixed_stream(config: &Config, n: usize) -> (Vec<Command>, usize) {
                 live.push((order_id, user, side));
             }
         } else if roll < 12 {
-            // An IOC that crosses the spread a little: it trades with the top of the book.
+            // An IOC that takes the best order on the other side: about one order leaves the
+            // book per IOC, which with the cancels balances the new orders, as at a venue
+            // whose book keeps its size.
             let side = if rng.below(2) == 0 {
                 Side::Buy
             } else {
                 Side::Sell
             };
-            let price = if side == Side::Buy { mid + 3 } else { mid - 3 };
+            let best = e
+                .book_orders(0, side.opposite())
+                .first()
+                .map(|o| (o.2, o.3));
+            let (price, lots) = best.unwrap_or((mid, 1));
             send(
                 &mut e,
                 &mut out,
                 &mut live,
-                limit(user, side, price, 1 + rng.below(5), TimeInForce::Ioc),
+                limit(user, side, price, lots, TimeInForce::Ioc),
                 &mut stream,
             );
         } else if roll < 18 {
@@ -221,7 +227,7 @@ pub fn mixed_stream(config: &Config, n: usize) -> (Vec<Command>, usize) {
             let cmd = if rng.below(4) == 0 {
                 amend(owner, id, None, Some(1 + rng.below(20)))
             } else {
-                let off = 1 + rng.below(375);
+                let off = 1 + rng.below(800);
                 let price = if side == Side::Buy {
                     mid - off
                 } else {

@@ -243,25 +243,51 @@ struct Level {
     tail: Slot,
 }
 
-/// One side of a book. `sorted` holds `(key, level)` in ascending key order with the best price
-/// last, so the best level is read, and most often inserted or removed, at the end of the vector
-/// (prices cluster near the top of the book). Bids use the price as key, asks its complement.
+/// Ticks each ladder maps directly, centred on the market's reference price.
+const WINDOW: usize = 1 << 16;
+/// Levels each ladder has room for before it grows (it then keeps what it grew to).
+const LEVELS_UP_FRONT: usize = 1024;
+/// "No level" in the window.
+const NO_LEVEL: u32 = u32::MAX;
+
+/// One side of a book: its price levels, found by price in O(1).
+///
+/// Prices within `WINDOW` ticks from `base` are direct-mapped: `slot[p - base]` names the
+/// level, a bitmap marks the occupied ticks and a summary bitmap (one bit per bitmap word)
+/// finds the next occupied tick in a few word reads, so that adding and removing levels anywhere
+/// in the book costs no shifting and no search. Prices outside the window (far from the
+/// reference price) go to `outside`, a vector sorted by key with the best price last (bids use
+/// the price as key, asks its complement), as a slower but complete fallback.
+///
+/// Invariants: `bits` bit `i` is set exactly when `slot[i]` names a level; `summary` bit `w` is
+/// set exactly when `bits[w]` is not zero; `best` is the window index of the best occupied tick
+/// (the highest for bids, the lowest for asks), `None` when the window is empty.
 #[derive(Debug)]
 struct Ladder {
     side: Side,
-    sorted: Vec<(u64, u32)>,
+    base: u64,
+    slot: Vec<u32>,
+    bits: Vec<u64>,
+    summary: Vec<u64>,
+    best: Option<usize>,
+    /// Levels in the window.
+    in_window: usize,
+    outside: Vec<(u64, u32)>,
     levels: Vec<Level>,
     free_levels: Vec<u32>,
 }
 
-/// Levels each ladder has room for before it grows (it then keeps what it grew to).
-const LEVELS_UP_FRONT: usize = 1024;
-
 impl Ladder {
-    fn new(side: Side) -> Ladder {
+    fn new(side: Side, reference: u64) -> Ladder {
         Ladder {
             side,
-            sorted: Vec::with_capacity(LEVELS_UP_FRONT),
+            base: reference.saturating_sub(WINDOW as u64 / 2),
+            slot: vec![NO_LEVEL; WINDOW],
+            bits: vec![0; WINDOW / 64],
+            summary: vec![0; WINDOW / 64 / 64],
+            best: None,
+            in_window: 0,
+            outside: Vec::new(),
             levels: Vec::with_capacity(LEVELS_UP_FRONT),
             free_levels: Vec::with_capacity(LEVELS_UP_FRONT),
         }
@@ -274,55 +300,217 @@ impl Ladder {
         }
     }
 
+    fn index(&self, price: u64) -> Option<usize> {
+        let i = price.checked_sub(self.base)?;
+        (i < WINDOW as u64).then_some(i as usize)
+    }
+
+    /// True when `a` is a better price than `b` for this side.
+    fn better(&self, a: u64, b: u64) -> bool {
+        match self.side {
+            Side::Buy => a > b,
+            Side::Sell => a < b,
+        }
+    }
+
+    /// The best level, in or out of the window.
     fn best(&self) -> Option<&Level> {
-        self.sorted.last().map(|(_, l)| &self.levels[*l as usize])
+        let w = self.best.map(|i| &self.levels[self.slot[i] as usize]);
+        let o = self.outside.last().map(|(_, l)| &self.levels[*l as usize]);
+        match (w, o) {
+            (Some(w), Some(o)) => Some(if self.better(o.price, w.price) { o } else { w }),
+            (w, o) => w.or(o),
+        }
+    }
+
+    fn set(&mut self, i: usize) {
+        self.bits[i / 64] |= 1 << (i % 64);
+        self.summary[i / 4096] |= 1 << ((i / 64) % 64);
+    }
+
+    fn clear(&mut self, i: usize) {
+        let w = i / 64;
+        self.bits[w] &= !(1 << (i % 64));
+        if self.bits[w] == 0 {
+            self.summary[w / 64] &= !(1 << (w % 64));
+        }
+    }
+
+    /// The highest occupied index at or below `i`.
+    fn occupied_at_or_below(&self, i: usize) -> Option<usize> {
+        let w = i / 64;
+        let word = self.bits[w] & (u64::MAX >> (63 - i % 64));
+        if word != 0 {
+            return Some(w * 64 + 63 - word.leading_zeros() as usize);
+        }
+        // Words below `w`, through the summary.
+        let mut s = w / 64;
+        let mut mask = (1u64 << (w % 64)).wrapping_sub(1);
+        loop {
+            let sw = self.summary[s] & mask;
+            if sw != 0 {
+                let j = s * 64 + 63 - sw.leading_zeros() as usize;
+                return Some(j * 64 + 63 - self.bits[j].leading_zeros() as usize);
+            }
+            if s == 0 {
+                return None;
+            }
+            s -= 1;
+            mask = u64::MAX;
+        }
+    }
+
+    /// The lowest occupied index at or above `i`.
+    fn occupied_at_or_above(&self, i: usize) -> Option<usize> {
+        let w = i / 64;
+        let word = self.bits[w] & (u64::MAX << (i % 64));
+        if word != 0 {
+            return Some(w * 64 + word.trailing_zeros() as usize);
+        }
+        let mut s = w / 64;
+        let mut mask = if w % 64 == 63 {
+            0
+        } else {
+            u64::MAX << (w % 64 + 1)
+        };
+        loop {
+            let sw = self.summary[s] & mask;
+            if sw != 0 {
+                let j = s * 64 + sw.trailing_zeros() as usize;
+                return Some(j * 64 + self.bits[j].trailing_zeros() as usize);
+            }
+            s += 1;
+            if s == self.summary.len() {
+                return None;
+            }
+            mask = u64::MAX;
+        }
+    }
+
+    /// The next occupied window index after `i` in priority order (worse prices).
+    fn next_worse(&self, i: usize) -> Option<usize> {
+        match self.side {
+            Side::Buy => i.checked_sub(1).and_then(|j| self.occupied_at_or_below(j)),
+            Side::Sell => (i + 1 < WINDOW)
+                .then(|| self.occupied_at_or_above(i + 1))
+                .flatten(),
+        }
+    }
+
+    fn new_level(&mut self, price: u64) -> u32 {
+        let level = Level {
+            price,
+            total: 0,
+            count: 0,
+            head: NIL,
+            tail: NIL,
+        };
+        match self.free_levels.pop() {
+            Some(l) => {
+                self.levels[l as usize] = level;
+                l
+            }
+            None => {
+                self.levels.push(level);
+                (self.levels.len() - 1) as u32
+            }
+        }
     }
 
     /// The level at `price`, created if missing.
     fn level_at(&mut self, price: u64) -> u32 {
+        if self.in_window == 0 && self.outside.is_empty() && self.index(price).is_none() {
+            // An empty ladder follows the market: centre the window on the new price.
+            self.base = price.saturating_sub(WINDOW as u64 / 2);
+        }
+        if let Some(i) = self.index(price) {
+            if self.slot[i] != NO_LEVEL {
+                return self.slot[i];
+            }
+            let l = self.new_level(price);
+            self.slot[i] = l;
+            self.set(i);
+            self.in_window += 1;
+            if self
+                .best
+                .is_none_or(|b| self.better(price, self.base + b as u64))
+            {
+                self.best = Some(i);
+            }
+            return l;
+        }
         let key = self.key(price);
-        match self.sorted.binary_search_by_key(&key, |(k, _)| *k) {
-            Ok(i) => self.sorted[i].1,
+        match self.outside.binary_search_by_key(&key, |(k, _)| *k) {
+            Ok(i) => self.outside[i].1,
             Err(i) => {
-                let level = Level {
-                    price,
-                    total: 0,
-                    count: 0,
-                    head: NIL,
-                    tail: NIL,
-                };
-                let l = match self.free_levels.pop() {
-                    Some(l) => {
-                        self.levels[l as usize] = level;
-                        l
-                    }
-                    None => {
-                        self.levels.push(level);
-                        (self.levels.len() - 1) as u32
-                    }
-                };
-                self.sorted.insert(i, (key, l));
+                let l = self.new_level(price);
+                self.outside.insert(i, (key, l));
                 l
             }
         }
     }
 
     fn drop_level(&mut self, l: u32) {
-        let key = self.key(self.levels[l as usize].price);
-        // The level being dropped is most often the best one, at the end.
-        let i = if self.sorted.last().map(|(k, _)| *k) == Some(key) {
-            self.sorted.len() - 1
-        } else {
-            match self.sorted.binary_search_by_key(&key, |(k, _)| *k) {
-                Ok(i) => i,
-                Err(_) => {
-                    debug_assert!(false, "level not in ladder");
-                    return;
-                }
+        let price = self.levels[l as usize].price;
+        if let Some(i) = self.index(price) {
+            debug_assert_eq!(self.slot[i], l);
+            self.slot[i] = NO_LEVEL;
+            self.clear(i);
+            self.in_window -= 1;
+            if self.best == Some(i) {
+                self.best = self.next_worse(i);
             }
-        };
-        self.sorted.remove(i);
+        } else {
+            let key = self.key(price);
+            match self.outside.binary_search_by_key(&key, |(k, _)| *k) {
+                Ok(i) => {
+                    self.outside.remove(i);
+                }
+                Err(_) => debug_assert!(false, "level not in ladder"),
+            }
+        }
         self.free_levels.push(l);
+    }
+
+    /// Level indexes in priority order: best price first.
+    fn in_priority(&self) -> LevelsInPriority<'_> {
+        LevelsInPriority {
+            ladder: self,
+            window: self.best,
+            outside: self.outside.len(),
+        }
+    }
+}
+
+/// Iterates a ladder's levels best first, merging the window and the outside levels.
+struct LevelsInPriority<'a> {
+    ladder: &'a Ladder,
+    /// Next window index to give.
+    window: Option<usize>,
+    /// Outside levels not given yet are `outside[..outside]` (the best is last).
+    outside: usize,
+}
+
+impl Iterator for LevelsInPriority<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        let l = self.ladder;
+        let w = self.window.map(|i| l.slot[i]);
+        let o = self.outside.checked_sub(1).map(|i| l.outside[i].1);
+        let take_outside = match (w, o) {
+            (None, None) => return None,
+            (None, Some(_)) => true,
+            (Some(_), None) => false,
+            (Some(w), Some(o)) => l.better(l.levels[o as usize].price, l.levels[w as usize].price),
+        };
+        if take_outside {
+            self.outside -= 1;
+            o
+        } else {
+            self.window = self.window.and_then(|i| l.next_worse(i));
+            w
+        }
     }
 }
 
@@ -340,11 +528,16 @@ impl Default for Book {
 }
 
 impl Book {
-    /// An empty book.
+    /// An empty book whose direct-mapped windows start at tick 0.
     pub fn new() -> Book {
+        Book::around(0)
+    }
+
+    /// An empty book whose direct-mapped windows are centred on `reference` (in ticks).
+    pub fn around(reference: u64) -> Book {
         Book {
-            bids: Ladder::new(Side::Buy),
-            asks: Ladder::new(Side::Sell),
+            bids: Ladder::new(Side::Buy, reference),
+            asks: Ladder::new(Side::Sell, reference),
         }
     }
 
@@ -432,8 +625,8 @@ impl Book {
     /// Aggregated `(price, total lots)` of the best `n` levels of a side, best first.
     pub fn depth(&self, side: Side, n: usize) -> impl Iterator<Item = (u64, u64)> + '_ {
         let ladder = self.ladder(side);
-        ladder.sorted.iter().rev().take(n).map(|(_, l)| {
-            let level = &ladder.levels[*l as usize];
+        ladder.in_priority().take(n).map(|l| {
+            let level = &ladder.levels[l as usize];
             (level.price, level.total)
         })
     }
@@ -442,8 +635,8 @@ impl Book {
     /// allocation.
     pub fn walk(&self, orders: &Orders, side: Side, mut f: impl FnMut(&RestingOrder) -> bool) {
         let ladder = self.ladder(side);
-        for (_, l) in ladder.sorted.iter().rev() {
-            let mut s = ladder.levels[*l as usize].head;
+        for l in ladder.in_priority() {
+            let mut s = ladder.levels[l as usize].head;
             while s != NIL {
                 let o = orders.get(s);
                 if !f(o) {
@@ -459,8 +652,8 @@ impl Book {
     pub fn orders_in_priority(&self, orders: &Orders, side: Side) -> Vec<Slot> {
         let ladder = self.ladder(side);
         let mut out = Vec::new();
-        for (_, l) in ladder.sorted.iter().rev() {
-            let mut s = ladder.levels[*l as usize].head;
+        for l in ladder.in_priority() {
+            let mut s = ladder.levels[l as usize].head;
             while s != NIL {
                 out.push(s);
                 s = orders.get(s).next;
@@ -473,13 +666,15 @@ impl Book {
     /// crossed). For tests and debug builds; walks everything.
     pub fn check(&self, orders: &Orders) -> Result<(), String> {
         for ladder in [&self.bids, &self.asks] {
-            let mut last_key = None;
-            for (key, l) in &ladder.sorted {
-                if last_key.is_some_and(|k| k >= *key) {
-                    return Err("ladder keys not strictly ascending".into());
+            let mut last: Option<u64> = None;
+            let mut seen = 0;
+            for l in ladder.in_priority() {
+                let level = &ladder.levels[l as usize];
+                if last.is_some_and(|p| !ladder.better(p, level.price)) {
+                    return Err("levels not in strict priority order".into());
                 }
-                last_key = Some(*key);
-                let level = &ladder.levels[*l as usize];
+                last = Some(level.price);
+                seen += 1;
                 let (mut total, mut count, mut s, mut prev) = (0, 0, level.head, NIL);
                 while s != NIL {
                     let o = orders.get(s);
@@ -497,6 +692,13 @@ impl Book {
                 if total != level.total || count != level.count || prev != level.tail {
                     return Err(format!("level {} totals are off", level.price));
                 }
+            }
+            if seen != ladder.in_window + ladder.outside.len() {
+                return Err("the window's level count is off".into());
+            }
+            let occupied: usize = ladder.bits.iter().map(|w| w.count_ones() as usize).sum();
+            if occupied != ladder.in_window {
+                return Err("the window's bitmap is off".into());
             }
         }
         if let (Some(b), Some(a)) = (self.best_price(Side::Buy), self.best_price(Side::Sell))
@@ -568,6 +770,88 @@ mod tests {
         assert!(s == s1 || s == s2);
         book.insert(&mut orders, s);
         book.check(&orders).unwrap();
+    }
+
+    #[test]
+    fn prices_outside_the_window_keep_their_place_in_priority() {
+        // Window centred on 100_000: ticks 67_232 to 132_767 are direct-mapped.
+        let mut orders = Orders::with_capacity(64, 4);
+        let mut book = Book::around(100_000);
+        let prices = [
+            100_000, 5, 132_767, 132_768, 67_232, 67_231, 1_000_000, 99_999,
+        ];
+        for (i, p) in prices.iter().enumerate() {
+            let s = orders.add(order(i as u64 + 1, Side::Buy, *p, 1));
+            book.insert(&mut orders, s);
+            let s = orders.add(order(100 + i as u64, Side::Sell, 2_000_000 + *p, 1));
+            book.insert(&mut orders, s);
+        }
+        book.check(&orders).unwrap();
+        let bids: Vec<u64> = book.depth(Side::Buy, 100).map(|(p, _)| p).collect();
+        let mut sorted = prices.to_vec();
+        sorted.sort_by(|a, b| b.cmp(a));
+        assert_eq!(bids, sorted);
+        let asks: Vec<u64> = book
+            .depth(Side::Sell, 100)
+            .map(|(p, _)| p - 2_000_000)
+            .collect();
+        sorted.reverse();
+        assert_eq!(asks, sorted);
+        // Remove the best bids one by one: the next best is always found.
+        for expected in [1_000_000, 132_768, 132_767, 100_000] {
+            assert_eq!(book.best_price(Side::Buy), Some(expected));
+            let s = book.best_order(Side::Buy).unwrap();
+            book.unlink(&mut orders, s);
+            orders.remove(s);
+            book.check(&orders).unwrap();
+        }
+        assert_eq!(book.best_price(Side::Buy), Some(99_999));
+    }
+
+    proptest::proptest! {
+        /// Random inserts and removals at prices in and far outside the direct-mapped window:
+        /// the book's levels always come out in the order a plain sorted list gives.
+        #[test]
+        fn levels_match_a_sorted_reference(
+            steps in proptest::collection::vec((0u64..400_000, 1u64..5, proptest::bool::ANY, 0usize..1000), 1..300)
+        ) {
+            let mut orders = Orders::with_capacity(512, 4);
+            let mut book = Book::around(200_000);
+            // (order id, side, price, lots) of every resting order.
+            let mut live: Vec<(u64, Side, u64, u64)> = Vec::new();
+            for (n, (price, lots, buy, pick)) in steps.into_iter().enumerate() {
+                let side = if buy { Side::Buy } else { Side::Sell };
+                if pick % 3 == 0 && !live.is_empty() {
+                    let (id, ..) = live.swap_remove(pick % live.len());
+                    let s = orders.find(id).unwrap();
+                    book.unlink(&mut orders, s);
+                    orders.remove(s);
+                } else {
+                    // Bids below 200,000 and asks above, so that the book never crosses.
+                    let price = if buy { price / 2 } else { 200_001 + price };
+                    let id = n as u64 + 1;
+                    let s = orders.add(order(id, side, price, lots));
+                    book.insert(&mut orders, s);
+                    live.push((id, side, price, lots));
+                }
+                book.check(&orders).map_err(proptest::test_runner::TestCaseError::fail)?;
+                for side in [Side::Buy, Side::Sell] {
+                    let mut want: Vec<(u64, u64)> = Vec::new();
+                    let mut prices: Vec<u64> = live.iter().filter(|o| o.1 == side).map(|o| o.2).collect();
+                    prices.sort_unstable();
+                    prices.dedup();
+                    if side == Side::Buy {
+                        prices.reverse();
+                    }
+                    for p in prices {
+                        let total = live.iter().filter(|o| o.1 == side && o.2 == p).map(|o| o.3).sum();
+                        want.push((p, total));
+                    }
+                    let got: Vec<(u64, u64)> = book.depth(side, usize::MAX).collect();
+                    proptest::prop_assert_eq!(got, want);
+                }
+            }
+        }
     }
 
     #[test]

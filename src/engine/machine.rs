@@ -254,7 +254,7 @@ impl Engine {
                     taker_bps: m.taker_fee_bps,
                     enabled: m.enabled,
                 },
-                book: Book::new(),
+                book: Book::around(m.reference_price_ticks),
                 last_price: m.reference_price_ticks,
             })
             .collect();
