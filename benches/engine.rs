@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use orderpipe::engine::{
-    Command, CommandBody, Engine, Event, Outcome, Output, Owner, Report, Side, Text, TimeInForce,
+    Command, CommandBody, CommandRecord, Engine, Event, Outcome, Output, Owner, Record, Report,
+    Side, Text, TimeInForce,
 };
 
-/// The engine's outputs as in the daemon: events into an rtrb ring (drained between timed
-/// batches), reports counted.
+/// The engine's outputs as in the daemon: events and command records into an rtrb ring
+/// (drained between timed batches), reports counted.
 struct Ring {
-    tx: rtrb::Producer<Event>,
-    rx: rtrb::Consumer<Event>,
+    tx: rtrb::Producer<Record>,
+    rx: rtrb::Consumer<Record>,
     reports: u64,
 }
 
@@ -36,7 +37,7 @@ impl Ring {
             kind: orderpipe::engine::EventKind::Halted(orderpipe::engine::HaltTarget::All),
         };
         for _ in 0..2 {
-            while ring.tx.push(blank).is_ok() {}
+            while ring.tx.push(Record::Event(blank)).is_ok() {}
             ring.drain();
         }
         ring
@@ -52,7 +53,10 @@ impl Output for Ring {
         self.tx.cached_slots() >= events || self.tx.slots() >= events
     }
     fn event(&mut self, event: Event) {
-        let _ = self.tx.push(event);
+        let _ = self.tx.push(Record::Event(event));
+    }
+    fn command(&mut self, record: CommandRecord) {
+        let _ = self.tx.push(Record::Command(record));
     }
     fn report(&mut self, _: Owner, report: Report) {
         self.reports += black_box(report).seq;

@@ -1,6 +1,6 @@
-//! Rows per second into `Orders` through the journal thread (ring in, batches of
-//! `journal.batch_size`, one transaction each), against a plain rusqlite loop inserting the same
-//! rows with the same statement in one big transaction, in the same run.
+//! Orders per second into SQLite through the journal thread (ring in, batches of
+//! `journal.batch_size`, one transaction each), against a plain rusqlite loop writing the same
+//! records with the same statements in one big transaction, in the same run.
 //!
 //! `cargo bench --bench journal`
 
@@ -11,28 +11,31 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::workload::limit;
 use common::{machine, spread};
 use orderpipe::config::{Config, Synchronous};
 use orderpipe::engine::{
-    BalanceReason, Event, EventKind, OrderRecord, OrderType, Side, Text, TimeInForce,
+    BalanceReason, CommandRecord, Event, EventKind, OrderRecord, OrderType, Record, Side, Text,
+    TimeInForce,
 };
 use orderpipe::journal::{self, JournalHandle};
 use orderpipe::telemetry::Counters;
 
-/// Orders as the engine records them: each order's `order.created` and the `balance.changed`
-/// of its reservation, two events and four rows (Events twice, Orders, Balances).
-fn events(n: u64) -> Vec<Event> {
-    let mut out = Vec::with_capacity(2 * n as usize);
+/// Orders as the engine records them: each order's `order.created`, the `balance.changed` of
+/// its reservation and the command itself, five rows (Events twice, Orders, Balances, Commands).
+fn records(n: u64) -> Vec<Record> {
+    let mut out = Vec::with_capacity(3 * n as usize);
     for i in 1..=n {
         let user = Text::new(&format!("user{}", i % 100));
-        out.push(Event {
+        let side = if i % 3 == 0 { Side::Sell } else { Side::Buy };
+        out.push(Record::Event(Event {
             seq: 2 * i - 1,
             recv_ns: 1_796_040_000_000_000_000 + i * 1_000,
             engine_mono: 0,
             kind: EventKind::OrderCreated(OrderRecord {
                 order_id: i,
                 market: (i % 2) as u32,
-                side: if i % 3 == 0 { Side::Sell } else { Side::Buy },
+                side,
                 order_type: OrderType::Limit,
                 tif: TimeInForce::Gtc,
                 post_only: false,
@@ -42,8 +45,8 @@ fn events(n: u64) -> Vec<Event> {
                 client_order_id: Text::new(&format!("c-{i}")),
                 client_timestamp: Text::EMPTY,
             }),
-        });
-        out.push(Event {
+        }));
+        out.push(Record::Event(Event {
             seq: 2 * i,
             recv_ns: 1_796_040_000_000_000_000 + i * 1_000,
             engine_mono: 0,
@@ -54,23 +57,36 @@ fn events(n: u64) -> Vec<Event> {
                 reserved: i,
                 reason: BalanceReason::Trading,
             },
-        });
+        }));
+        out.push(Record::Command(CommandRecord {
+            cseq: i,
+            recv_ns: 1_796_040_000_000_000_000 + i * 1_000,
+            engine_mono: 0,
+            body: limit(
+                (i % 100) as usize,
+                side,
+                400_000 + i % 1000,
+                100 + i % 50,
+                TimeInForce::Gtc,
+            )
+            .body,
+        }));
     }
     out
 }
 
-/// The journal thread: push every event, wait until `durable_seq` covers the last one.
-fn through_journal(config: &Config, path: &Path, events: &[Event]) -> Duration {
+/// The journal thread: push every record, wait until `durable_cseq` covers the last command.
+fn through_journal(config: &Config, path: &Path, records: &[Record]) -> Duration {
     let conn = journal::open(path, Synchronous::Normal).unwrap();
     let counters = Arc::new(Counters::default());
     let (mut tx, rx) = rtrb::RingBuffer::new(config.engine.journal_ring);
     let committed = Arc::new(tokio::sync::Notify::new());
     let handle = JournalHandle::spawn(conn, rx, config, counters.clone(), committed).unwrap();
     let bell = handle.bell();
-    let last = events.last().unwrap().seq;
+    let last = records.len() as u64 / 3;
     let start = Instant::now();
-    for e in events {
-        let mut e = *e;
+    for r in records {
+        let mut e = *r;
         loop {
             match tx.push(e) {
                 Ok(()) => break,
@@ -83,7 +99,7 @@ fn through_journal(config: &Config, path: &Path, events: &[Event]) -> Duration {
         }
     }
     bell.ring();
-    while counters.journal.durable_seq.load(Ordering::Acquire) < last {
+    while counters.journal.durable_cseq.load(Ordering::Acquire) < last {
         std::thread::yield_now();
     }
     let elapsed = start.elapsed();
@@ -94,11 +110,11 @@ fn through_journal(config: &Config, path: &Path, events: &[Event]) -> Duration {
 }
 
 /// The baseline: one transaction, the same statements, a plain loop, no thread.
-fn plain_loop(config: &Config, path: &Path, events: &[Event]) -> Duration {
+fn plain_loop(config: &Config, path: &Path, records: &[Record]) -> Duration {
     let mut conn = journal::open(path, Synchronous::Normal).unwrap();
     let start = Instant::now();
     let tx = conn.transaction().unwrap();
-    journal::store::write_events(&tx, events.iter(), config).unwrap();
+    journal::store::write_records(&tx, records.iter(), config).unwrap();
     tx.commit().unwrap();
     start.elapsed()
 }
@@ -110,9 +126,9 @@ fn main() {
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, common::config_text(&[])).unwrap();
     let config = Config::load(&config_path).unwrap();
-    let rows = events(n);
+    let rows = records(n);
     println!(
-        "journal, {rounds} rounds of {n} orders (2 events, 4 rows each), batch_size {}, synchronous=normal; {}",
+        "journal, {rounds} rounds of {n} orders (2 events and the command, 5 rows each), batch_size {}, synchronous=normal; {}",
         config.journal.batch_size,
         machine()
     );

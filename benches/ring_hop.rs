@@ -31,6 +31,7 @@ fn ring_hop(c: &mut Criterion) {
                         client_order_id: cmd.body.client_order_id(),
                         market: Text::EMPTY,
                         outcome: Outcome::Accepted { order_id: seq, seq },
+                        cseq: seq,
                     };
                     while to_client.push(reply).is_err() {
                         std::hint::spin_loop();

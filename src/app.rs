@@ -11,7 +11,7 @@ use sd_notify::NotifyState;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::engine::{Control, EngineHandle};
+use crate::engine::{Control, EngineHandle, SnapshotLink};
 use crate::ingress::{Ingress, uds};
 use crate::journal::{self, JournalError, JournalHandle};
 use crate::telemetry::{self, Counters};
@@ -73,31 +73,49 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             source,
         }
     })?;
-    let resume = journal::resume(&db).map_err(|source| AppError::Journal {
-        path: d.database_path.display().to_string(),
-        source,
-    })?;
-    if resume.last_seq > 0 {
-        tracing::warn!(
-            last_seq = resume.last_seq,
-            expired_orders = resume.expired_orders,
-            "continuing an existing journal: numbering goes on after it, but books and balances \
-             start again from the config (restoring them is not built yet); orders left open are \
-             marked expired"
-        );
-    }
+    let started = std::time::Instant::now();
+    let (engine, recovered) =
+        journal::recovery::recover(&db, &config).map_err(|source| AppError::Journal {
+            path: d.database_path.display().to_string(),
+            source,
+        })?;
+    tracing::info!(
+        snapshot_cseq = recovered.snapshot_cseq,
+        skipped_snapshots = recovered.skipped_snapshots,
+        replayed = recovered.replayed,
+        last_cseq = recovered.last_cseq,
+        last_seq = engine.last_seq(),
+        state_digest = %format_args!("{:016x}", recovered.digest),
+        took_ms = started.elapsed().as_millis() as u64,
+        "state recovered from the journal"
+    );
+    // Also for `systemctl status`, and for whoever supervises the start.
+    let _ = sd_notify::notify(&[NotifyState::Status(&format!(
+        "recovered: snapshot after command {}, {} snapshot(s) skipped, {} command(s) replayed, \
+         last command {}, state digest {:016x}",
+        recovered.snapshot_cseq,
+        recovered.skipped_snapshots,
+        recovered.replayed,
+        recovered.last_cseq,
+        recovered.digest
+    ))]);
     let counters = Arc::new(Counters::default());
-    let (records_tx, records_rx) = rtrb::RingBuffer::new(config.engine.journal_ring);
+    let (records_tx, records_rx) =
+        rtrb::RingBuffer::<crate::engine::Record>::new(config.engine.journal_ring);
     let committed = Arc::new(tokio::sync::Notify::new());
     let journal =
         JournalHandle::spawn(db, records_rx, &config, counters.clone(), committed.clone())
             .map_err(|e| AppError::Spawn("journal", e))?;
     let engine = EngineHandle::spawn(
         &config,
+        engine,
         records_tx,
         journal.bell(),
+        SnapshotLink {
+            to_journal: Some(journal.snapshot_sender()),
+            newest: recovered.snapshot_cseq,
+        },
         counters.clone(),
-        resume,
     )
     .map_err(|e| AppError::Spawn("engine", e))?;
     let listener = uds::bind(&d.socket_path, d.socket_mode).map_err(|source| AppError::Socket {

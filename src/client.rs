@@ -67,6 +67,8 @@ pub fn stats(socket: &Path) -> io::Result<StatsReport> {
         #[serde(default)]
         latency_ns: serde_json::Map<String, serde_json::Value>,
         #[serde(default)]
+        state: crate::wire::StateDigest,
+        #[serde(default)]
         reason: Option<String>,
     }
     let reply: Reply = serde_json::from_str(text.trim())
@@ -87,12 +89,19 @@ pub fn stats(socket: &Path) -> io::Result<StatsReport> {
         .into_iter()
         .map(|(k, v)| (k, serde_json::from_value(v).unwrap_or_default()))
         .collect();
-    Ok(StatsReport { counters, latency })
+    Ok(StatsReport {
+        counters,
+        latency,
+        state: reply.state,
+    })
 }
 
 /// Formats a stats report as a table.
 pub fn format_stats(report: &StatsReport) -> String {
-    let mut s = String::from("counters\n");
+    let mut s = format!(
+        "state digest {} after command {}\ncounters\n",
+        report.state.digest, report.state.cseq
+    );
     for (name, value) in &report.counters {
         s.push_str(&format!("  {name:<40} {value:>14}\n"));
     }

@@ -47,6 +47,14 @@ impl Doorbell {
         }
     }
 
+    /// Wakes the consumer whether or not it raised its flag (it may be in a short timed park).
+    /// For callers off the hot path that want the consumer to act now.
+    pub fn wake(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+
     /// Consumer side: parks for at most `timeout` unless `has_work` (checked after the flag is
     /// raised) finds something. Returns early when rung. Spurious returns are possible; callers
     /// loop.

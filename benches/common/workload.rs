@@ -6,8 +6,8 @@ use std::path::Path;
 
 use orderpipe::config::Config;
 use orderpipe::engine::{
-    Amend, Cancel, Command, CommandBody, Engine, Event, NewOrder, OrderRef, OrderType, Outcome,
-    Output, Owner, Report, Side, Text, TimeInForce,
+    Amend, Cancel, Command, CommandBody, CommandRecord, Engine, Event, NewOrder, OrderRef,
+    OrderType, Outcome, Output, Owner, Report, Side, Text, TimeInForce,
 };
 use orderpipe::num::Decimal;
 
@@ -124,6 +124,7 @@ impl Output for Tracker {
         true
     }
     fn event(&mut self, _: Event) {}
+    fn command(&mut self, _: CommandRecord) {}
     fn report(&mut self, _: Owner, r: Report) {
         if r.remaining_lots == 0 {
             self.done.push(r.order_id);

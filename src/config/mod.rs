@@ -90,6 +90,36 @@ pub enum Synchronous {
     Full,
 }
 
+/// When a connection's reply to a command is sent. Also a protocol value (the binary
+/// protocol's `Hello` carries it: `Accepted` is variant 0, `Durable` 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, bincode::Encode, bincode::Decode)]
+pub enum AckMode {
+    /// As soon as the engine has processed the command (the journal may not have it yet).
+    #[default]
+    Accepted,
+    /// Once the journal has committed the command (and everything before it).
+    Durable,
+}
+
+impl AckMode {
+    /// The config and protocol word.
+    pub fn name(self) -> &'static str {
+        match self {
+            AckMode::Accepted => "accepted",
+            AckMode::Durable => "durable",
+        }
+    }
+
+    /// Parses the config and protocol word.
+    pub fn parse(word: &str) -> Option<AckMode> {
+        match word {
+            "accepted" => Some(AckMode::Accepted),
+            "durable" => Some(AckMode::Durable),
+            _ => None,
+        }
+    }
+}
+
 /// The validated configuration of one daemon.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -136,6 +166,8 @@ pub struct DaemonConfig {
     pub reply_spin: Duration,
     /// Default log filter (`RUST_LOG` overrides it).
     pub log: String,
+    /// When replies are sent, for connections that do not choose.
+    pub ack: AckMode,
 }
 
 /// `[engine]`: the pinned thread and its rings.
@@ -178,6 +210,12 @@ pub struct JournalConfig {
     /// Nice value of the journal thread (0 to 19): above 0, the I/O thread that shares its core
     /// preempts it at once, which keeps commits out of the order path's tail latency.
     pub nice: i32,
+    /// A snapshot of the engine state every so many commands (0: not by count).
+    pub snapshot_every_commands: u64,
+    /// A snapshot at least this often while commands arrive (zero: not by time).
+    pub snapshot_every: Duration,
+    /// Snapshots kept in the database (the newest ones); older ones are deleted.
+    pub snapshot_keep: usize,
 }
 
 impl Config {
@@ -307,6 +345,15 @@ fn read_daemon(
     let drain_ms = t.u64("drain_timeout_ms", Some(5000), 0, 3_600_000, errors);
     let reply_spin_us = t.u64("reply_spin_us", Some(20), 0, 10_000, errors);
     let log = t.string("log", Some("info"), errors);
+    let ack = t.choice(
+        "ack",
+        Some(AckMode::Accepted),
+        &[
+            ("accepted", AckMode::Accepted),
+            ("durable", AckMode::Durable),
+        ],
+        errors,
+    );
     let socket_path = match (&data_dir, &socket) {
         (Some(dir), Some(s)) => {
             let p = dir.join(s);
@@ -337,6 +384,7 @@ fn read_daemon(
         drain_timeout: Duration::from_millis(drain_ms?),
         reply_spin: Duration::from_micros(reply_spin_us?),
         log: log?,
+        ack: ack?,
     })
 }
 
@@ -381,13 +429,13 @@ fn read_engine(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Engine
     let max_fills = t.u64("max_fills", Some(1000), 1, 100_000, errors);
     let idempotency_window = t.u64("idempotency_window", Some(100_000), 1, 1 << 24, errors);
     if let (Some(ring), Some(fills)) = (journal_ring, max_fills)
-        && ring < crate::engine::events_bound(fills as usize) as u64
+        && ring < crate::engine::records_bound(fills as usize) as u64
     {
         errors.push(ConfigError::new(
             &t.key("journal_ring"),
             format!(
-                "must hold the events of one command ({} for max_fills = {fills})",
-                crate::engine::events_bound(fills as usize)
+                "must hold the records of one command ({} for max_fills = {fills})",
+                crate::engine::records_bound(fills as usize)
             ),
         ));
     }
@@ -417,12 +465,18 @@ fn read_journal(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Journ
         errors,
     );
     let nice = t.u64("nice", Some(10), 0, 19, errors);
+    let every = t.u64("snapshot_every_commands", Some(100_000), 0, 1 << 40, errors);
+    let every_secs = t.u64("snapshot_every_secs", Some(300), 0, 7 * 86_400, errors);
+    let keep = t.u64("snapshot_keep", Some(2), 1, 100, errors);
     t.finish(errors);
     Some(JournalConfig {
         batch_size: batch_size? as usize,
         max_delay: Duration::from_micros(max_delay_us?),
         synchronous: synchronous?,
         nice: nice? as i32,
+        snapshot_every_commands: every?,
+        snapshot_every: Duration::from_secs(every_secs?),
+        snapshot_keep: keep? as usize,
     })
 }
 

@@ -99,7 +99,7 @@ impl TimeInForce {
 }
 
 /// One request for the engine, stamped at ingress.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, bincode::Encode, bincode::Decode, PartialEq, Eq)]
 pub struct Command {
     /// Wall-clock time the request was read, in ns since the Unix epoch. This is the only time
     /// the engine's logic ever sees (rate limits included), which keeps it deterministic.
@@ -111,7 +111,7 @@ pub struct Command {
 }
 
 /// The kinds of command.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, bincode::Encode, bincode::Decode, PartialEq, Eq)]
 pub enum CommandBody {
     /// Place an order.
     NewOrder(NewOrder),
@@ -150,7 +150,7 @@ impl CommandBody {
 }
 
 /// An order as the client sent it: shape checked by the ingress, everything else unchecked.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, bincode::Encode, bincode::Decode, PartialEq, Eq)]
 pub struct NewOrder {
     /// The client's own id for the order (may be empty).
     pub client_order_id: ClientOrderId,
@@ -175,7 +175,7 @@ pub struct NewOrder {
 }
 
 /// Which order a cancel or amend is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub enum OrderRef {
     /// By the engine's order id.
     Id(u64),
@@ -184,7 +184,7 @@ pub enum OrderRef {
 }
 
 /// Cancel one order of `username`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, bincode::Encode, bincode::Decode, PartialEq, Eq)]
 pub struct Cancel {
     /// The order's owner.
     pub username: Username,
@@ -193,7 +193,7 @@ pub struct Cancel {
 }
 
 /// Cancel every open order of `username` (in `market`, if not empty).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, bincode::Encode, bincode::Decode, PartialEq, Eq)]
 pub struct CancelAll {
     /// Whose orders.
     pub username: Username,
@@ -203,7 +203,7 @@ pub struct CancelAll {
 
 /// Change an open order. A smaller size at the same price keeps the order's place in the
 /// queue; a new price or a larger size sends it to the back (and it may trade).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, bincode::Encode, bincode::Decode, PartialEq, Eq)]
 pub struct Amend {
     /// The order's owner.
     pub username: Username,
@@ -216,7 +216,7 @@ pub struct Amend {
 }
 
 /// A deposit or withdrawal.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, bincode::Encode, bincode::Decode, PartialEq, Eq)]
 pub struct Transfer {
     /// Whose account.
     pub username: Username,
@@ -229,7 +229,7 @@ pub struct Transfer {
 }
 
 /// What a halt or resume applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub enum HaltTarget {
     /// Every market and user.
     All,
@@ -405,10 +405,13 @@ pub struct Reply {
     pub market: MarketName,
     /// What happened.
     pub outcome: Outcome,
+    /// The command's sequence number in the command journal (0 for `busy`: not processed, not
+    /// journaled). A `durable` reply waits until the journal has committed it.
+    pub cseq: u64,
 }
 
 /// What happened to a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub enum Outcome {
     /// A new order or an amend was accepted.
     Accepted {

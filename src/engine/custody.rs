@@ -13,7 +13,7 @@ use super::command::{AssetIndex, IdempotencyKey, Outcome, Username};
 use super::hash::FnvBuild;
 
 /// One balance, in units of its asset.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
 pub struct Balance {
     /// Free to use.
     pub available: u64,
@@ -259,6 +259,25 @@ impl Accounts {
         Ok(())
     }
 
+    /// Puts back an account's balances and the totals, when restoring a snapshot.
+    pub fn restore(&mut self, account: AccountId, balances: &[Balance]) {
+        for (asset, b) in balances.iter().enumerate() {
+            let i = account as usize * self.n_assets + asset;
+            self.balances[i] = *b;
+        }
+    }
+
+    /// Puts back the fees and the supply of every asset, when restoring a snapshot.
+    pub fn restore_totals(&mut self, fees: &[u64], supply: &[u64]) {
+        self.fees.copy_from_slice(fees);
+        self.supply.copy_from_slice(supply);
+    }
+
+    /// Fees and supply of every asset.
+    pub fn totals(&self) -> (Vec<u64>, Vec<u64>) {
+        (self.fees.clone(), self.supply.clone())
+    }
+
     /// Every account's name and balances, for snapshots and tests; allocates.
     pub fn all(&self) -> Vec<(Username, Vec<Balance>)> {
         self.names
@@ -297,6 +316,11 @@ impl Idempotency {
     /// The original answer for a key, if it is remembered.
     pub fn get(&self, key: &IdempotencyKey) -> Option<Outcome> {
         self.answers.get(key).copied()
+    }
+
+    /// Every remembered key and answer, oldest first (for snapshots).
+    pub fn entries(&self) -> Vec<(IdempotencyKey, Outcome)> {
+        self.order.iter().map(|k| (*k, self.answers[k])).collect()
     }
 
     /// Remembers an answer.

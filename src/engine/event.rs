@@ -18,6 +18,47 @@ pub const fn events_bound(fills: usize) -> usize {
     8 + 5 * fills
 }
 
+/// Most journal records one command produces: its events and itself.
+pub const fn records_bound(fills: usize) -> usize {
+    events_bound(fills) + 1
+}
+
+/// What the engine sends the journal: for each command, its events, then the command itself.
+/// The command comes last so that the journal can commit at command boundaries only: a command
+/// and its events are always in the same transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// Something that happened.
+    Event(Event),
+    /// A command the engine processed (ends its group of records).
+    Command(CommandRecord),
+}
+
+impl Record {
+    /// Monotonic time the engine produced it (latency measurement only).
+    pub fn engine_mono(&self) -> u64 {
+        match self {
+            Record::Event(e) => e.engine_mono,
+            Record::Command(c) => c.engine_mono,
+        }
+    }
+}
+
+/// A command the engine processed, as replay needs it: replaying every command in `cseq` order
+/// through the same engine code gives the same state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandRecord {
+    /// Command sequence number: gap-free over every command the engine processed (a command
+    /// answered `busy` was not processed and has none).
+    pub cseq: u64,
+    /// The ingress time the engine used.
+    pub recv_ns: u64,
+    /// Monotonic time the engine processed it (latency measurement only).
+    pub engine_mono: u64,
+    /// The command.
+    pub body: super::command::CommandBody,
+}
+
 /// One event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Event {

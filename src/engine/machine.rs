@@ -21,7 +21,9 @@ use super::command::{
     RejectCode, Reply, Report, ReportKind, Side, TimeInForce, Transfer, Username,
 };
 use super::custody::{Accounts, Balance, CustodyError, Idempotency};
-use super::event::{BalanceReason, Event, EventKind, OrderRecord, TradeRecord, events_bound};
+use super::event::{
+    BalanceReason, CommandRecord, Event, EventKind, OrderRecord, TradeRecord, records_bound,
+};
 use super::hash::FnvBuild;
 use super::risk::{Approved, Compliance, Exposure};
 use super::text::Text;
@@ -35,6 +37,8 @@ pub trait Output {
     fn has_room(&mut self, events: usize) -> bool;
     /// Records an event (only after `has_room` said yes for the command).
     fn event(&mut self, event: Event);
+    /// Records the command itself, after its events (the journal commits at command ends).
+    fn command(&mut self, record: CommandRecord);
     /// Sends a report to the connection that owns an order.
     fn report(&mut self, owner: Owner, report: Report);
 }
@@ -49,6 +53,8 @@ pub struct Recorder {
     pub events: Vec<Event>,
     /// Every report with its owner, in order.
     pub reports: Vec<(Owner, Report)>,
+    /// Every command processed, in order.
+    pub commands: Vec<CommandRecord>,
     /// Room it claims to have (`None`: unlimited).
     pub room: Option<usize>,
 }
@@ -60,6 +66,10 @@ impl Output for Recorder {
 
     fn event(&mut self, event: Event) {
         self.events.push(event);
+    }
+
+    fn command(&mut self, record: CommandRecord) {
+        self.commands.push(record);
     }
 
     fn report(&mut self, owner: Owner, report: Report) {
@@ -119,11 +129,11 @@ impl Spec {
 
 /// One market: its rules, its book and its last trade price.
 #[derive(Debug)]
-struct Market {
+pub(super) struct Market {
     spec: Spec,
-    book: Book,
+    pub(super) book: Book,
     /// Last trade price in ticks (the reference price before the first trade).
-    last_price: u64,
+    pub(super) last_price: u64,
 }
 
 /// An order being matched.
@@ -194,23 +204,25 @@ impl<O: Output> Emit<'_, O> {
 /// `next_order_id` and `next_trade_id` only grow, one per event, order and trade.
 #[derive(Debug)]
 pub struct Engine {
-    markets: Vec<Market>,
-    market_ids: HashMap<MarketName, MarketId, FnvBuild>,
-    asset_ids: HashMap<AssetName, AssetIndex, FnvBuild>,
-    asset_units: Vec<Decimal>,
-    orders: Orders,
-    accounts: Accounts,
+    pub(super) markets: Vec<Market>,
+    pub(super) market_ids: HashMap<MarketName, MarketId, FnvBuild>,
+    pub(super) asset_ids: HashMap<AssetName, AssetIndex, FnvBuild>,
+    pub(super) asset_units: Vec<Decimal>,
+    pub(super) orders: Orders,
+    pub(super) accounts: Accounts,
     /// Resting orders per account.
-    open_orders: Vec<u32>,
-    compliance: Compliance,
-    idempotency: Idempotency,
-    max_fills: usize,
+    pub(super) open_orders: Vec<u32>,
+    pub(super) compliance: Compliance,
+    pub(super) idempotency: Idempotency,
+    pub(super) max_fills: usize,
     /// The sequence number the next event gets.
-    next_seq: u64,
+    pub(super) next_seq: u64,
     /// The id the next accepted order gets.
-    next_order_id: u64,
+    pub(super) next_order_id: u64,
     /// The id the next trade gets.
-    next_trade_id: u64,
+    pub(super) next_trade_id: u64,
+    /// The command sequence number the next processed command gets.
+    pub(super) next_cseq: u64,
 }
 
 impl Engine {
@@ -299,6 +311,7 @@ impl Engine {
             next_seq: 1,
             next_order_id: 1,
             next_trade_id: 1,
+            next_cseq: 1,
         }
     }
 
@@ -307,9 +320,14 @@ impl Engine {
         self.next_seq - 1
     }
 
-    /// Most events one command can produce.
+    /// The command sequence number of the last processed command (0 before the first).
+    pub fn last_cseq(&self) -> u64 {
+        self.next_cseq - 1
+    }
+
+    /// Most journal records (events and the command) one command can produce.
     pub fn events_per_command(&self) -> usize {
-        events_bound(self.max_fills)
+        records_bound(self.max_fills)
     }
 
     /// Processes one command from the connection `origin`. `engine_mono` is the monotonic time
@@ -334,6 +352,7 @@ impl Engine {
                 client_order_id,
                 market,
                 outcome: Outcome::Busy,
+                cseq: 0,
             };
         }
         let mut em = Emit {
@@ -354,10 +373,19 @@ impl Engine {
         };
         self.flush_balances(&mut em, BalanceReason::Trading);
         self.next_seq = em.next_seq;
+        let cseq = self.next_cseq;
+        self.next_cseq += 1;
+        em.out.command(CommandRecord {
+            cseq,
+            recv_ns: cmd.recv_ns,
+            engine_mono,
+            body: cmd.body,
+        });
         Reply {
             client_order_id,
             market,
             outcome,
+            cseq,
         }
     }
 

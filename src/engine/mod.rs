@@ -13,6 +13,7 @@ pub mod hash;
 pub mod machine;
 pub mod risk;
 pub mod runner;
+pub mod snapshot;
 pub mod text;
 
 #[cfg(test)]
@@ -24,7 +25,11 @@ pub use command::{
     Outcome, Owner, RejectCode, Reply, Report, ReportKind, Side, TimeInForce, Transfer, Username,
 };
 pub use custody::Balance;
-pub use event::{BalanceReason, Event, EventKind, OrderRecord, TradeRecord, events_bound};
+pub use event::{
+    BalanceReason, CommandRecord, Event, EventKind, OrderRecord, Record, TradeRecord, events_bound,
+    records_bound,
+};
 pub use machine::{Depth, Engine, Output, Recorder, ValidOrder};
-pub use runner::{Connection, Control, EngineHandle, EngineLink, EngineSnapshot};
+pub use runner::{Connection, Control, EngineHandle, EngineLink, EngineSnapshot, SnapshotLink};
+pub use snapshot::Snapshot;
 pub use text::Text;

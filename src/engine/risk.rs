@@ -43,13 +43,14 @@ pub enum Exposure {
 }
 
 /// Token bucket of one account, in nano-tokens (one order costs 10^9).
-#[derive(Debug, Clone, Copy, Default)]
-struct Bucket {
-    tokens: u64,
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct Bucket {
+    /// Tokens left, in nano-tokens.
+    pub tokens: u64,
     /// Ingress time of the last refill, ns since the Unix epoch.
-    last_ns: u64,
+    pub last_ns: u64,
     /// The bucket has been used (a fresh bucket starts full).
-    started: bool,
+    pub started: bool,
 }
 
 const TOKEN: u64 = 1_000_000_000;
@@ -188,6 +189,28 @@ impl Compliance {
                 }
             }
         }
+    }
+
+    /// The state that commands change (rate buckets and halts), for snapshots: `(buckets per
+    /// account, all halted, halted markets as a bit set, halted users sorted by name)`.
+    pub fn state(&self) -> (Vec<Bucket>, bool, u64, Vec<Username>) {
+        let mut users: Vec<Username> = self.halted_users.iter().copied().collect();
+        users.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        (
+            self.buckets.clone(),
+            self.halted_all,
+            self.halted_markets,
+            users,
+        )
+    }
+
+    /// Puts back the state [`Compliance::state`] returned.
+    pub fn restore(&mut self, buckets: &[Bucket], all: bool, markets: u64, users: &[Username]) {
+        self.buckets.clear();
+        self.buckets.extend_from_slice(buckets);
+        self.halted_all = all;
+        self.halted_markets = markets;
+        self.halted_users = users.iter().copied().collect();
     }
 
     /// Active halts, for the rules view: `(all, market ids, users)`.

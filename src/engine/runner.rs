@@ -11,9 +11,10 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::command::{Command, MarketName, Outbound, Outcome, Owner, Report, Username};
 use super::custody::Balance;
-use super::event::Event;
+use super::event::{CommandRecord, Event, Record};
 use super::hash::IdBuild;
 use super::machine::{Depth, Engine, Output};
+use super::snapshot::Snapshot;
 use crate::config::{Config, IdleStrategy};
 use crate::telemetry::{Counters, LatencyHistogram, bump, mono_ns};
 use crate::wake::{Doorbell, TaskBell};
@@ -42,13 +43,17 @@ pub struct Connection {
     pub cut: Arc<AtomicU64>,
 }
 
-/// Copies of the engine's latency histograms.
+/// Copies of the engine's latency histograms, and its state digest.
 #[derive(Debug, Clone, Default)]
 pub struct EngineSnapshot {
     /// Socket read → engine takes the command.
     pub ingress_to_engine: LatencyHistogram,
     /// The engine's work per command.
     pub engine_process: LatencyHistogram,
+    /// The last command processed when the digest was taken.
+    pub cseq: u64,
+    /// [`Engine::digest`] after command `cseq`.
+    pub digest: u64,
 }
 
 /// Control-plane messages, polled by the engine without blocking.
@@ -56,7 +61,7 @@ pub struct EngineSnapshot {
 pub enum Control {
     /// A new connection to serve.
     Register(Connection),
-    /// Send copies of the latency histograms.
+    /// Send copies of the latency histograms and the state digest.
     Stats(tokio::sync::oneshot::Sender<EngineSnapshot>),
     /// Send the best `depth` levels of a market's book (`None`: no such market).
     Book {
@@ -117,31 +122,28 @@ pub struct EngineHandle {
 }
 
 impl EngineHandle {
-    /// Starts the engine thread.
+    /// Starts the engine thread on `engine` (new or recovered from the journal).
     pub fn spawn(
         config: &Config,
-        journal: rtrb::Producer<Event>,
+        engine: Engine,
+        journal: rtrb::Producer<Record>,
         journal_bell: Arc<Doorbell>,
+        snapshots: SnapshotLink,
         counters: Arc<Counters>,
-        resume: crate::journal::Resume,
     ) -> std::io::Result<EngineHandle> {
         let (control, control_rx) = crossbeam_channel::bounded(CONTROL_CAPACITY);
         let doorbell = Arc::new(Doorbell::new());
         let heartbeat = Arc::new(AtomicU64::new(0));
-        let engine = Engine::resuming(
-            config,
-            resume.last_seq,
-            resume.last_order_id,
-            resume.last_trade_id,
-        );
-        counters
-            .engine
-            .last_seq
-            .store(resume.last_seq, Ordering::Relaxed);
-        counters
-            .journal
-            .durable_seq
-            .store(resume.last_seq, Ordering::Relaxed);
+        // What a recovered engine has done is already in the journal.
+        for (counter, value) in [
+            (&counters.engine.last_seq, engine.last_seq()),
+            (&counters.engine.last_cseq, engine.last_cseq()),
+            (&counters.journal.durable_seq, engine.last_seq()),
+            (&counters.journal.durable_cseq, engine.last_cseq()),
+        ] {
+            counter.store(value, Ordering::Relaxed);
+        }
+        let engine_cseq = engine.last_cseq();
         let per_command = engine.events_per_command();
         let max_conns = config.daemon.max_connections.min(1 << 16);
         let mut runner = Runner {
@@ -167,6 +169,17 @@ impl EngineHandle {
             spin: config.engine.spin,
             stats: EngineSnapshot::default(),
             stopping: false,
+            snapshots: SnapshotSchedule {
+                last_cseq: snapshots.newest.min(engine_cseq),
+                last_at: mono_ns(),
+                every_commands: config.journal.snapshot_every_commands,
+                every_ns: config.journal.snapshot_every.as_nanos() as u64,
+                to_journal: snapshots.to_journal.filter(|_| {
+                    config.journal.snapshot_every_commands > 0
+                        || !config.journal.snapshot_every.is_zero()
+                }),
+                config: Arc::new(config.clone()),
+            },
         };
         let core = config.engine.core;
         let thread = std::thread::Builder::new()
@@ -321,7 +334,7 @@ struct Runner {
     /// Most messages held for one connection beyond its reply ring.
     backlog_limit: usize,
     control: Receiver<Control>,
-    journal: rtrb::Producer<Event>,
+    journal: rtrb::Producer<Record>,
     journal_bell: Arc<Doorbell>,
     doorbell: Arc<Doorbell>,
     heartbeat: Arc<AtomicU64>,
@@ -331,11 +344,39 @@ struct Runner {
     stats: EngineSnapshot,
     /// Shutdown was requested: stop once every connection is finished.
     stopping: bool,
+    /// When to copy the state for the journal to store.
+    snapshots: SnapshotSchedule,
+}
+
+/// Where the engine's snapshots go.
+#[derive(Debug, Clone)]
+pub struct SnapshotLink {
+    /// To the journal; `None`: no snapshots.
+    pub to_journal: Option<Sender<Box<Snapshot>>>,
+    /// The command the newest stored snapshot was taken after (0: none). The schedule counts
+    /// from it, so that a start that replayed many commands takes one soon.
+    pub newest: u64,
+}
+
+/// When the engine hands the journal a snapshot of its state: every `every_commands` commands,
+/// and every `every_ns` while commands arrive. A snapshot due while the journal still holds the
+/// previous one is skipped (counted), never waited for.
+struct SnapshotSchedule {
+    /// To the journal; `None` when snapshots are off.
+    to_journal: Option<Sender<Box<Snapshot>>>,
+    /// Names of markets and assets, for the snapshot.
+    config: Arc<Config>,
+    every_commands: u64,
+    every_ns: u64,
+    /// The command the last snapshot (taken or skipped) was due at.
+    last_cseq: u64,
+    /// When it was (monotonic ns).
+    last_at: u64,
 }
 
 /// The engine's outputs while one command is processed.
 struct Sink<'a> {
-    journal: &'a mut rtrb::Producer<Event>,
+    journal: &'a mut rtrb::Producer<Record>,
     connections: &'a mut [Entry],
     tokens: &'a HashMap<Owner, usize, IdBuild>,
     origin: Owner,
@@ -353,7 +394,12 @@ impl Output for Sink<'_> {
 
     #[inline]
     fn event(&mut self, event: Event) {
-        let pushed = self.journal.push(event);
+        let pushed = self.journal.push(Record::Event(event));
+        debug_assert!(pushed.is_ok(), "room was checked for the whole command");
+    }
+
+    fn command(&mut self, record: CommandRecord) {
+        let pushed = self.journal.push(Record::Command(record));
         debug_assert!(pushed.is_ok(), "room was checked for the whole command");
     }
 
@@ -407,6 +453,7 @@ impl Runner {
                 break;
             }
             if work > 0 {
+                self.maybe_snapshot(rounds.is_multiple_of(64), false);
                 idle_since = None;
                 continue;
             }
@@ -425,10 +472,56 @@ impl Runner {
                 }
             }
         }
+        // A last snapshot, so that the next start replays nothing.
+        self.maybe_snapshot(true, true);
         tracing::info!(last_seq = self.engine.last_seq(), "engine stopped");
         // Dropping the producer tells the journal that nothing more will come.
         let (dead, _) = rtrb::RingBuffer::new(1);
         drop(std::mem::replace(&mut self.journal, dead));
+        self.journal_bell.ring();
+    }
+
+    /// Hands the journal a snapshot if one is due (`final_one`: at shutdown, if anything
+    /// changed since the last). The clock is read only when `look_at_clock`.
+    fn maybe_snapshot(&mut self, look_at_clock: bool, final_one: bool) {
+        let sched = &mut self.snapshots;
+        let Some(to_journal) = &sched.to_journal else {
+            return;
+        };
+        let cseq = self.engine.last_cseq();
+        if cseq == sched.last_cseq {
+            return;
+        }
+        let by_count = sched.every_commands > 0 && cseq - sched.last_cseq >= sched.every_commands;
+        let by_time = look_at_clock
+            && sched.every_ns > 0
+            && mono_ns().saturating_sub(sched.last_at) >= sched.every_ns;
+        if !(by_count || by_time || final_one) {
+            return;
+        }
+        let now = mono_ns();
+        sched.last_cseq = cseq;
+        sched.last_at = now;
+        let c = &self.counters.engine;
+        if to_journal.is_full() && !final_one {
+            bump(&c.snapshots_skipped);
+            return;
+        }
+        let snapshot = Box::new(self.engine.snapshot(&sched.config));
+        c.snapshot_copy_ns
+            .store(mono_ns().saturating_sub(now), Ordering::Relaxed);
+        // At shutdown the journal is still running and takes it; a full channel waits for
+        // it (or fails if the journal died, which the supervisor reports).
+        let sent = if final_one {
+            to_journal.send(snapshot).is_ok()
+        } else {
+            to_journal.try_send(snapshot).is_ok()
+        };
+        bump(if sent {
+            &c.snapshots_taken
+        } else {
+            &c.snapshots_skipped
+        });
         self.journal_bell.ring();
     }
 
@@ -513,6 +606,8 @@ impl Runner {
                     _ => {}
                 }
                 c.last_seq.store(self.engine.last_seq(), Ordering::Relaxed);
+                c.last_cseq
+                    .store(self.engine.last_cseq(), Ordering::Relaxed);
                 let entry = &mut self.connections[i];
                 let pushed = entry.send(Outbound::Reply(reply), self.backlog_limit);
                 debug_assert!(pushed, "reply room was checked");
@@ -605,7 +700,10 @@ impl Runner {
                         .store(self.connections.len() as u64, Ordering::Relaxed);
                 }
                 Control::Stats(reply) => {
-                    let _ = reply.send(self.stats.clone());
+                    let mut stats = self.stats.clone();
+                    stats.cseq = self.engine.last_cseq();
+                    stats.digest = self.engine.digest();
+                    let _ = reply.send(stats);
                 }
                 Control::Book {
                     market,

@@ -110,6 +110,56 @@ impl<const N: usize> fmt::Display for Text<N> {
     }
 }
 
+/// Binary form (for the command journal and snapshots): length, overflow flag, content. Decoding
+/// checks the same invariants as [`Text::new`].
+impl<const N: usize> bincode::Encode for Text<N> {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        e: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        bincode::Encode::encode(&self.len, e)?;
+        bincode::Encode::encode(&self.overflow, e)?;
+        for b in &self.bytes[..self.len as usize] {
+            bincode::Encode::encode(b, e)?;
+        }
+        Ok(())
+    }
+}
+
+impl<Ctx, const N: usize> bincode::Decode<Ctx> for Text<N> {
+    fn decode<D: bincode::de::Decoder<Context = Ctx>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let len: u8 = bincode::Decode::decode(d)?;
+        let overflow: bool = bincode::Decode::decode(d)?;
+        if len as usize > N {
+            return Err(bincode::error::DecodeError::Other(
+                "text longer than its capacity",
+            ));
+        }
+        let mut bytes = [0u8; N];
+        for b in bytes.iter_mut().take(len as usize) {
+            *b = bincode::Decode::decode(d)?;
+        }
+        if std::str::from_utf8(&bytes[..len as usize]).is_err() {
+            return Err(bincode::error::DecodeError::Other("text is not UTF-8"));
+        }
+        Ok(Text {
+            len,
+            overflow,
+            bytes,
+        })
+    }
+}
+
+impl<'de, Ctx, const N: usize> bincode::BorrowDecode<'de, Ctx> for Text<N> {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = Ctx>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        <Text<N> as bincode::Decode<Ctx>>::decode(d)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

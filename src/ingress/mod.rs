@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::engine::{Control, EngineLink, MarketName, Username};
 use crate::journal::{JournalControl, JournalLink};
 use crate::telemetry::{Counter, Counters, LatencyHistogram, Stage};
-use crate::wire::{ErrorCode, StatsReport, WireReply};
+use crate::wire::{ErrorCode, StateDigest, StatsReport, WireReply};
 
 /// How long a `stats` request waits for the engine and the journal to answer.
 const STATS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -45,11 +45,13 @@ pub struct Ingress {
 }
 
 impl Ingress {
-    /// Events produced by the engine and not yet committed.
+    /// Journal records (events and commands) produced by the engine and not yet committed.
     pub fn journal_backlog(&self) -> u64 {
-        let produced = self.counters.engine.last_seq.load(Ordering::Relaxed);
-        let durable = self.counters.journal.durable_seq.load(Ordering::Acquire);
-        produced.saturating_sub(durable)
+        let (e, j) = (&self.counters.engine, &self.counters.journal);
+        let events = e.last_seq.load(Ordering::Relaxed);
+        let commands = e.last_cseq.load(Ordering::Relaxed);
+        events.saturating_sub(j.durable_seq.load(Ordering::Acquire))
+            + commands.saturating_sub(j.durable_cseq.load(Ordering::Acquire))
     }
 
     /// Admission control with hysteresis: a connection stops reading while the journal's
@@ -148,14 +150,19 @@ impl Ingress {
                 "the engine or journal did not answer within 2 s",
             );
         };
-        WireReply::Stats(report(
+        let mut report = report(
             &self.counters,
             &[
                 (Stage::IngressToEngine, &engine.ingress_to_engine),
                 (Stage::EngineProcess, &engine.engine_process),
                 (Stage::EngineToCommit, &journal),
             ],
-        ))
+        );
+        report.state = StateDigest {
+            cseq: engine.cseq,
+            digest: format!("{:016x}", engine.digest),
+        };
+        WireReply::Stats(report)
     }
 }
 
@@ -186,5 +193,6 @@ fn report(counters: &Counters, stages: &[(Stage, &LatencyHistogram)]) -> StatsRe
             .iter()
             .map(|(s, h)| (s.name().to_string(), h.summary()))
             .collect(),
+        state: StateDigest::default(),
     }
 }

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::Ingress;
 use super::Query;
+use crate::config::AckMode;
 use crate::engine::{Command, Connection, Control, Outbound};
 use crate::telemetry::{mono_ns, wall_ns};
 use crate::wake::TaskBell;
@@ -118,8 +119,12 @@ async fn write_all(stream: &UnixStream, mut data: &[u8]) -> io::Result<()> {
 
 /// One answer owed to the client, in request order.
 enum Pending {
-    /// The next reply from the engine's ring.
-    Engine,
+    /// The next reply from the engine's ring; if `durable`, written only once the journal has
+    /// committed its command.
+    Engine {
+        /// The request asked for a `durable` acknowledgement.
+        durable: bool,
+    },
     /// An answer the task already has (an error it found).
     Ready(WireReply),
     /// A question answered outside the engine's command path (stats, book, balances): asked
@@ -239,6 +244,8 @@ async fn connection(
         blocked: false,
         paused: false,
         write_dead: false,
+        ack: ingress.config.daemon.ack,
+        held: false,
         recv_ns: wall_ns(),
         recv_mono: mono_ns(),
     };
@@ -280,6 +287,11 @@ struct Conn {
     paused: bool,
     /// Writing failed or timed out: output is discarded from now on.
     write_dead: bool,
+    /// The connection's acknowledgement mode (the config's, until a hello changes it). In
+    /// `durable` mode execution reports are also held until their events are committed.
+    ack: AckMode,
+    /// The ring's next message waits for a commit.
+    held: bool,
     /// Ingress stamps of the latest read.
     recv_ns: u64,
     recv_mono: u64,
@@ -307,6 +319,7 @@ impl Conn {
             let commit = committed.notified();
             tokio::pin!(commit);
             self.paused = self.ingress.should_pause(self.paused);
+            self.held = false;
             if self.paused {
                 // Requests stay in the socket until the journal catches up.
             } else if !self.stop_input() {
@@ -336,7 +349,10 @@ impl Conn {
             if engine_gone && self.engine_released() {
                 continue;
             }
-            if engine_gone && matches!(self.pending.front(), Some(Pending::Engine)) {
+            if engine_gone
+                && matches!(self.pending.front(), Some(Pending::Engine { .. }))
+                && !self.held
+            {
                 tracing::warn!("engine released the connection with replies owed; closing it");
                 break;
             }
@@ -345,17 +361,19 @@ impl Conn {
             // The ring is listened to all the time: execution reports arrive whenever the
             // client's orders trade, not only in answer to a request.
             let want_ring = !engine_gone && self.wbuf.len() - self.wpos < WRITE_HIGH;
-            let reply_owed = matches!(self.pending.front(), Some(Pending::Engine));
+            let reply_owed = matches!(self.pending.front(), Some(Pending::Engine { .. }));
+            let held = self.held;
             let want_answer = matches!(self.pending.front(), Some(Pending::Query(_, Some(_))));
-            if want_ring && reply_owed && self.spin_for_replies() {
+            if want_ring && reply_owed && !held && self.spin_for_replies() {
                 continue;
             }
             if want_ring {
                 let replies = &self.replies;
                 let front = self.pending.front();
+                let gate = self.gate();
                 if self
                     .bell
-                    .prepare(|| replies.is_abandoned() || ring_ready(replies, front))
+                    .prepare(|| replies.is_abandoned() || gate.ready(replies, front))
                 {
                     continue;
                 }
@@ -365,7 +383,7 @@ impl Conn {
                 let bell = &self.bell;
                 let pending = &mut self.pending;
                 tokio::select! {
-                    _ = &mut commit, if paused => Event::Committed,
+                    _ = &mut commit, if paused || held => Event::Committed,
                     r = stream.readable(), if want_read => Event::Read(r),
                     r = stream.writable(), if unsent => Event::Write(r),
                     _ = bell.wait(), if want_ring => Event::Replies,
@@ -408,8 +426,9 @@ impl Conn {
         }
         let start = std::time::Instant::now();
         let mut i = 0u32;
+        let gate = self.gate();
         loop {
-            if self.replies.is_abandoned() || ring_ready(&self.replies, self.pending.front()) {
+            if self.replies.is_abandoned() || gate.ready(&self.replies, self.pending.front()) {
                 return true;
             }
             i = i.wrapping_add(1);
@@ -417,6 +436,14 @@ impl Conn {
                 return false;
             }
             std::hint::spin_loop();
+        }
+    }
+
+    /// What decides whether the ring's next message may be written yet.
+    fn gate(&self) -> Gate<'_> {
+        Gate {
+            journal: &self.ingress.counters.journal,
+            hold_reports: self.ack == AckMode::Durable,
         }
     }
 
@@ -471,7 +498,13 @@ impl Conn {
                 }
                 _ => {}
             }
-            if !ring_ready(&self.replies, self.pending.front()) {
+            let gate = self.gate();
+            if !gate.ready(&self.replies, self.pending.front()) {
+                if let Some((cseq, seq)) = gate.waits_for(&self.replies, self.pending.front()) {
+                    // Durable: the journal commits without waiting for its batch to fill.
+                    self.held = true;
+                    self.ingress.journal.hurry(cseq, seq);
+                }
                 break;
             }
             let Ok(message) = self.replies.pop() else {
@@ -560,7 +593,7 @@ impl Conn {
                 Framing::Binary => self.next_frame(),
             };
             match step {
-                Step::Request(req, consumed) => match self.submit(req) {
+                Step::Request(req, ack, consumed) => match self.submit(req, ack) {
                     Ok(engine) => {
                         self.rpos += consumed;
                         pushed += usize::from(engine);
@@ -603,7 +636,8 @@ impl Conn {
 
     /// Hands one request on. `Ok(true)` if it went to the engine, `Ok(false)` if it is
     /// answered outside the command path, `Err` if the command ring is full (nothing consumed).
-    fn submit(&mut self, req: Request) -> Result<bool, ()> {
+    /// `ack` is the request's own acknowledgement mode, if it names one.
+    fn submit(&mut self, req: Request, ack: Option<AckMode>) -> Result<bool, ()> {
         if let Some(cmd) = req.to_command(self.recv_ns, self.recv_mono) {
             let ring = self.commands.as_mut().ok_or(())?;
             if ring.is_full() {
@@ -611,10 +645,19 @@ impl Conn {
             }
             let pushed = ring.push(cmd);
             debug_assert!(pushed.is_ok());
-            self.pending.push_back(Pending::Engine);
+            let durable = ack.unwrap_or(self.ack) == AckMode::Durable;
+            self.pending.push_back(Pending::Engine { durable });
             return Ok(true);
         }
         let query = match req {
+            Request::Hello(h) => {
+                if let Some(a) = h.ack {
+                    self.ack = a;
+                }
+                self.pending
+                    .push_back(Pending::Ready(WireReply::Hello { ack: self.ack }));
+                return Ok(false);
+            }
             Request::Book(b) => Query::Book(b.market, b.depth),
             Request::Balances(b) => Query::Balances(b.username),
             _ => Query::Stats,
@@ -664,8 +707,8 @@ impl Conn {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Step::Skip(consumed);
         }
-        match json::parse_request(line) {
-            Ok(req) => Step::Request(req, consumed),
+        match json::parse_request_ack(line) {
+            Ok((req, ack)) => Step::Request(req, ack, consumed),
             Err(reason) => Step::Error(ErrorCode::BadRequest, reason, consumed),
         }
     }
@@ -696,7 +739,7 @@ impl Conn {
             ),
             FrameHead::Complete(len) => {
                 match binary::decode::<Request>(&buf[PREFIX_LEN..PREFIX_LEN + len]) {
-                    Ok(req) => Step::Request(req, PREFIX_LEN + len),
+                    Ok(req) => Step::Request(req, None, PREFIX_LEN + len),
                     Err(e) => Step::Fatal(
                         ErrorCode::BadFrame,
                         format!("frame does not decode as a request: {e}"),
@@ -709,8 +752,8 @@ impl Conn {
 
 /// The outcome of looking at the read buffer once.
 enum Step {
-    /// A request, and the bytes it took.
-    Request(Request, usize),
+    /// A request, its own acknowledgement mode if it names one, and the bytes it took.
+    Request(Request, Option<AckMode>, usize),
     /// Bytes to drop without an answer (blank lines, the rest of an over-long line).
     Skip(usize),
     /// An answer-worthy error; the connection goes on after the bytes it took.
@@ -730,12 +773,44 @@ async fn answer_at_front(pending: &mut VecDeque<Pending>) -> WireReply {
     }
 }
 
-/// True when the ring's next message can be written now: a report always, a reply only when
-/// it is the next answer owed.
-fn ring_ready(replies: &rtrb::Consumer<Outbound>, front: Option<&Pending>) -> bool {
-    match replies.peek() {
-        Ok(Outbound::Report(_)) => true,
-        Ok(Outbound::Reply(_)) => matches!(front, Some(Pending::Engine)),
-        Err(_) => false,
+/// What the journal has committed, and whether this connection's reports wait for it.
+#[derive(Clone, Copy)]
+struct Gate<'a> {
+    journal: &'a crate::telemetry::JournalCounters,
+    hold_reports: bool,
+}
+
+impl Gate<'_> {
+    /// True when the ring's next message can be written now: a report unless it waits for
+    /// its commit, a reply only when it is the next answer owed and, if that answer is
+    /// durable, once its command is committed.
+    fn ready(&self, replies: &rtrb::Consumer<Outbound>, front: Option<&Pending>) -> bool {
+        match replies.peek() {
+            Ok(Outbound::Report(r)) => {
+                !self.hold_reports || r.seq <= self.journal.durable_seq.load(Ordering::Acquire)
+            }
+            Ok(Outbound::Reply(r)) => match front {
+                Some(Pending::Engine { durable }) => {
+                    !durable || r.cseq <= self.journal.durable_cseq.load(Ordering::Acquire)
+                }
+                _ => false,
+            },
+            Err(_) => false,
+        }
+    }
+
+    /// The commit the ring's next message waits for, as `(cseq, seq)`, if it waits for one.
+    fn waits_for(
+        &self,
+        replies: &rtrb::Consumer<Outbound>,
+        front: Option<&Pending>,
+    ) -> Option<(u64, u64)> {
+        match (replies.peek(), front) {
+            (Ok(Outbound::Report(r)), _) if self.hold_reports => Some((0, r.seq)),
+            (Ok(Outbound::Reply(r)), Some(Pending::Engine { durable: true })) if r.cseq > 0 => {
+                Some((r.cseq, 0))
+            }
+            _ => None,
+        }
     }
 }

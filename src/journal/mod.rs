@@ -6,12 +6,13 @@
 //! the engine answers `busy`, so nothing is dropped.
 
 pub mod payload;
+pub mod recovery;
 mod schema;
 pub mod store;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,8 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 pub use schema::{SCHEMA_VERSION, migrate};
 
 use crate::config::{Config, Synchronous};
-use crate::engine::Event;
+use crate::engine::Record;
+use crate::engine::snapshot::{Snapshot, checksum};
 use crate::telemetry::{Counters, LatencyHistogram, bump, mono_ns};
 use crate::wake::Doorbell;
 
@@ -51,6 +53,9 @@ pub enum JournalError {
         /// Newest version this build knows.
         supported: i64,
     },
+    /// The journal's contents contradict each other (recovery cannot rebuild the state).
+    #[error("the journal is inconsistent: {0}")]
+    Corrupt(String),
 }
 
 /// Control messages to the journal thread.
@@ -96,10 +101,11 @@ pub struct Resume {
 
 /// Reads where a previous run stopped, and marks the orders it left open as `expired`.
 ///
-/// Restoring books and balances from the journal is not built yet: a restarted daemon starts
-/// from the config's balances with empty books. Numbering continues after the previous run, so
-/// that nothing recorded is overwritten and sequence numbers stay unique, and the orders that
-/// were resting are marked `expired` rather than left looking open.
+/// Only for a journal written before commands were journaled (schema version 2 and older),
+/// whose state cannot be replayed: numbering continues after the previous run, so that nothing
+/// recorded is overwritten and sequence numbers stay unique, books and balances start again
+/// from the config, and the orders that were resting are marked `expired` rather than left
+/// looking open. Any newer journal is recovered by [`recovery::recover`].
 pub fn resume(conn: &Connection) -> Result<Resume, JournalError> {
     let max = |sql: &str| -> Result<u64, JournalError> {
         Ok(conn
@@ -121,6 +127,16 @@ pub fn resume(conn: &Connection) -> Result<Resume, JournalError> {
     })
 }
 
+/// What someone waits to see committed: the journal commits a partial batch at once, instead
+/// of letting it fill for `max_delay`, while either is beyond what it has committed.
+#[derive(Debug, Default)]
+pub struct Wanted {
+    /// Highest command sequence number a `durable` reply waits for.
+    pub cseq: AtomicU64,
+    /// Highest event sequence number a held execution report waits for.
+    pub seq: AtomicU64,
+}
+
 /// What other threads hold to talk to the journal.
 #[derive(Debug, Clone)]
 pub struct JournalLink {
@@ -128,9 +144,22 @@ pub struct JournalLink {
     bell: Arc<Doorbell>,
     /// Control messages.
     control: Sender<JournalControl>,
+    /// Commits waited for.
+    wanted: Arc<Wanted>,
 }
 
 impl JournalLink {
+    /// Asks the journal to commit up to command `cseq` and event `seq` (0: none) without
+    /// waiting for its batch to fill, and wakes it. Group commit: everything that reached the
+    /// journal by then goes into the same transaction.
+    pub fn hurry(&self, cseq: u64, seq: u64) {
+        let before_c = self.wanted.cseq.fetch_max(cseq, Ordering::AcqRel);
+        let before_s = self.wanted.seq.fetch_max(seq, Ordering::AcqRel);
+        if before_c < cseq || before_s < seq {
+            self.bell.wake();
+        }
+    }
+
     /// Sends a control message and wakes the journal; `false` if the journal cannot take it.
     pub fn send(&self, message: JournalControl) -> bool {
         let sent = self.control.try_send(message).is_ok();
@@ -146,6 +175,10 @@ pub struct JournalHandle {
     bell: Arc<Doorbell>,
     /// Control messages.
     control: Sender<JournalControl>,
+    /// Snapshots from the engine (one at a time).
+    snapshots: Sender<Box<Snapshot>>,
+    /// Commits waited for.
+    wanted: Arc<Wanted>,
     /// The thread, until joined.
     thread: Option<JoinHandle<()>>,
 }
@@ -154,14 +187,22 @@ impl JournalHandle {
     /// Starts the journal thread on an opened connection.
     pub fn spawn(
         conn: Connection,
-        records: rtrb::Consumer<Event>,
+        records: rtrb::Consumer<Record>,
         config: &Config,
         counters: Arc<Counters>,
         committed: Arc<tokio::sync::Notify>,
     ) -> std::io::Result<JournalHandle> {
         let bell = Arc::new(Doorbell::new());
         let (control, control_rx) = crossbeam_channel::bounded(16);
+        // One snapshot in the channel and one being written: the engine skips a snapshot
+        // that comes due while both are taken.
+        let (snapshots, snapshots_rx) = crossbeam_channel::bounded(1);
+        let wanted = Arc::new(Wanted::default());
         let mut writer = Writer {
+            wanted: wanted.clone(),
+            snapshots: snapshots_rx,
+            pending_snapshot: None,
+            snapshot_keep: config.journal.snapshot_keep,
             conn,
             records,
             control: control_rx,
@@ -186,6 +227,8 @@ impl JournalHandle {
         Ok(JournalHandle {
             bell,
             control,
+            snapshots,
+            wanted,
             thread: Some(thread),
         })
     }
@@ -195,11 +238,17 @@ impl JournalHandle {
         self.bell.clone()
     }
 
+    /// Where the engine sends snapshots of its state.
+    pub fn snapshot_sender(&self) -> Sender<Box<Snapshot>> {
+        self.snapshots.clone()
+    }
+
     /// A cloneable link to the journal.
     pub fn link(&self) -> JournalLink {
         JournalLink {
             bell: self.bell.clone(),
             control: self.control.clone(),
+            wanted: self.wanted.clone(),
         }
     }
 
@@ -230,8 +279,14 @@ fn lower_priority(nice: i32) {
 
 struct Writer {
     conn: Connection,
-    records: rtrb::Consumer<Event>,
+    records: rtrb::Consumer<Record>,
     control: Receiver<JournalControl>,
+    snapshots: Receiver<Box<Snapshot>>,
+    /// Commits someone waits for.
+    wanted: Arc<Wanted>,
+    /// A snapshot taken from the channel, written once its command is committed.
+    pending_snapshot: Option<Box<Snapshot>>,
+    snapshot_keep: usize,
     bell: Arc<Doorbell>,
     /// Market and asset names and grids, for the rows and payloads.
     config: Config,
@@ -242,7 +297,7 @@ struct Writer {
     /// Nice value to run at.
     nice: i32,
     /// Records taken from the ring and not yet committed (at most `batch_size`).
-    batch: Vec<Event>,
+    batch: Vec<Record>,
     batch_size: usize,
     max_delay: Duration,
     counters: Arc<Counters>,
@@ -262,7 +317,10 @@ impl Writer {
                     }
                 }
             }
-            while self.batch.len() < self.batch_size {
+            self.store_snapshot();
+            // Take records up to the batch size, and always up to the end of a command: a
+            // transaction never holds part of one (its command record comes last).
+            while self.batch.len() < self.batch_size || !self.at_boundary() {
                 let Ok(record) = self.records.pop() else {
                     break;
                 };
@@ -274,14 +332,27 @@ impl Writer {
             let finished = self.records.is_abandoned() && self.records.is_empty();
             if self.batch.is_empty() {
                 if finished {
+                    // Everything is committed: the engine's last snapshot can be written.
+                    while self.store_snapshot() {}
                     break;
                 }
                 self.idle(idle_since.get_or_insert_with(Instant::now).elapsed());
                 continue;
             }
             idle_since = None;
+            if !self.at_boundary() && !finished {
+                // The engine is in the middle of pushing a command's records: they come
+                // within microseconds.
+                std::hint::spin_loop();
+                std::thread::yield_now();
+                continue;
+            }
             let waited = first_at.elapsed();
-            if self.batch.len() < self.batch_size && !finished && waited < self.max_delay {
+            if self.batch.len() < self.batch_size
+                && !finished
+                && waited < self.max_delay
+                && !self.hurried()
+            {
                 // A partial batch: let it fill for the rest of its delay.
                 std::thread::park_timeout(self.max_delay - waited);
                 continue;
@@ -292,6 +363,18 @@ impl Writer {
             durable_seq = self.counters.journal.durable_seq.load(Ordering::Relaxed),
             "journal stopped: everything committed"
         );
+    }
+
+    /// True when a connection waits for a commit beyond what is committed.
+    fn hurried(&self) -> bool {
+        let c = &self.counters.journal;
+        self.wanted.cseq.load(Ordering::Acquire) > c.durable_cseq.load(Ordering::Relaxed)
+            || self.wanted.seq.load(Ordering::Acquire) > c.durable_seq.load(Ordering::Relaxed)
+    }
+
+    /// True when the batch ends with a command's last record (or is empty).
+    fn at_boundary(&self) -> bool {
+        !matches!(self.batch.last(), Some(Record::Event(_)))
     }
 
     /// Waits for records with nothing to commit. While recently busy the journal polls its ring
@@ -305,9 +388,49 @@ impl Writer {
         }
         let records = &self.records;
         let control = &self.control;
+        let snapshots = &self.snapshots;
         self.bell.sleep(PARK_TIMEOUT, || {
-            !records.is_empty() || records.is_abandoned() || !control.is_empty()
+            !records.is_empty()
+                || records.is_abandoned()
+                || !control.is_empty()
+                || !snapshots.is_empty()
         });
+    }
+
+    /// Takes a snapshot from the engine if none is pending, and writes the pending one if its
+    /// command is committed (a snapshot must never be ahead of the commands and events it
+    /// includes). True if one was written.
+    fn store_snapshot(&mut self) -> bool {
+        if self.pending_snapshot.is_none() {
+            self.pending_snapshot = self.snapshots.try_recv().ok();
+        }
+        let durable = self.counters.journal.durable_cseq.load(Ordering::Relaxed);
+        let Some(snapshot) = self.pending_snapshot.take_if(|s| s.cseq <= durable) else {
+            return false;
+        };
+        let started = Instant::now();
+        let cseq = snapshot.cseq;
+        let body = crate::wire::binary::encode_large(&*snapshot);
+        drop(snapshot);
+        match self.write_snapshot(cseq, &body) {
+            Ok(()) => {
+                let c = &self.counters.journal;
+                bump(&c.snapshots_written);
+                c.snapshot_cseq.store(cseq, Ordering::Relaxed);
+                tracing::info!(
+                    cseq,
+                    bytes = body.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "snapshot written"
+                );
+                true
+            }
+            Err(e) => {
+                // The next one will be taken as scheduled; recovery replays more meanwhile.
+                tracing::warn!(cseq, error = %e, "cannot write a snapshot; it is dropped");
+                false
+            }
+        }
     }
 
     fn commit_with_retry(&mut self) {
@@ -331,9 +454,14 @@ impl Writer {
             tracing::info!(failures, "journal commit succeeded after retries");
         }
         let now = mono_ns();
-        let last = self.batch.last().map(|e| e.seq).unwrap_or(0);
-        for e in &self.batch {
-            self.latency.record(now.saturating_sub(e.engine_mono));
+        let mut last = 0;
+        let mut last_command = 0;
+        for r in &self.batch {
+            self.latency.record(now.saturating_sub(r.engine_mono()));
+            match r {
+                Record::Event(e) => last = e.seq,
+                Record::Command(c) => last_command = c.cseq,
+            }
         }
         let c = &self.counters.journal;
         c.rows.store(
@@ -341,9 +469,37 @@ impl Writer {
             Ordering::Relaxed,
         );
         bump(&c.batches);
-        c.durable_seq.store(last, Ordering::Release);
+        if last > 0 {
+            c.durable_seq.store(last, Ordering::Release);
+        }
+        if last_command > 0 {
+            c.durable_cseq.store(last_command, Ordering::Release);
+        }
         self.batch.clear();
         self.committed.notify_waiters();
+    }
+
+    /// Stores a snapshot and deletes all but the newest `snapshot_keep`, in one transaction.
+    fn write_snapshot(&mut self, cseq: u64, body: &[u8]) -> rusqlite::Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT OR REPLACE INTO Snapshots (cseq, created_ns, checksum, body) \
+             VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                cseq as i64,
+                crate::telemetry::wall_ns() as i64,
+                checksum(body) as i64,
+                body
+            ],
+        )?;
+        tx.execute(
+            "DELETE FROM Snapshots WHERE cseq NOT IN \
+             (SELECT cseq FROM Snapshots ORDER BY cseq DESC LIMIT ?1)",
+            [self.snapshot_keep as i64],
+        )?;
+        tx.commit()
     }
 
     fn write_batch(&mut self) -> rusqlite::Result<()> {

@@ -60,6 +60,19 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (username, asset)
     ) WITHOUT ROWID;
     ALTER TABLE Orders ADD COLUMN post_only INTEGER NOT NULL DEFAULT 0;",
+    // 3: the command journal (replaying it reproduces the engine's state) and snapshots of the
+    // engine's state (recovery replays only the commands after the newest valid one).
+    "CREATE TABLE Commands (
+        cseq INTEGER PRIMARY KEY,
+        recv_ns INTEGER NOT NULL,
+        body BLOB NOT NULL
+    );
+    CREATE TABLE Snapshots (
+        cseq INTEGER PRIMARY KEY,
+        created_ns INTEGER NOT NULL,
+        checksum INTEGER NOT NULL,
+        body BLOB NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

@@ -8,8 +8,11 @@ use rusqlite::{CachedStatement, Transaction};
 use super::payload;
 use super::{RFC3339_LEN, format_rfc3339};
 use crate::config::Config;
-use crate::engine::{Event, EventKind, OrderRecord, TradeRecord, Username};
+use crate::engine::{Event, EventKind, OrderRecord, Record, TradeRecord, Username};
 use crate::num::Decimal;
+
+/// Records one command, for replay.
+pub const INSERT_COMMAND: &str = "INSERT INTO Commands (cseq, recv_ns, body) VALUES (?1, ?2, ?3)";
 
 /// Records one event of every kind.
 pub const INSERT_EVENT: &str =
@@ -65,11 +68,11 @@ impl Store {
         Store::default()
     }
 
-    /// Writes `events` inside the caller's transaction.
+    /// Writes `records` inside the caller's transaction.
     pub fn write<'a>(
         &mut self,
         tx: &Transaction<'_>,
-        events: impl Iterator<Item = &'a Event>,
+        records: impl Iterator<Item = &'a Record>,
         config: &Config,
     ) -> rusqlite::Result<()> {
         self.orders.clear();
@@ -77,7 +80,19 @@ impl Store {
         self.balances.clear();
         self.balance_keys.clear();
         let mut insert_event = tx.prepare_cached(INSERT_EVENT)?;
-        for e in events {
+        let mut insert_command = tx.prepare_cached(INSERT_COMMAND)?;
+        for r in records {
+            let e = match r {
+                Record::Event(e) => e,
+                Record::Command(c) => {
+                    let body = crate::wire::binary::encode(&c.body);
+                    insert_command.raw_bind_parameter(1, c.cseq as i64)?;
+                    insert_command.raw_bind_parameter(2, c.recv_ns as i64)?;
+                    insert_command.raw_bind_parameter(3, body.as_slice())?;
+                    insert_command.raw_execute()?;
+                    continue;
+                }
+            };
             self.json.clear();
             payload::write(e, config, &mut self.json);
             // The payload is JSON written by serde_json: valid UTF-8.
@@ -227,13 +242,13 @@ impl Store {
     }
 }
 
-/// Writes `events` inside the caller's transaction with a fresh [`Store`].
-pub fn write_events<'a>(
+/// Writes `records` inside the caller's transaction with a fresh [`Store`].
+pub fn write_records<'a>(
     tx: &Transaction<'_>,
-    events: impl Iterator<Item = &'a Event>,
+    records: impl Iterator<Item = &'a Record>,
     config: &Config,
 ) -> rusqlite::Result<()> {
-    Store::new().write(tx, events, config)
+    Store::new().write(tx, records, config)
 }
 
 /// Binds [`INSERT_ORDER`]'s parameters 1 to 15 for an accepted order (16 and 17 are its

@@ -28,8 +28,16 @@ pub struct EngineCounters {
     pub connections: AtomicU64,
     /// Highest sequence number assigned.
     pub last_seq: AtomicU64,
+    /// Highest command sequence number assigned.
+    pub last_cseq: AtomicU64,
     /// Connections cut off because they did not read their execution reports.
     pub slow_consumers: AtomicU64,
+    /// Snapshots of the engine state handed to the journal.
+    pub snapshots_taken: AtomicU64,
+    /// Snapshots not taken because the journal was still writing the previous one.
+    pub snapshots_skipped: AtomicU64,
+    /// How long the engine paused to copy its state for the last snapshot, in ns.
+    pub snapshot_copy_ns: AtomicU64,
 }
 
 /// Written by the journal thread only.
@@ -43,6 +51,12 @@ pub struct JournalCounters {
     pub commit_errors: AtomicU64,
     /// Highest sequence number whose records are committed: the `durable_seq`.
     pub durable_seq: AtomicU64,
+    /// Highest command sequence number committed: `durable` replies wait for it.
+    pub durable_cseq: AtomicU64,
+    /// Snapshots written to the database.
+    pub snapshots_written: AtomicU64,
+    /// The command the newest written snapshot was taken after.
+    pub snapshot_cseq: AtomicU64,
 }
 
 /// Written by connection tasks (several at once, so these use `fetch_add`).
@@ -84,6 +98,14 @@ pub enum Counter {
     LastSeq,
     /// [`EngineCounters::slow_consumers`]
     SlowConsumers,
+    /// [`EngineCounters::last_cseq`]
+    LastCseq,
+    /// [`EngineCounters::snapshots_taken`]
+    SnapshotsTaken,
+    /// [`EngineCounters::snapshots_skipped`]
+    SnapshotsSkipped,
+    /// [`EngineCounters::snapshot_copy_ns`]
+    SnapshotCopyNs,
     /// [`JournalCounters::batches`]
     JournalBatches,
     /// [`JournalCounters::rows`]
@@ -92,6 +114,12 @@ pub enum Counter {
     JournalCommitErrors,
     /// [`JournalCounters::durable_seq`]
     DurableSeq,
+    /// [`JournalCounters::durable_cseq`]
+    DurableCseq,
+    /// [`JournalCounters::snapshots_written`]
+    SnapshotsWritten,
+    /// [`JournalCounters::snapshot_cseq`]
+    SnapshotCseq,
     /// [`IngressCounters::connections`]
     Connections,
     /// [`IngressCounters::connections_refused`]
@@ -102,7 +130,7 @@ pub enum Counter {
 
 impl Counter {
     /// All counters, in display order.
-    pub const ALL: [Counter; 14] = [
+    pub const ALL: [Counter; 21] = [
         Counter::Commands,
         Counter::OrdersAccepted,
         Counter::OrdersRejected,
@@ -110,10 +138,17 @@ impl Counter {
         Counter::EngineConnections,
         Counter::LastSeq,
         Counter::SlowConsumers,
+        Counter::LastCseq,
+        Counter::SnapshotsTaken,
+        Counter::SnapshotsSkipped,
+        Counter::SnapshotCopyNs,
         Counter::JournalBatches,
         Counter::JournalRows,
         Counter::JournalCommitErrors,
         Counter::DurableSeq,
+        Counter::DurableCseq,
+        Counter::SnapshotsWritten,
+        Counter::SnapshotCseq,
         Counter::Connections,
         Counter::ConnectionsRefused,
         Counter::BadRequests,
@@ -129,10 +164,17 @@ impl Counter {
             Counter::EngineConnections => "orderpipe_engine_connections",
             Counter::LastSeq => "orderpipe_last_seq",
             Counter::SlowConsumers => "orderpipe_slow_consumers_total",
+            Counter::LastCseq => "orderpipe_last_cseq",
+            Counter::SnapshotsTaken => "orderpipe_snapshots_taken_total",
+            Counter::SnapshotsSkipped => "orderpipe_snapshots_skipped_total",
+            Counter::SnapshotCopyNs => "orderpipe_snapshot_copy_ns",
             Counter::JournalBatches => "orderpipe_journal_batches_total",
             Counter::JournalRows => "orderpipe_journal_rows_total",
             Counter::JournalCommitErrors => "orderpipe_journal_commit_errors_total",
             Counter::DurableSeq => "orderpipe_durable_seq",
+            Counter::DurableCseq => "orderpipe_durable_cseq",
+            Counter::SnapshotsWritten => "orderpipe_snapshots_written_total",
+            Counter::SnapshotCseq => "orderpipe_snapshot_cseq",
             Counter::Connections => "orderpipe_connections_total",
             Counter::ConnectionsRefused => "orderpipe_connections_refused_total",
             Counter::BadRequests => "orderpipe_bad_requests_total",
@@ -149,10 +191,17 @@ impl Counter {
             Counter::EngineConnections => &c.engine.connections,
             Counter::LastSeq => &c.engine.last_seq,
             Counter::SlowConsumers => &c.engine.slow_consumers,
+            Counter::LastCseq => &c.engine.last_cseq,
+            Counter::SnapshotsTaken => &c.engine.snapshots_taken,
+            Counter::SnapshotsSkipped => &c.engine.snapshots_skipped,
+            Counter::SnapshotCopyNs => &c.engine.snapshot_copy_ns,
             Counter::JournalBatches => &c.journal.batches,
             Counter::JournalRows => &c.journal.rows,
             Counter::JournalCommitErrors => &c.journal.commit_errors,
             Counter::DurableSeq => &c.journal.durable_seq,
+            Counter::DurableCseq => &c.journal.durable_cseq,
+            Counter::SnapshotsWritten => &c.journal.snapshots_written,
+            Counter::SnapshotCseq => &c.journal.snapshot_cseq,
             Counter::Connections => &c.ingress.connections,
             Counter::ConnectionsRefused => &c.ingress.connections_refused,
             Counter::BadRequests => &c.ingress.bad_requests,

@@ -89,6 +89,41 @@ pub fn write_accepted(client_order_id: Option<&str>, order_id: u64, seq: u64, ou
     out.extend_from_slice(&seq.to_le_bytes());
 }
 
+/// Encodes a value with the protocol's bincode configuration (also the format of the command
+/// journal and of snapshots).
+pub fn encode<T: bincode::Encode>(value: &T) -> Vec<u8> {
+    // Encoding our own types into a Vec cannot fail.
+    bincode::encode_to_vec(value, codec()).unwrap_or_default()
+}
+
+/// Encodes a value of any size (snapshots can be larger than a frame).
+pub fn encode_large<T: bincode::Encode>(value: &T) -> Vec<u8> {
+    bincode::encode_to_vec(value, large()).unwrap_or_default()
+}
+
+/// Decodes a value of any size encoded by [`encode_large`], which must be consumed exactly.
+pub fn decode_large<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, String> {
+    let (value, used) = bincode::decode_from_slice(bytes, large()).map_err(|e| e.to_string())?;
+    if used != bytes.len() {
+        return Err(format!(
+            "{} bytes after the end of the value",
+            bytes.len() - used
+        ));
+    }
+    Ok(value)
+}
+
+/// Most memory a value decoded by [`decode_large`] may claim: a damaged length cannot make it
+/// allocate more (a snapshot of ten million resting orders needs about a gigabyte).
+pub const LARGE_LIMIT: usize = 4 << 30;
+
+fn large() -> Configuration<LittleEndian, Fixint, Limit<LARGE_LIMIT>> {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_fixed_int_encoding()
+        .with_limit::<LARGE_LIMIT>()
+}
+
 /// Decodes one payload, which must be consumed exactly.
 pub fn decode<T: bincode::Decode<()>>(payload: &[u8]) -> Result<T, String> {
     let (value, used) = bincode::decode_from_slice(payload, codec()).map_err(|e| e.to_string())?;

@@ -7,8 +7,9 @@ use serde_json::value::RawValue;
 
 use super::{
     AmendRequest, BalancesRequest, BookRequest, CancelAllRequest, CancelRequest, HaltRequest,
-    OrderRequest, OrderTarget, Request, TransferRequest, WireReply,
+    HelloRequest, OrderRequest, OrderTarget, Request, TransferRequest, WireReply,
 };
+use crate::config::AckMode;
 use crate::engine::{OrderType, Side, TimeInForce};
 use crate::num::Decimal;
 
@@ -47,17 +48,39 @@ struct Fields<'a> {
     #[serde(borrow)]
     idempotency_key: Option<Cow<'a, str>>,
     depth: Option<u32>,
+    #[serde(borrow)]
+    ack: Option<Cow<'a, str>>,
 }
 
 /// Request types, for the error message.
 const TYPES: &str = "\"new_order\", \"cancel\", \"cancel_all\", \"amend\", \"deposit\", \
-    \"withdraw\", \"balances\", \"book\", \"halt\", \"resume\" or \"stats\"";
+    \"withdraw\", \"balances\", \"book\", \"halt\", \"resume\", \"stats\" or \"hello\"";
 
 /// Parses one request line (without its newline). The error text names what is wrong and is
 /// sent back as the `reason` of a `bad_request` error.
 pub fn parse_request(line: &[u8]) -> Result<Request, String> {
-    let f: Fields<'_> =
+    parse_request_ack(line).map(|(request, _)| request)
+}
+
+/// Like [`parse_request`], also returning the request's own `ack` field, if any: the
+/// acknowledgement mode for this one request.
+pub fn parse_request_ack(line: &[u8]) -> Result<(Request, Option<AckMode>), String> {
+    let mut f: Fields<'_> =
         serde_json::from_slice(line).map_err(|e| format!("invalid request JSON: {e}"))?;
+    let ack = match f.ack.take() {
+        None => None,
+        Some(word) => Some(AckMode::parse(&word).ok_or_else(|| {
+            format!("`ack` is \"{word}\"; it must be \"accepted\" or \"durable\"")
+        })?),
+    };
+    let kind = f.kind.clone();
+    if kind.as_deref() == Some("hello") {
+        return Ok((Request::Hello(HelloRequest { ack }), None));
+    }
+    request(f).map(|r| (r, ack))
+}
+
+fn request(f: Fields<'_>) -> Result<Request, String> {
     let kind = f.kind.clone();
     match kind.as_deref() {
         // No type: the record existing order-logging clients send, a new limit GTC order.

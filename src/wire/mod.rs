@@ -7,7 +7,7 @@ mod text;
 
 pub use text::{reject_reason, wire_decimal};
 
-use crate::config::Config;
+use crate::config::{AckMode, Config};
 use crate::engine::{
     Amend, AssetName, Balance, Cancel, CancelAll, Command, CommandBody, HaltTarget, NewOrder,
     OrderRef, OrderType, Outbound, Outcome, Reply, Report, ReportKind, Side, Text, TimeInForce,
@@ -42,6 +42,15 @@ pub enum Request {
     Halt(HaltRequest),
     /// Lift a halt.
     Resume(HaltRequest),
+    /// Choose the connection's acknowledgement mode for the requests after it.
+    Hello(HelloRequest),
+}
+
+/// A connection's greeting: which acknowledgement mode its later commands get.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct HelloRequest {
+    /// `None` keeps the current mode (the config's default on a new connection).
+    pub ack: Option<AckMode>,
 }
 
 /// An order as a client sends it. Only the shape is checked here; the engine checks the rest.
@@ -210,7 +219,9 @@ impl Request {
                     CommandBody::Resume(t)
                 }
             }
-            Request::Stats | Request::Balances(_) | Request::Book(_) => return None,
+            Request::Stats | Request::Balances(_) | Request::Book(_) | Request::Hello(_) => {
+                return None;
+            }
         };
         Some(Command {
             recv_ns,
@@ -359,6 +370,16 @@ pub enum WireReply {
     },
     /// An execution report.
     Execution(ExecutionReport),
+    /// The answer to a hello: the connection's acknowledgement mode from now on.
+    Hello {
+        /// `accepted` or `durable`.
+        #[serde(serialize_with = "ack_word")]
+        ack: AckMode,
+    },
+}
+
+fn ack_word<S: serde::Serializer>(ack: &AckMode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(ack.name())
 }
 
 impl WireReply {
@@ -584,6 +605,28 @@ pub struct StatsReport {
     pub counters: Vec<(String, u64)>,
     /// `(stage name, summary in ns)`, in pipeline order.
     pub latency: Vec<(String, StageSummary)>,
+    /// The engine's state digest when it answered.
+    pub state: StateDigest,
+}
+
+/// A state digest and the command it was taken after: two daemons (or a daemon and a replay of
+/// its journal) that processed the same commands have the same digest.
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    bincode::Encode,
+    bincode::Decode,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct StateDigest {
+    /// The last command processed.
+    pub cseq: u64,
+    /// The digest, 16 lowercase hex digits.
+    pub digest: String,
 }
 
 impl serde::Serialize for StatsReport {
@@ -599,9 +642,10 @@ impl serde::Serialize for StatsReport {
                 m.end()
             }
         }
-        let mut m = s.serialize_map(Some(2))?;
+        let mut m = s.serialize_map(Some(3))?;
         m.serialize_entry("counters", &Pairs(&self.counters))?;
         m.serialize_entry("latency_ns", &Pairs(&self.latency))?;
+        m.serialize_entry("state", &self.state)?;
         m.end()
     }
 }
@@ -634,6 +678,7 @@ mod tests {
                     order_id: 17,
                     seq: u64::MAX,
                 },
+                cseq: 5,
             };
             let generic = WireReply::from_engine(&reply, &config);
             for framing in [Framing::Json, Framing::Binary] {

@@ -3,17 +3,18 @@
 //! with zero allocations on the engine's thread, custody and compliance included, events going
 //! into an rtrb ring.
 
-use orderpipe::engine::{Engine, Event, Outcome, Output, Owner, Report};
+use orderpipe::engine::{CommandRecord, Engine, Event, Outcome, Output, Owner, Record, Report};
 
 use crate::allocations_on_this_thread;
 
 #[path = "../../benches/common/workload.rs"]
 mod workload;
 
-/// Events into a ring that is emptied as it goes, as the journal would; reports counted.
+/// Events and command records into a ring that is emptied as it goes, as the journal would;
+/// reports counted.
 struct Ring {
-    tx: rtrb::Producer<Event>,
-    rx: rtrb::Consumer<Event>,
+    tx: rtrb::Producer<Record>,
+    rx: rtrb::Consumer<Record>,
     fills: u64,
 }
 
@@ -23,7 +24,10 @@ impl Output for Ring {
         self.tx.slots() >= events
     }
     fn event(&mut self, e: Event) {
-        let _ = self.tx.push(e);
+        let _ = self.tx.push(Record::Event(e));
+    }
+    fn command(&mut self, c: CommandRecord) {
+        let _ = self.tx.push(Record::Command(c));
     }
     fn report(&mut self, _: Owner, _: Report) {
         self.fills += 1;

@@ -230,6 +230,94 @@ impl Daemon {
             .unwrap()
     }
 
+    /// SIGKILL: the daemon gets no chance to finish anything. Waits for the exit.
+    pub fn kill(&mut self) {
+        self.signal(Signal::SIGKILL);
+        self.wait();
+    }
+
+    /// The state digest and the command it was taken after, from `stats`.
+    pub fn state(&self) -> (u64, String) {
+        let r = self.json().request(r#"{"type":"stats"}"#);
+        let state = &r["state"];
+        (
+            state["cseq"].as_u64().unwrap_or_else(|| panic!("{r}")),
+            state["digest"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// What the last start recovered, from its notify status line.
+    pub fn recovery(&self) -> Recovery {
+        let line = self
+            .messages
+            .iter()
+            .find_map(|m| m.split("STATUS=recovered: ").nth(1))
+            .unwrap_or_else(|| panic!("no recovery status in {:?}", self.messages));
+        let number = |label: &str| -> u64 {
+            let at = line
+                .find(label)
+                .unwrap_or_else(|| panic!("{label:?} in {line:?}"));
+            line[at + label.len()..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{label:?} in {line:?}"))
+        };
+        let before = |label: &str| -> u64 {
+            let at = line
+                .find(label)
+                .unwrap_or_else(|| panic!("{label:?} in {line:?}"));
+            line[..at]
+                .rsplit(|c: char| !c.is_ascii_digit())
+                .find(|w| !w.is_empty())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{label:?} in {line:?}"))
+        };
+        Recovery {
+            snapshot_cseq: number("snapshot after command "),
+            skipped: before(" snapshot(s) skipped"),
+            replayed: before(" command(s) replayed"),
+            last_cseq: number("last command "),
+            digest: line
+                .rsplit("state digest ")
+                .next()
+                .unwrap()
+                .trim()
+                .to_string(),
+        }
+    }
+
+    /// The state a fresh engine reaches on every command the journal holds: the reference
+    /// for recovery. Returns the last command and the digest.
+    pub fn reference_state(&self) -> (u64, String) {
+        use orderpipe::engine::{Command, CommandBody, Engine, NO_OWNER, Recorder};
+        let config = orderpipe::config::Config::load(&self.config).unwrap();
+        let mut engine = Engine::new(&config);
+        let db = self.db();
+        let mut stmt = db
+            .prepare("SELECT cseq, recv_ns, body FROM Commands ORDER BY cseq")
+            .unwrap();
+        let mut rows = stmt.query([]).unwrap();
+        let mut out = Recorder::default();
+        while let Some(row) = rows.next().unwrap() {
+            let cseq: i64 = row.get(0).unwrap();
+            let recv_ns: i64 = row.get(1).unwrap();
+            let body: Vec<u8> = row.get(2).unwrap();
+            assert_eq!(cseq as u64, engine.last_cseq() + 1, "gap in Commands");
+            let body: CommandBody = binary::decode(&body).unwrap();
+            let cmd = Command {
+                recv_ns: recv_ns as u64,
+                recv_mono: 0,
+                body,
+            };
+            engine.process(&cmd, NO_OWNER, 0, &mut out);
+            out.events.clear();
+            out.reports.clear();
+            out.commands.clear();
+        }
+        (engine.last_cseq(), format!("{:016x}", engine.digest()))
+    }
+
     pub fn count_orders(&self) -> i64 {
         self.db()
             .query_row("SELECT COUNT(*) FROM Orders", [], |r| r.get(0))
@@ -244,6 +332,21 @@ impl Drop for Daemon {
             let _ = self.child.wait();
         }
     }
+}
+
+/// What a start recovered, as its notify status line tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// The command the snapshot used was taken after (0: full replay).
+    pub snapshot_cseq: u64,
+    /// Snapshots skipped as damaged.
+    pub skipped: u64,
+    /// Commands replayed after the snapshot.
+    pub replayed: u64,
+    /// The last command in the journal.
+    pub last_cseq: u64,
+    /// The state digest after recovery.
+    pub digest: String,
 }
 
 /// A JSON-lines client.
@@ -278,6 +381,18 @@ impl JsonClient {
     pub fn request(&mut self, line: &str) -> Value {
         self.send(line);
         self.recv().expect("connection closed before the reply")
+    }
+
+    /// Sends a request and returns its reply, passing over the execution reports that arrive
+    /// before it (this connection's orders trading).
+    pub fn call(&mut self, line: &str) -> Value {
+        self.send(line);
+        loop {
+            let v = self.recv().expect("connection closed before the reply");
+            if v["type"] != "execution" {
+                return v;
+            }
+        }
     }
 
     /// True when the server has closed the connection (after any replies already read).

@@ -1,0 +1,315 @@
+//! Snapshots of the engine's state and the state digest.
+//!
+//! A snapshot holds everything commands change: books (with time priority), orders, balances,
+//! fees and supply, open-order counts, rate-limit buckets, halts, remembered idempotency answers,
+//! last trade prices, and the sequence, id and command counters. Restoring one and replaying the
+//! commands after it gives the same state as replaying every command from the start, which the
+//! tests check with the digest.
+
+use super::book::{NIL, RestingOrder};
+use super::command::{ClientOrderId, IdempotencyKey, MarketId, NO_OWNER, Outcome, Side, Username};
+use super::custody::Balance;
+use super::hash::Hash64;
+use super::machine::Engine;
+use super::risk::Bucket;
+use crate::config::Config;
+
+/// Format version of [`Snapshot`]; a snapshot of another version is not used.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// The engine's state after command `cseq`.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct Snapshot {
+    /// [`SNAPSHOT_VERSION`] when written.
+    pub version: u32,
+    /// The last command included.
+    pub cseq: u64,
+    /// Counters: next event sequence number, order id, trade id.
+    pub next_seq: u64,
+    /// See `next_seq`.
+    pub next_order_id: u64,
+    /// See `next_seq`.
+    pub next_trade_id: u64,
+    /// Market names in id order, to refuse a snapshot taken with other markets.
+    pub markets: Vec<String>,
+    /// Asset names in id order, likewise.
+    pub assets: Vec<String>,
+    /// Last trade price of each market, in ticks.
+    pub last_prices: Vec<u64>,
+    /// Accounts in id order.
+    pub accounts: Vec<SnapAccount>,
+    /// Fees collected, per asset.
+    pub fees: Vec<u64>,
+    /// Supply, per asset.
+    pub supply: Vec<u64>,
+    /// Resting orders, account by account (in id order), each account's list from its head.
+    pub orders: Vec<SnapOrder>,
+    /// Order ids of each book side in priority order, at index `market * 2 + side`.
+    pub books: Vec<Vec<u64>>,
+    /// Rate-limit buckets by account.
+    pub buckets: Vec<Bucket>,
+    /// All trading halted.
+    pub halted_all: bool,
+    /// Halted markets, bit per market id.
+    pub halted_markets: u64,
+    /// Halted users.
+    pub halted_users: Vec<Username>,
+    /// Remembered deposit and withdrawal answers, oldest first.
+    pub idempotency: Vec<(IdempotencyKey, Outcome)>,
+}
+
+/// One account in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct SnapAccount {
+    /// The username.
+    pub name: Username,
+    /// One balance per asset.
+    pub balances: Vec<Balance>,
+    /// Resting orders.
+    pub open_orders: u32,
+}
+
+/// One resting order in a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct SnapOrder {
+    /// Order id.
+    pub order_id: u64,
+    /// Market.
+    pub market: MarketId,
+    /// Side.
+    pub side: Side,
+    /// Limit price, ticks.
+    pub price: u64,
+    /// Open size, lots.
+    pub remaining: u64,
+    /// Filled size, lots.
+    pub filled: u64,
+    /// Owner's account.
+    pub account: u32,
+    /// Reservation left.
+    pub reserved: u64,
+    /// Client order id.
+    pub client_order_id: ClientOrderId,
+}
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Buy => 0,
+        Side::Sell => 1,
+    }
+}
+
+impl Engine {
+    /// A copy of the state after the last processed command. Allocates and walks every order
+    /// and account: called every so many commands, not per command.
+    pub fn snapshot(&self, config: &Config) -> Snapshot {
+        let (fees, supply) = self.accounts.totals();
+        let all = self.accounts.all();
+        let mut orders = Vec::with_capacity(self.orders.len());
+        for account in 0..all.len() as u32 {
+            let mut s = self.orders.first_of_account(account);
+            while s != NIL {
+                let o = self.orders.get(s);
+                orders.push(SnapOrder {
+                    order_id: o.order_id,
+                    market: o.market,
+                    side: o.side,
+                    price: o.price,
+                    remaining: o.remaining,
+                    filled: o.filled,
+                    account: o.account,
+                    reserved: o.reserved,
+                    client_order_id: o.client_order_id,
+                });
+                s = o.next_of_account();
+            }
+        }
+        let mut books = vec![Vec::new(); self.markets.len() * 2];
+        for (m, market) in self.markets.iter().enumerate() {
+            for side in [Side::Buy, Side::Sell] {
+                market.book.walk(&self.orders, side, |o: &RestingOrder| {
+                    books[m * 2 + side_index(side)].push(o.order_id);
+                    true
+                });
+            }
+        }
+        let (buckets, halted_all, halted_markets, halted_users) = self.compliance.state();
+        Snapshot {
+            version: SNAPSHOT_VERSION,
+            cseq: self.last_cseq(),
+            next_seq: self.next_seq,
+            next_order_id: self.next_order_id,
+            next_trade_id: self.next_trade_id,
+            markets: config.markets.iter().map(|m| m.name.clone()).collect(),
+            assets: config.assets.iter().map(|a| a.name.clone()).collect(),
+            last_prices: self.markets.iter().map(|m| m.last_price).collect(),
+            accounts: all
+                .into_iter()
+                .enumerate()
+                .map(|(i, (name, balances))| SnapAccount {
+                    name,
+                    balances,
+                    open_orders: self.open_orders.get(i).copied().unwrap_or(0),
+                })
+                .collect(),
+            fees,
+            supply,
+            orders,
+            books,
+            buckets,
+            halted_all,
+            halted_markets,
+            halted_users,
+            idempotency: self.idempotency.entries(),
+        }
+    }
+
+    /// An engine in the state of `snap`, for the markets and assets of `config` (which must be
+    /// the ones the snapshot was taken with). Orders have no connection to report to.
+    pub fn restore(config: &Config, snap: &Snapshot) -> Result<Engine, String> {
+        if snap.version != SNAPSHOT_VERSION {
+            return Err(format!(
+                "snapshot format {} is not {SNAPSHOT_VERSION}",
+                snap.version
+            ));
+        }
+        let markets: Vec<&str> = config.markets.iter().map(|m| m.name.as_str()).collect();
+        let assets: Vec<&str> = config.assets.iter().map(|a| a.name.as_str()).collect();
+        if snap.markets != markets || snap.assets != assets {
+            return Err(format!(
+                "the snapshot is of markets {:?} and assets {:?}, the config has {markets:?} and {assets:?}",
+                snap.markets, snap.assets
+            ));
+        }
+        // Start from an empty engine (no demo balances: the snapshot has every balance).
+        let mut bare = config.clone();
+        bare.accounts.clear();
+        let mut e = Engine::new(&bare);
+        for (i, a) in snap.accounts.iter().enumerate() {
+            let id = e
+                .accounts
+                .find_or_create(&a.name)
+                .map_err(|_| "more accounts than max_accounts".to_string())?;
+            if id as usize != i || a.balances.len() != assets.len() {
+                return Err(format!("account {} does not fit the config", a.name));
+            }
+            e.accounts.restore(id, &a.balances);
+        }
+        e.accounts.restore_totals(&snap.fees, &snap.supply);
+        e.accounts.drain_touched(|_, _, _| {});
+        e.open_orders = snap.accounts.iter().map(|a| a.open_orders).collect();
+        // Account lists: `add` puts an order at the head of its account's list, so adding each
+        // account's orders from the tail back gives the same lists.
+        let mut start = 0;
+        while start < snap.orders.len() {
+            let account = snap.orders[start].account;
+            let end = snap.orders[start..]
+                .iter()
+                .position(|o| o.account != account)
+                .map_or(snap.orders.len(), |n| start + n);
+            for o in snap.orders[start..end].iter().rev() {
+                if o.market as usize >= e.markets.len() || e.orders.is_full() {
+                    return Err(format!("order {} does not fit the config", o.order_id));
+                }
+                let mut r = RestingOrder::new(
+                    o.order_id,
+                    o.market,
+                    o.side,
+                    o.price,
+                    o.remaining,
+                    o.account,
+                    NO_OWNER,
+                    o.reserved,
+                    o.client_order_id,
+                );
+                r.filled = o.filled;
+                e.orders.add(r);
+            }
+            start = end;
+        }
+        // Books: inserting in priority order gives every level its time priority back.
+        for (i, ids) in snap.books.iter().enumerate() {
+            let m = i / 2;
+            for id in ids {
+                let slot = e
+                    .orders
+                    .find(*id)
+                    .ok_or_else(|| format!("book order {id} is not among the orders"))?;
+                let o = e.orders.get(slot);
+                if o.market as usize != m || side_index(o.side) != i % 2 {
+                    return Err(format!("order {id} is in the wrong book"));
+                }
+                e.markets[m].book.insert(&mut e.orders, slot);
+            }
+        }
+        for (m, price) in snap.last_prices.iter().enumerate() {
+            if let Some(market) = e.markets.get_mut(m) {
+                market.last_price = *price;
+            }
+        }
+        e.compliance.restore(
+            &snap.buckets,
+            snap.halted_all,
+            snap.halted_markets,
+            &snap.halted_users,
+        );
+        for (key, outcome) in &snap.idempotency {
+            e.idempotency.remember(*key, *outcome);
+        }
+        e.next_seq = snap.next_seq;
+        e.next_order_id = snap.next_order_id;
+        e.next_trade_id = snap.next_trade_id;
+        e.next_cseq = snap.cseq + 1;
+        e.check()?;
+        Ok(e)
+    }
+
+    /// A hash over the books and balances in a fixed order ([`Hash64`]): markets by id, each
+    /// side best first with every order's id, account name, price, open and filled size and
+    /// reservation, and the market's last price; then accounts by name with every balance; then fees, supply and counters.
+    /// Two engines with the same state have the same digest, whatever the order accounts were
+    /// created in.
+    pub fn digest(&self) -> u64 {
+        let mut h = Hash64::new();
+        for market in &self.markets {
+            for side in [Side::Buy, Side::Sell] {
+                h.u64(u64::MAX);
+                market.book.walk(&self.orders, side, |o: &RestingOrder| {
+                    h.u64(o.order_id);
+                    h.bytes(self.accounts.name(o.account).as_str().as_bytes());
+                    h.u64(o.price);
+                    h.u64(o.remaining);
+                    h.u64(o.filled);
+                    h.u64(o.reserved);
+                    true
+                });
+            }
+            h.u64(market.last_price);
+        }
+        let mut accounts = self.accounts.all();
+        accounts.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        for (name, balances) in accounts {
+            h.bytes(name.as_str().as_bytes());
+            for b in balances {
+                h.u64(b.available);
+                h.u64(b.reserved);
+            }
+        }
+        let (fees, supply) = self.accounts.totals();
+        for v in fees.iter().chain(&supply) {
+            h.u64(*v);
+        }
+        h.u64(self.next_seq);
+        h.u64(self.next_order_id);
+        h.u64(self.next_trade_id);
+        h.u64(self.next_cseq);
+        h.0
+    }
+}
+
+/// The checksum of a stored snapshot's bytes.
+pub fn checksum(bytes: &[u8]) -> u64 {
+    let mut h = Hash64::new();
+    h.bytes(bytes);
+    h.0
+}
