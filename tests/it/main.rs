@@ -6,6 +6,7 @@ mod bad_input;
 mod busy;
 mod cli;
 mod config;
+mod crash;
 mod drain;
 mod model;
 mod protocol;
