@@ -167,28 +167,10 @@ fn run(daemon: &Daemon, orders: &Orders, binary_framing: bool) -> (Duration, u64
     (start.elapsed(), busy_total)
 }
 
-/// The shipped config, with the rate limit off and sixteen well-funded bench users.
-fn bench_config(overrides: &[(&str, &str)]) -> String {
-    let mut all = vec![("rate_limit_per_sec", "0")];
-    all.extend_from_slice(overrides);
-    let mut text = common::config_text(&all);
-    for u in 0..16 {
-        text.push_str(&format!(
-            "\n[accounts.bench{u}]\nUSD = \"1000000000\"\nBTC = \"1000000\"\n"
-        ));
-    }
-    text
-}
-
 fn main() {
     let quick = common::quick();
     let (rounds, n) = if quick { (2, 100_000) } else { (5, 1_000_000) };
-    let overrides: Vec<(String, String)> = std::env::var("BENCH_CONFIG")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let overrides = common::env_overrides();
     let overrides: Vec<(&str, &str)> = overrides
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -204,10 +186,10 @@ fn main() {
     println!("round  binary_orders/s  (busy)   json_orders/s  (busy)");
     for round in 0..rounds {
         // A fresh daemon per run: every run starts at seq 1 on an empty database.
-        let d = Daemon::start(&bench_config(&overrides));
+        let d = Daemon::start(&common::funded_config(&overrides));
         let (tb, busy_b) = run(&d, &bin, true);
         d.stop();
-        let d = Daemon::start(&bench_config(&overrides));
+        let d = Daemon::start(&common::funded_config(&overrides));
         let (tj, busy_j) = run(&d, &json, false);
         d.stop();
         let (rb, rj) = (n as f64 / tb.as_secs_f64(), n as f64 / tj.as_secs_f64());

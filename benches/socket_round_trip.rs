@@ -109,12 +109,7 @@ fn main() {
     let (rounds, n) = if quick { (3, 2_000) } else { (11, 20_000) };
     // Every order is an IOC bid with nothing to trade against: accepted, its reservation made
     // and released, nothing left behind, so that the state does not grow over the run.
-    let overrides: Vec<(String, String)> = std::env::var("BENCH_CONFIG")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let overrides = common::env_overrides();
     let mut overrides: Vec<(&str, &str)> = overrides
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))

@@ -31,6 +31,30 @@ pub fn config_text(overrides: &[(&str, &str)]) -> String {
     out
 }
 
+/// The shipped config with the rate limit off, `overrides` applied, and sixteen well-funded
+/// users `bench0` to `bench15`.
+pub fn funded_config(overrides: &[(&str, &str)]) -> String {
+    let mut all = vec![("rate_limit_per_sec", "0")];
+    all.extend_from_slice(overrides);
+    let mut text = config_text(&all);
+    for u in 0..16 {
+        text.push_str(&format!(
+            "\n[accounts.bench{u}]\nUSD = \"1000000000\"\nBTC = \"1000000\"\n"
+        ));
+    }
+    text
+}
+
+/// `BENCH_CONFIG=key=value,...` from the environment: config lines to override.
+pub fn env_overrides() -> Vec<(String, String)> {
+    std::env::var("BENCH_CONFIG")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 /// A release daemon on a temporary folder, started for real and stopped with SIGTERM.
 pub struct Daemon {
     child: Child,

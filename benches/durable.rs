@@ -1,0 +1,203 @@
+//! Durable acknowledgements: latency (send → `accepted`, held until the journal has committed
+//! the order) and throughput with 1, 8 and 64 concurrent clients, each with one order in
+//! flight at a time, for `synchronous = "normal"` and `"full"`. The same loads in `accepted`
+//! mode are measured in the same run as the baseline.
+//!
+//! Clients are tasks on one thread of a tokio runtime in this process, speaking binary frames;
+//! each alternates a bid and an ask at the same price from two users, so that every pair trades
+//! and the book stays small.
+//!
+//! `cargo bench --bench durable` (`-- --quick` for short runs)
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, machine, spread};
+use hdrhistogram::Histogram;
+use orderpipe::config::AckMode;
+use orderpipe::engine::{OrderType, Side, TimeInForce};
+use orderpipe::num::Decimal;
+use orderpipe::wire::{HelloRequest, OrderRequest, Request, WireReply, binary};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+/// Binary variant index of `WireReply::Execution` (docs/PROTOCOL.md).
+const EXECUTION: u32 = 11;
+
+fn frame(request: &Request) -> Vec<u8> {
+    let mut out = Vec::new();
+    binary::write_frame(request, &mut out);
+    out
+}
+
+fn order(client: usize, buy: bool) -> Vec<u8> {
+    let pair = client % 8;
+    frame(&Request::NewOrder(OrderRequest {
+        client_order_id: None,
+        username: format!("bench{}", pair * 2 + usize::from(!buy)),
+        market: "BTC-USD".into(),
+        side: if buy { Side::Buy } else { Side::Sell },
+        order_type: OrderType::Limit,
+        tif: TimeInForce::Gtc,
+        price: Some(Decimal::new(500_000 + client as i64, -1).unwrap()),
+        size: Decimal::new(1, -2).unwrap(),
+        timestamp: None,
+        post_only: false,
+    }))
+}
+
+async fn read_frame(s: &mut UnixStream, buf: &mut Vec<u8>) -> u32 {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).await.unwrap();
+    buf.resize(u32::from_le_bytes(len) as usize, 0);
+    s.read_exact(buf).await.unwrap();
+    u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]])
+}
+
+/// One client: orders one at a time until `stop`; latencies recorded after `measure_from`.
+async fn client(
+    socket: std::path::PathBuf,
+    k: usize,
+    ack: AckMode,
+    measure_from: Instant,
+    stop: Arc<AtomicBool>,
+) -> (Histogram<u64>, u64) {
+    let mut s = UnixStream::connect(&socket).await.unwrap();
+    s.write_all(&binary::handshake()).await.unwrap();
+    let mut echo = [0u8; binary::HANDSHAKE_LEN];
+    s.read_exact(&mut echo).await.unwrap();
+    let mut buf = Vec::with_capacity(256);
+    s.write_all(&frame(&Request::Hello(HelloRequest { ack: Some(ack) })))
+        .await
+        .unwrap();
+    read_frame(&mut s, &mut buf).await;
+    let orders = [order(k, true), order(k, false)];
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+    let mut done = 0u64;
+    let mut i = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let start = Instant::now();
+        s.write_all(&orders[i % 2]).await.unwrap();
+        i += 1;
+        // Execution reports of earlier orders may come first.
+        loop {
+            match read_frame(&mut s, &mut buf).await {
+                EXECUTION => continue,
+                0 => break,
+                other => panic!(
+                    "unexpected reply {other}: {:?}",
+                    binary::decode::<WireReply>(&buf)
+                ),
+            }
+        }
+        if start >= measure_from {
+            h.saturating_record(start.elapsed().as_nanos() as u64);
+            done += 1;
+        }
+    }
+    (h, done)
+}
+
+struct Figures {
+    p50_us: f64,
+    p99_us: f64,
+    per_sec: f64,
+}
+
+/// `clients` clients for `warm + measure`; the figures over the measured part.
+fn load(d: &Daemon, clients: usize, ack: AckMode, warm: Duration, measure: Duration) -> Figures {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let stop = Arc::new(AtomicBool::new(false));
+        let measure_from = Instant::now() + warm;
+        let tasks: Vec<_> = (0..clients)
+            .map(|k| tokio::spawn(client(d.socket.clone(), k, ack, measure_from, stop.clone())))
+            .collect();
+        tokio::time::sleep_until((measure_from + measure).into()).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+        let mut done = 0;
+        for t in tasks {
+            let (h, n) = t.await.unwrap();
+            all.add(&h).unwrap();
+            done += n;
+        }
+        Figures {
+            p50_us: all.value_at_quantile(0.5) as f64 / 1e3,
+            p99_us: all.value_at_quantile(0.99) as f64 / 1e3,
+            per_sec: done as f64 / measure.as_secs_f64(),
+        }
+    })
+}
+
+fn main() {
+    let quick = common::quick();
+    let (rounds, warm, measure) = if quick {
+        (1, Duration::from_millis(200), Duration::from_millis(500))
+    } else {
+        (3, Duration::from_millis(500), Duration::from_secs(3))
+    };
+    let overrides = common::env_overrides();
+    println!(
+        "durable acknowledgements, one order in flight per client, {rounds} rounds of {:.1} s \
+         (after {:.1} s warm-up) per figure; overrides {overrides:?}; {}",
+        measure.as_secs_f64(),
+        warm.as_secs_f64(),
+        machine()
+    );
+    println!(
+        "sync    clients  ack       p50_us (min-max)        p99_us (min-max)        orders/s (min-max)"
+    );
+    for sync in ["normal", "full"] {
+        let value = format!("\"{sync}\"");
+        let mut all: Vec<(&str, &str)> = overrides
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        all.push(("synchronous", &value));
+        let d = Daemon::start(&common::funded_config(&all));
+        for clients in [1, 8, 64] {
+            for ack in [AckMode::Accepted, AckMode::Durable] {
+                let (mut p50, mut p99, mut rate) = (vec![], vec![], vec![]);
+                for _ in 0..rounds {
+                    let f = load(&d, clients, ack, warm, measure);
+                    p50.push(f.p50_us);
+                    p99.push(f.p99_us);
+                    rate.push(f.per_sec);
+                }
+                if std::env::var_os("BENCH_VERBOSE").is_some() {
+                    let r = orderpipe::client::stats(&d.socket).unwrap();
+                    let get = |n: &str| r.counters.iter().find(|(k, _)| k == n).map(|(_, v)| *v);
+                    eprintln!(
+                        "  batches {:?} rows {:?} commands {:?} latency {:?}",
+                        get("orderpipe_journal_batches_total"),
+                        get("orderpipe_journal_rows_total"),
+                        get("orderpipe_commands_total"),
+                        r.latency
+                    );
+                }
+                let (a, b, c) = (spread(&p50), spread(&p99), spread(&rate));
+                println!(
+                    "{sync:<7} {clients:>7}  {:<8}  {:>7.1} ({:.1}-{:.1})  {:>9.1} ({:.1}-{:.1})  {:>9.0} ({:.0}-{:.0})",
+                    ack.name(),
+                    a.median,
+                    a.min,
+                    a.max,
+                    b.median,
+                    b.min,
+                    b.max,
+                    c.median,
+                    c.min,
+                    c.max
+                );
+            }
+        }
+        d.stop();
+    }
+}
