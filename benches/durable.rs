@@ -1,13 +1,15 @@
 //! Durable acknowledgements: latency (send → `accepted`, held until the journal has committed
-//! the order) and throughput with 1, 8 and 64 concurrent clients, each with one order in
-//! flight at a time, for `synchronous = "normal"` and `"full"`. The same loads in `accepted`
-//! mode are measured in the same run as the baseline.
+//! the order) and throughput with 1, 8 and 64 concurrent clients, each keeping one order in
+//! flight, then 16 (the window), for `synchronous = "normal"` and `"full"`. The same loads in
+//! `accepted` mode are measured in the same run as the baseline.
 //!
 //! Clients are tasks on one thread of a tokio runtime in this process, speaking binary frames;
 //! each alternates a bid and an ask at the same price from two users, so that every pair trades
 //! and the book stays small.
 //!
-//! `cargo bench --bench durable` (`-- --quick` for short runs)
+//! `cargo bench --bench durable` (`-- --quick` for short runs). The environment narrows or
+//! changes it: `BENCH_SYNC=normal`, `BENCH_CLIENTS=64`, `BENCH_WINDOW=16`,
+//! `BENCH_CONFIG='nice=0,idle="park"'` (config lines), `BENCH_VERBOSE=1` (journal counters).
 
 mod common;
 
@@ -49,7 +51,7 @@ fn order(client: usize, buy: bool) -> Vec<u8> {
     }))
 }
 
-async fn read_frame(s: &mut UnixStream, buf: &mut Vec<u8>) -> u32 {
+async fn read_frame<R: AsyncReadExt + Unpin>(s: &mut R, buf: &mut Vec<u8>) -> u32 {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).await.unwrap();
     buf.resize(u32::from_le_bytes(len) as usize, 0);
@@ -57,11 +59,13 @@ async fn read_frame(s: &mut UnixStream, buf: &mut Vec<u8>) -> u32 {
     u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]])
 }
 
-/// One client: orders one at a time until `stop`; latencies recorded after `measure_from`.
+/// One client: keeps `window` orders in flight until `stop`; the latency of each order (its
+/// write to its `accepted` reply) is recorded once `measure_from` has passed.
 async fn client(
     socket: std::path::PathBuf,
     k: usize,
     ack: AckMode,
+    window: usize,
     measure_from: Instant,
     stop: Arc<AtomicBool>,
 ) -> (Histogram<u64>, u64) {
@@ -74,28 +78,44 @@ async fn client(
         .await
         .unwrap();
     read_frame(&mut s, &mut buf).await;
+    let (read, mut write) = s.into_split();
+    let mut read = tokio::io::BufReader::with_capacity(64 * 1024, read);
     let orders = [order(k, true), order(k, false)];
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
     let mut done = 0u64;
     let mut i = 0;
-    while !stop.load(Ordering::Relaxed) {
-        let start = Instant::now();
-        s.write_all(&orders[i % 2]).await.unwrap();
-        i += 1;
-        // Execution reports of earlier orders may come first.
-        loop {
-            match read_frame(&mut s, &mut buf).await {
-                EXECUTION => continue,
-                0 => break,
-                other => panic!(
-                    "unexpected reply {other}: {:?}",
-                    binary::decode::<WireReply>(&buf)
-                ),
+    let mut sent = std::collections::VecDeque::with_capacity(window);
+    let mut out = Vec::with_capacity(window * orders[0].len());
+    loop {
+        // Top the window up with one write.
+        if !stop.load(Ordering::Relaxed) {
+            out.clear();
+            let now = Instant::now();
+            while sent.len() < window {
+                out.extend_from_slice(&orders[i % 2]);
+                i += 1;
+                sent.push_back(now);
             }
+            if !out.is_empty() {
+                write.write_all(&out).await.unwrap();
+            }
+        } else if sent.is_empty() {
+            break;
         }
-        if start >= measure_from {
-            h.saturating_record(start.elapsed().as_nanos() as u64);
-            done += 1;
+        // Execution reports of earlier orders come between the replies.
+        match read_frame(&mut read, &mut buf).await {
+            EXECUTION => continue,
+            0 => {
+                let start = sent.pop_front().unwrap();
+                if start >= measure_from && !stop.load(Ordering::Relaxed) {
+                    h.saturating_record(start.elapsed().as_nanos() as u64);
+                    done += 1;
+                }
+            }
+            other => panic!(
+                "unexpected reply {other}: {:?}",
+                binary::decode::<WireReply>(&buf)
+            ),
         }
     }
     (h, done)
@@ -108,7 +128,14 @@ struct Figures {
 }
 
 /// `clients` clients for `warm + measure`; the figures over the measured part.
-fn load(d: &Daemon, clients: usize, ack: AckMode, warm: Duration, measure: Duration) -> Figures {
+fn load(
+    d: &Daemon,
+    clients: usize,
+    window: usize,
+    ack: AckMode,
+    warm: Duration,
+    measure: Duration,
+) -> Figures {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -117,7 +144,16 @@ fn load(d: &Daemon, clients: usize, ack: AckMode, warm: Duration, measure: Durat
         let stop = Arc::new(AtomicBool::new(false));
         let measure_from = Instant::now() + warm;
         let tasks: Vec<_> = (0..clients)
-            .map(|k| tokio::spawn(client(d.socket.clone(), k, ack, measure_from, stop.clone())))
+            .map(|k| {
+                tokio::spawn(client(
+                    d.socket.clone(),
+                    k,
+                    ack,
+                    window,
+                    measure_from,
+                    stop.clone(),
+                ))
+            })
             .collect();
         tokio::time::sleep_until((measure_from + measure).into()).await;
         stop.store(true, Ordering::Relaxed);
@@ -145,16 +181,27 @@ fn main() {
     };
     let overrides = common::env_overrides();
     println!(
-        "durable acknowledgements, one order in flight per client, {rounds} rounds of {:.1} s \
+        "durable acknowledgements, {rounds} rounds of {:.1} s \
          (after {:.1} s warm-up) per figure; overrides {overrides:?}; {}",
         measure.as_secs_f64(),
         warm.as_secs_f64(),
         machine()
     );
     println!(
-        "sync    clients  ack       p50_us (min-max)        p99_us (min-max)        orders/s (min-max)"
+        "sync    window clients  ack       p50_us (min-max)        p99_us (min-max)        orders/s (min-max)"
     );
-    for sync in ["normal", "full"] {
+    let syncs = std::env::var("BENCH_SYNC").unwrap_or_else(|_| "normal,full".into());
+    let counts: Vec<usize> = std::env::var("BENCH_CLIENTS")
+        .unwrap_or_else(|_| "1,8,64".into())
+        .split(',')
+        .map(|c| c.parse().expect("BENCH_CLIENTS: numbers"))
+        .collect();
+    let windows: Vec<usize> = std::env::var("BENCH_WINDOW")
+        .unwrap_or_else(|_| "1,16".into())
+        .split(',')
+        .map(|c| c.parse().expect("BENCH_WINDOW: numbers"))
+        .collect();
+    for sync in syncs.split(',') {
         let value = format!("\"{sync}\"");
         let mut all: Vec<(&str, &str)> = overrides
             .iter()
@@ -162,11 +209,14 @@ fn main() {
             .collect();
         all.push(("synchronous", &value));
         let d = Daemon::start(&common::funded_config(&all));
-        for clients in [1, 8, 64] {
+        for (&window, &clients) in windows
+            .iter()
+            .flat_map(|w| counts.iter().map(move |c| (w, c)))
+        {
             for ack in [AckMode::Accepted, AckMode::Durable] {
                 let (mut p50, mut p99, mut rate) = (vec![], vec![], vec![]);
                 for _ in 0..rounds {
-                    let f = load(&d, clients, ack, warm, measure);
+                    let f = load(&d, clients, window, ack, warm, measure);
                     p50.push(f.p50_us);
                     p99.push(f.p99_us);
                     rate.push(f.per_sec);
@@ -184,7 +234,7 @@ fn main() {
                 }
                 let (a, b, c) = (spread(&p50), spread(&p99), spread(&rate));
                 println!(
-                    "{sync:<7} {clients:>7}  {:<8}  {:>7.1} ({:.1}-{:.1})  {:>9.1} ({:.1}-{:.1})  {:>9.0} ({:.0}-{:.0})",
+                    "{sync:<7} {window:>6} {clients:>7}  {:<8}  {:>7.1} ({:.1}-{:.1})  {:>9.1} ({:.1}-{:.1})  {:>9.0} ({:.0}-{:.0})",
                     ack.name(),
                     a.median,
                     a.min,
