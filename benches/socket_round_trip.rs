@@ -70,40 +70,6 @@ fn line_round_trips(
     h
 }
 
-/// Round trips of one binary frame each (and `extra` more frames read untimed).
-fn frame_round_trips(
-    socket: &std::path::Path,
-    frame: &[u8],
-    handshake: bool,
-    n: usize,
-    extra: usize,
-) -> Histogram<u64> {
-    let mut s = UnixStream::connect(socket).unwrap();
-    if handshake {
-        s.write_all(&binary::handshake()).unwrap();
-        let mut echo = [0u8; binary::HANDSHAKE_LEN];
-        s.read_exact(&mut echo).unwrap();
-    }
-    let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap();
-    let mut buf = vec![0u8; 1024];
-    for i in 0..n {
-        let start = Instant::now();
-        s.write_all(frame).unwrap();
-        let mut elapsed = None;
-        for _ in 0..=extra {
-            let mut len = [0u8; 4];
-            s.read_exact(&mut len).unwrap();
-            let len = u32::from_le_bytes(len) as usize;
-            s.read_exact(&mut buf[..len]).unwrap();
-            elapsed.get_or_insert_with(|| start.elapsed());
-        }
-        if i >= 100 {
-            h.saturating_record(elapsed.unwrap_or_default().as_nanos() as u64);
-        }
-    }
-    h
-}
-
 fn main() {
     let quick = common::quick();
     let (rounds, n) = if quick { (3, 2_000) } else { (11, 20_000) };
@@ -161,8 +127,8 @@ fn main() {
         // The daemon answers each IOC with its reply, then the report of its cancellation.
         let echo = line_round_trips(&echo_path, line, n, 0);
         let json = line_round_trips(&daemon.socket, line, n, 1);
-        let echo_frames = frame_round_trips(&echo_path, &frame, false, n, 0);
-        let bin = frame_round_trips(&daemon.socket, &frame, true, n, 1);
+        let echo_frames = common::frame_round_trips(&echo_path, &frame, false, n, 0);
+        let bin = common::frame_round_trips(&daemon.socket, &frame, true, n, 1);
         let (ep50, ep99) = (echo.value_at_quantile(0.5), echo.value_at_quantile(0.99));
         let (efp50, efp99) = (
             echo_frames.value_at_quantile(0.5),

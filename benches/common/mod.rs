@@ -4,6 +4,7 @@
 
 pub mod workload;
 
+use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -125,6 +126,41 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Round trips of one binary frame each (and `extra` more frames read untimed); the first 100
+/// warm up and are not recorded.
+pub fn frame_round_trips(
+    socket: &std::path::Path,
+    frame: &[u8],
+    handshake: bool,
+    n: usize,
+    extra: usize,
+) -> hdrhistogram::Histogram<u64> {
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    if handshake {
+        s.write_all(&orderpipe::wire::binary::handshake()).unwrap();
+        let mut echo = [0u8; orderpipe::wire::binary::HANDSHAKE_LEN];
+        s.read_exact(&mut echo).unwrap();
+    }
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).unwrap();
+    let mut buf = vec![0u8; 1024];
+    for i in 0..n {
+        let start = std::time::Instant::now();
+        s.write_all(frame).unwrap();
+        let mut elapsed = None;
+        for _ in 0..=extra {
+            let mut len = [0u8; 4];
+            s.read_exact(&mut len).unwrap();
+            let len = u32::from_le_bytes(len) as usize;
+            s.read_exact(&mut buf[..len]).unwrap();
+            elapsed.get_or_insert_with(|| start.elapsed());
+        }
+        if i >= 100 {
+            h.saturating_record(elapsed.unwrap_or_default().as_nanos() as u64);
+        }
+    }
+    h
 }
 
 /// Median and spread of one figure over rounds.
