@@ -4,8 +4,9 @@
 //! `accepted` mode are measured in the same run as the baseline.
 //!
 //! Clients are tasks on one thread of a tokio runtime in this process, speaking binary frames;
-//! each alternates a bid and an ask at the same price from two users, so that every pair trades
-//! and the book stays small.
+//! each alternates a bid and an ask, all at one price, bids from eight users and asks from eight
+//! others: every order trades or rests until the next order of the other side, so the book
+//! stays small (a load leaves at most one resting bid per client behind).
 //!
 //! `cargo bench --bench durable` (`-- --quick` for short runs). The environment narrows or
 //! changes it: `BENCH_SYNC=normal`, `BENCH_CLIENTS=64`, `BENCH_WINDOW=16`,
@@ -44,7 +45,7 @@ fn order(client: usize, buy: bool) -> Vec<u8> {
         side: if buy { Side::Buy } else { Side::Sell },
         order_type: OrderType::Limit,
         tif: TimeInForce::Gtc,
-        price: Some(Decimal::new(500_000 + client as i64, -1).unwrap()),
+        price: Some(Decimal::new(500_000, -1).unwrap()),
         size: Decimal::new(1, -2).unwrap(),
         timestamp: None,
         post_only: false,
