@@ -418,7 +418,8 @@ impl Conn {
 
     /// Polls the reply ring for up to `reply_spin` before the task parks: the engine usually
     /// answers within a microsecond, and parking would cost a wake-up call on the engine and a
-    /// scheduler round trip here. True if replies (or the end of the ring) showed up.
+    /// scheduler round trip here. True if replies (or the end of the ring) showed up, including
+    /// one that has to wait for a commit.
     fn spin_for_replies(&self) -> bool {
         let spin = self.ingress.config.daemon.reply_spin;
         if spin.is_zero() {
@@ -428,7 +429,13 @@ impl Conn {
         let mut i = 0u32;
         let gate = self.gate();
         loop {
-            if self.replies.is_abandoned() || gate.ready(&self.replies, self.pending.front()) {
+            let front = self.pending.front();
+            // A message that waits for a commit ends the spin too: the journal takes longer
+            // than a spin, and this core is the journal's.
+            if self.replies.is_abandoned()
+                || gate.ready(&self.replies, front)
+                || gate.waits_for(&self.replies, front).is_some()
+            {
                 return true;
             }
             i = i.wrapping_add(1);
