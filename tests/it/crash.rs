@@ -121,8 +121,8 @@ fn client(
     })
 }
 
-/// Runs the clients until `kill_after` acknowledgements, kills the daemon, and returns every
-/// acknowledged order.
+/// Runs the clients until `kill_after` acknowledgements (in `accepted` mode, then until one
+/// durable request is answered), kills the daemon, and returns every acknowledged order.
 fn load_and_kill(
     d: &mut Daemon,
     ack: &'static str,
@@ -144,6 +144,19 @@ fn load_and_kill(
         })
         .collect();
     progress.wait_for(kill_after);
+    if ack == "accepted" {
+        // A durable request in the middle of the accepted load: its reply means the journal
+        // has committed everything processed before it, so each run recovers something
+        // however far behind the journal was (a loaded machine can starve it).
+        let r = d.json().request(
+            r#"{"type":"cancel","username":"carol","order_id":999999999,"ack":"durable"}"#,
+        );
+        assert_eq!(
+            (&r["type"], &r["code"]),
+            (&json!("rejected"), &json!("unknown_order")),
+            "{r}"
+        );
+    }
     d.kill();
     let mut acked = HashMap::new();
     for c in clients {
