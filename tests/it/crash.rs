@@ -16,38 +16,12 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use serde_json::{Value, json};
 
 use crate::support::*;
-
-/// Acknowledgements received so far by all clients, to wait on.
-#[derive(Default)]
-struct Progress {
-    acks: Mutex<u64>,
-    changed: Condvar,
-}
-
-impl Progress {
-    fn add(&self) {
-        *self.acks.lock().unwrap() += 1;
-        self.changed.notify_all();
-    }
-
-    fn wait_for(&self, n: u64) {
-        let guard = self.acks.lock().unwrap();
-        let (_guard, timeout) = self
-            .changed
-            .wait_timeout_while(guard, HANG_GUARD, |a| *a < n)
-            .unwrap();
-        assert!(
-            !timeout.timed_out(),
-            "fewer than {n} acknowledgements arrived"
-        );
-    }
-}
 
 /// xorshift64*: the kill points, reproducible from the seed printed with each run.
 struct Rng(u64);

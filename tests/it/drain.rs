@@ -4,35 +4,12 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use nix::sys::signal::Signal;
 
 use crate::support::*;
-
-/// Replies received so far by all clients, with a condition variable to wait on.
-#[derive(Default)]
-struct Progress {
-    replies: Mutex<u64>,
-    changed: Condvar,
-}
-
-impl Progress {
-    fn add(&self) {
-        *self.replies.lock().unwrap() += 1;
-        self.changed.notify_all();
-    }
-
-    fn wait_for(&self, n: u64) {
-        let guard = self.replies.lock().unwrap();
-        let (_guard, timeout) = self
-            .changed
-            .wait_timeout_while(guard, HANG_GUARD, |r| *r < n)
-            .unwrap();
-        assert!(!timeout.timed_out(), "fewer than {n} replies arrived");
-    }
-}
 
 /// One pipelining client: a writer thread sends `n` orders while this thread reads replies
 /// until the server closes. Returns the sequence numbers of the accepted orders.

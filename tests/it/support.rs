@@ -484,3 +484,28 @@ pub fn run_cli(args: &[&str], stdin: Option<&str>) -> (ExitStatus, String, Strin
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A count of replies received by several client threads, with a condition variable to wait
+/// on: tests act after so many replies, never after a sleep.
+#[derive(Default)]
+pub struct Progress {
+    replies: std::sync::Mutex<u64>,
+    changed: std::sync::Condvar,
+}
+
+impl Progress {
+    pub fn add(&self) {
+        *self.replies.lock().unwrap() += 1;
+        self.changed.notify_all();
+    }
+
+    /// Waits until `n` replies have arrived (at most `HANG_GUARD`).
+    pub fn wait_for(&self, n: u64) {
+        let guard = self.replies.lock().unwrap();
+        let (_guard, timeout) = self
+            .changed
+            .wait_timeout_while(guard, HANG_GUARD, |r| *r < n)
+            .unwrap();
+        assert!(!timeout.timed_out(), "fewer than {n} replies arrived");
+    }
+}
