@@ -81,7 +81,7 @@ fn through_journal(config: &Config, path: &Path, records: &[Record]) -> Duration
     let counters = Arc::new(Counters::default());
     let (mut tx, rx) = rtrb::RingBuffer::new(config.engine.journal_ring);
     let committed = Arc::new(tokio::sync::Notify::new());
-    let handle = JournalHandle::spawn(conn, rx, config, counters.clone(), committed).unwrap();
+    let handle = JournalHandle::spawn(conn, rx, config, counters.clone(), committed, None).unwrap();
     let bell = handle.bell();
     let last = records.len() as u64 / 3;
     let start = Instant::now();

@@ -72,7 +72,7 @@ fn build_journal(config: &Config, db: &Path, n: usize, every: usize, last_snapsh
     let counters = Arc::new(Counters::default());
     let (tx, rx) = rtrb::RingBuffer::new(config.engine.journal_ring);
     let committed = Arc::new(tokio::sync::Notify::new());
-    let handle = JournalHandle::spawn(conn, rx, config, counters.clone(), committed).unwrap();
+    let handle = JournalHandle::spawn(conn, rx, config, counters.clone(), committed, None).unwrap();
     let snapshots = handle.snapshot_sender();
     let mut out = Ring {
         tx,

@@ -10,6 +10,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use tokio::sync::watch;
 
+use crate::bus::{BusHandle, amqp};
 use crate::config::Config;
 use crate::engine::{Control, EngineHandle, SnapshotLink};
 use crate::ingress::{Ingress, uds};
@@ -103,9 +104,30 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let (records_tx, records_rx) =
         rtrb::RingBuffer::<crate::engine::Record>::new(config.engine.journal_ring);
     let committed = Arc::new(tokio::sync::Notify::new());
-    let journal =
-        JournalHandle::spawn(db, records_rx, &config, counters.clone(), committed.clone())
-            .map_err(|e| AppError::Spawn("journal", e))?;
+    let bus = BusHandle::spawn(
+        &d.database_path,
+        &config.bus,
+        engine.last_seq() + 1,
+        counters.clone(),
+    )
+    .map_err(|e| AppError::Spawn("bus", e))?;
+    let bridge = if config.amqp.enabled {
+        Some(
+            amqp::Bridge::spawn(&config, counters.clone(), committed.clone())
+                .map_err(|e| AppError::Spawn("amqp", e))?,
+        )
+    } else {
+        None
+    };
+    let journal = JournalHandle::spawn(
+        db,
+        records_rx,
+        &config,
+        counters.clone(),
+        committed.clone(),
+        Some(bus.sender()),
+    )
+    .map_err(|e| AppError::Spawn("journal", e))?;
     let engine = EngineHandle::spawn(
         &config,
         engine,
@@ -130,6 +152,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         counters: counters.clone(),
         open: AtomicUsize::new(0),
         committed,
+        bus: bus.link(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(uds::serve(listener, ingress, stop_rx));
@@ -163,6 +186,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let journal_result = tokio::task::spawn_blocking(move || journal.join())
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
+    let bus_result = tokio::task::spawn_blocking(move || bus.join())
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    if let Some(bridge) = bridge {
+        // Everything is committed: the bridge publishes up to the end (while the broker is
+        // reachable, for at most drain_timeout) and keeps its cursor; the rest goes at the
+        // next start.
+        bridge.finish(d.drain_timeout).await;
+    }
     let _ = std::fs::remove_file(&d.socket_path);
     telemetry::export(&counters);
     tracing::info!(
@@ -175,6 +207,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     engine_result.map_err(|e| AppError::ThreadFailed("engine", e))?;
     journal_result.map_err(|e| AppError::ThreadFailed("journal", e))?;
+    bus_result.map_err(|e| AppError::ThreadFailed("bus", e))?;
     Ok(())
 }
 

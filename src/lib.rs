@@ -90,6 +90,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod app;
+pub mod bus;
 pub mod cli;
 pub mod client;
 pub mod config;

@@ -139,6 +139,53 @@ pub struct Config {
     pub compliance: ComplianceConfig,
     /// Demo accounts and their start-up balances.
     pub accounts: Vec<AccountConfig>,
+    /// Local subscribers to committed events.
+    pub bus: BusConfig,
+    /// The RabbitMQ bridge.
+    pub amqp: AmqpConfig,
+}
+
+/// `[bus]`: local subscribers to committed events.
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// Events a subscriber may have queued and unwritten; beyond it the subscriber is cut off
+    /// with the sequence number to resume from.
+    pub subscriber_buffer: usize,
+    /// Committed batches waiting for the bus; when it is full the journal drops the batch and
+    /// the bus reads those events back from SQLite.
+    pub handover: usize,
+}
+
+/// Where the RabbitMQ routing key of an event comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoutingKey {
+    /// The topic itself: `order.created`.
+    Topic,
+    /// The topic, a dot and the event's market: `order.created.BTC-USD` (`none` for events
+    /// without a market).
+    TopicMarket,
+}
+
+/// `[amqp]`: the RabbitMQ bridge.
+#[derive(Debug, Clone)]
+pub struct AmqpConfig {
+    /// Whether the bridge runs.
+    pub enabled: bool,
+    /// The broker's AMQP URL, credentials included.
+    pub url: String,
+    /// The durable topic exchange events are published to (declared if missing).
+    pub exchange: String,
+    /// How routing keys are made.
+    pub routing_key: RoutingKey,
+    /// Name under which the bridge keeps its last confirmed sequence number in SQLite.
+    pub cursor: String,
+    /// This daemon's name in every message (`app_id`): sequence numbers are per daemon, so
+    /// consumers of several daemons deduplicate by `(app_id, message_id)`.
+    pub source: String,
+    /// Publications awaiting the broker's confirmation at once (the pipeline window).
+    pub max_in_flight: usize,
+    /// Longest pause between reconnection attempts.
+    pub max_backoff: Duration,
 }
 
 /// `[daemon]`: where the daemon keeps its files and how it treats connections.
@@ -277,6 +324,8 @@ impl Config {
             &mut errors,
         );
         let accounts = trading::read_accounts(&mut top, &assets, &mut errors);
+        let bus = read_bus(top.section("bus", &mut errors), &mut errors);
+        let amqp = read_amqp(top.section("amqp", &mut errors), &mut errors);
         if let Some(e) = &engine
             && accounts.len() > e.max_accounts
         {
@@ -286,17 +335,23 @@ impl Config {
             ));
         }
         top.finish(&mut errors);
-        match (daemon, engine, journal) {
-            (Some(daemon), Some(engine), Some(journal)) if errors.is_empty() => Ok(Config {
-                path: path.to_path_buf(),
-                daemon,
-                engine,
-                journal,
-                assets,
-                markets,
-                compliance,
-                accounts,
-            }),
+        match (daemon, engine, journal, bus, amqp) {
+            (Some(daemon), Some(engine), Some(journal), Some(bus), Some(amqp))
+                if errors.is_empty() =>
+            {
+                Ok(Config {
+                    path: path.to_path_buf(),
+                    daemon,
+                    engine,
+                    journal,
+                    assets,
+                    markets,
+                    compliance,
+                    accounts,
+                    bus,
+                    amqp,
+                })
+            }
             _ => Err(ConfigErrors {
                 path: path.to_path_buf(),
                 errors,
@@ -477,6 +532,65 @@ fn read_journal(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Journ
         snapshot_every_commands: every?,
         snapshot_every: Duration::from_secs(every_secs?),
         snapshot_keep: keep? as usize,
+    })
+}
+
+fn read_bus(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<BusConfig> {
+    let buffer = t.u64("subscriber_buffer", Some(65_536), 16, 1 << 24, errors);
+    let handover = t.u64("handover", Some(256), 1, 1 << 16, errors);
+    t.finish(errors);
+    Some(BusConfig {
+        subscriber_buffer: buffer? as usize,
+        handover: handover? as usize,
+    })
+}
+
+fn read_amqp(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<AmqpConfig> {
+    let enabled = t.bool("enabled", false, errors);
+    let url = t.string("url", Some("amqp://guest:guest@127.0.0.1:5672/%2f"), errors);
+    if let Some(u) = &url
+        && !(u.starts_with("amqp://") || u.starts_with("amqps://"))
+    {
+        errors.push(ConfigError::new(
+            &t.key("url"),
+            format!("\"{u}\" is not an AMQP URL (amqp://user:password@host:port/vhost)"),
+        ));
+    }
+    let exchange = t.string("exchange", Some("quub-events"), errors);
+    if let Some(x) = &exchange
+        && (x.is_empty() || x.len() > 255 || x.starts_with("amq."))
+    {
+        errors.push(ConfigError::new(
+            &t.key("exchange"),
+            format!(
+                "\"{x}\" cannot be used: an exchange name is 1 to 255 bytes and must not \
+                 start with the broker's reserved \"amq.\""
+            ),
+        ));
+    }
+    let routing_key = t.choice(
+        "routing_key",
+        Some(RoutingKey::Topic),
+        &[
+            ("{topic}", RoutingKey::Topic),
+            ("{topic}.{market}", RoutingKey::TopicMarket),
+        ],
+        errors,
+    );
+    let cursor = t.string("cursor", Some("amqp"), errors);
+    let source = t.string("source", Some("orderpipe"), errors);
+    let in_flight = t.u64("max_in_flight", Some(8192), 1, 1 << 20, errors);
+    let backoff_ms = t.u64("max_backoff_ms", Some(5000), 10, 600_000, errors);
+    t.finish(errors);
+    Some(AmqpConfig {
+        enabled: enabled?,
+        url: url?,
+        exchange: exchange?,
+        routing_key: routing_key?,
+        cursor: cursor?,
+        source: source?,
+        max_in_flight: in_flight? as usize,
+        max_backoff: Duration::from_millis(backoff_ms?),
     })
 }
 

@@ -1,6 +1,7 @@
 //! Ingress: the tokio side of the daemon. Accepts connections, decodes requests, checks their
 //! shape, and hands them to the engine through each connection's own ring.
 
+mod subscribe;
 pub mod uds;
 
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct Ingress {
     pub open: AtomicUsize,
     /// Told by the journal after every commit.
     pub committed: Arc<tokio::sync::Notify>,
+    /// Subscriptions to committed events.
+    pub bus: crate::bus::BusLink,
 }
 
 impl Ingress {

@@ -24,7 +24,9 @@ use crate::engine::{Command, Connection, Control, Outbound};
 use crate::telemetry::{mono_ns, wall_ns};
 use crate::wake::TaskBell;
 use crate::wire::binary::{self, FrameHead, HANDSHAKE_LEN, MAGIC, PREFIX_LEN, VERSION};
-use crate::wire::{ErrorCode, Framing, Request, WireReply, json, write, write_outbound};
+use crate::wire::{
+    ErrorCode, Framing, Request, SubscribeRequest, WireReply, json, write, write_outbound,
+};
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -131,6 +133,9 @@ enum Pending {
     /// only once every earlier request is answered, so that its answer includes them (`None`
     /// until then).
     Query(Query, Option<oneshot::Receiver<WireReply>>),
+    /// A subscription (with its topic mask): once every earlier request is answered, the
+    /// connection becomes a stream of events.
+    Subscribe(SubscribeRequest, u16),
 }
 
 /// Serves one connection from its first byte to its close.
@@ -139,6 +144,20 @@ async fn connection(
     ingress: &Arc<Ingress>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    if let Some((stream, framing, owed, request, mask)) =
+        requests(stream, ingress, &mut shutdown).await
+    {
+        super::subscribe::serve(stream, framing, owed, request, mask, ingress, &mut shutdown).await;
+    }
+}
+
+/// Serves requests until the connection closes; if it subscribes, returns the socket, its
+/// framing, the output still owed, and the subscription.
+async fn requests(
+    stream: UnixStream,
+    ingress: &Arc<Ingress>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(UnixStream, Framing, Vec<u8>, SubscribeRequest, u16)> {
     let mut rbuf = Vec::with_capacity(READ_CHUNK);
     // The first byte decides the framing: `{` is JSON lines, anything else the binary magic.
     let need = |buf: &Vec<u8>| match buf.first() {
@@ -149,20 +168,20 @@ async fn connection(
     while rbuf.len() < need(&rbuf) {
         tokio::select! {
             r = stream.readable() => {
-                if r.is_err() { return; }
+                if r.is_err() { return None; }
                 match stream.try_read_buf(&mut rbuf) {
                     Ok(0) => {
                         if !rbuf.is_empty() {
                             refuse(stream, ErrorCode::BadMagic, "the connection ended inside the binary handshake").await;
                         }
-                        return;
+                        return None;
                     }
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(_) => return,
+                    Err(_) => return None,
                 }
             }
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => return None,
         }
     }
     let framing = if rbuf[0] == b'{' {
@@ -176,16 +195,18 @@ async fn connection(
         let reason = format!(
             "the first bytes are neither a JSON object nor the binary magic {MAGIC:?} (\"ORDP\")"
         );
-        return refuse(stream, ErrorCode::BadMagic, &reason).await;
+        refuse(stream, ErrorCode::BadMagic, &reason).await;
+        return None;
     } else if u16::from_le_bytes([rbuf[4], rbuf[5]]) != VERSION {
         let reason = format!(
             "binary protocol version {} is not supported; this daemon speaks version {VERSION}",
             u16::from_le_bytes([rbuf[4], rbuf[5]])
         );
-        return refuse(stream, ErrorCode::UnsupportedVersion, &reason).await;
+        refuse(stream, ErrorCode::UnsupportedVersion, &reason).await;
+        return None;
     } else {
         if write_all(&stream, &binary::handshake()).await.is_err() {
-            return;
+            return None;
         }
         Framing::Binary
     };
@@ -207,21 +228,23 @@ async fn connection(
         cut: cut.clone(),
     }));
     if registered.is_err() {
-        return refuse(
+        refuse(
             stream,
             ErrorCode::Unavailable,
             "the engine is not taking connections",
         )
         .await;
+        return None;
     }
     if *shutdown.borrow_and_update() {
         // Registered just as the daemon began to stop: dropping the rings ends it cleanly.
-        return refuse(
+        refuse(
             stream,
             ErrorCode::ShuttingDown,
             "the daemon is shutting down",
         )
         .await;
+        return None;
     }
     let mut conn = Conn {
         stream,
@@ -248,8 +271,18 @@ async fn connection(
         held: false,
         recv_ns: wall_ns(),
         recv_mono: mono_ns(),
+        subscribing: false,
     };
-    conn.run(shutdown).await;
+    let (request, mask) = conn.run(shutdown).await?;
+    let Conn {
+        stream,
+        framing,
+        mut wbuf,
+        wpos,
+        ..
+    } = conn;
+    wbuf.drain(..wpos);
+    Some((stream, framing, wbuf, request, mask))
 }
 
 /// State of one served connection.
@@ -295,6 +328,8 @@ struct Conn {
     /// Ingress stamps of the latest read.
     recv_ns: u64,
     recv_mono: u64,
+    /// A subscribe was read: nothing after it is parsed.
+    subscribing: bool,
 }
 
 enum Event {
@@ -309,7 +344,12 @@ enum Event {
 }
 
 impl Conn {
-    async fn run(&mut self, mut shutdown: watch::Receiver<bool>) {
+    /// Serves requests until the connection is done; returns the subscription if it became
+    /// one (every answer before it is in `wbuf`).
+    async fn run(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<(SubscribeRequest, u16)> {
         let drain_timeout = self.ingress.config.daemon.drain_timeout;
         let mut last_write = Instant::now();
         let committed = self.ingress.committed.clone();
@@ -331,6 +371,13 @@ impl Conn {
             if self.flush() {
                 last_write = Instant::now();
             }
+            if matches!(self.pending.front(), Some(Pending::Subscribe(..)))
+                && let Some(Pending::Subscribe(request, mask)) = self.pending.pop_front()
+            {
+                self.commands = None;
+                self.ingress.engine.ring();
+                return Some((request, mask));
+            }
             if self.blocked && collected > 0 {
                 // Answers came in, so the ring or the pending queue has room again: go back
                 // to parsing before deciding to wait.
@@ -343,7 +390,7 @@ impl Conn {
             }
             let unsent = self.wpos < self.wbuf.len() && !self.write_dead;
             if input_done && self.pending.is_empty() && !unsent {
-                break;
+                return None;
             }
             let engine_gone = self.replies.is_abandoned() && self.replies.is_empty();
             if engine_gone && self.engine_released() {
@@ -354,7 +401,7 @@ impl Conn {
                 && !self.held
             {
                 tracing::warn!("engine released the connection with replies owed; closing it");
-                break;
+                return None;
             }
             let want_read = !input_done && !self.eof && !self.blocked && !self.paused;
             let paused = self.paused && !input_done;
@@ -455,7 +502,7 @@ impl Conn {
     }
 
     fn stop_input(&self) -> bool {
-        self.closing || self.draining
+        self.closing || self.draining || self.subscribing
     }
 
     fn read(&mut self) {
@@ -604,6 +651,9 @@ impl Conn {
                     Ok(engine) => {
                         self.rpos += consumed;
                         pushed += usize::from(engine);
+                        if self.subscribing {
+                            break;
+                        }
                     }
                     Err(()) => {
                         self.blocked = true;
@@ -663,6 +713,27 @@ impl Conn {
                 }
                 self.pending
                     .push_back(Pending::Ready(WireReply::Hello { ack: self.ack }));
+                return Ok(false);
+            }
+            Request::Subscribe(sub) => {
+                match crate::bus::topic::compile(&sub.patterns) {
+                    Ok(patterns) => {
+                        let mask = crate::bus::mask(&patterns);
+                        self.subscribing = true;
+                        self.pending.push_back(Pending::Subscribe(sub, mask));
+                    }
+                    Err(reason) => {
+                        self.ingress
+                            .counters
+                            .ingress
+                            .bad_requests
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.pending.push_back(Pending::Ready(WireReply::error(
+                            ErrorCode::BadRequest,
+                            reason,
+                        )));
+                    }
+                }
                 return Ok(false);
             }
             Request::Book(b) => Query::Book(b.market, b.depth),

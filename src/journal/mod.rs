@@ -191,6 +191,7 @@ impl JournalHandle {
         config: &Config,
         counters: Arc<Counters>,
         committed: Arc<tokio::sync::Notify>,
+        bus: Option<Sender<Arc<crate::bus::Batch>>>,
     ) -> std::io::Result<JournalHandle> {
         let bell = Arc::new(Doorbell::new());
         let (control, control_rx) = crossbeam_channel::bounded(16);
@@ -210,6 +211,7 @@ impl JournalHandle {
             config: config.clone(),
             store: store::Store::new(),
             committed,
+            bus,
             nice: config.journal.nice,
             batch: Vec::with_capacity(config.journal.batch_size),
             batch_size: config.journal.batch_size,
@@ -294,6 +296,9 @@ struct Writer {
     store: store::Store,
     /// Told after every commit (connections paused by a backlog wait for it).
     committed: Arc<tokio::sync::Notify>,
+    /// Where committed events go (the bus), if anywhere. Never waited on: a batch that does
+    /// not fit is dropped, and the bus reads it back from SQLite.
+    bus: Option<Sender<Arc<crate::bus::Batch>>>,
     /// Nice value to run at.
     nice: i32,
     /// Records taken from the ring and not yet committed (at most `batch_size`).
@@ -477,6 +482,16 @@ impl Writer {
         }
         self.batch.clear();
         self.committed.notify_waiters();
+        if let Some(bus) = &self.bus
+            && !self.store.bus.is_empty()
+        {
+            let capacity = self.store.bus.len();
+            let events = std::mem::replace(
+                &mut self.store.bus,
+                crate::bus::Batch::with_capacity(capacity),
+            );
+            let _ = bus.try_send(Arc::new(events));
+        }
     }
 
     /// Stores a snapshot and deletes all but the newest `snapshot_keep`, in one transaction.

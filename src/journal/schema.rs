@@ -73,6 +73,13 @@ const MIGRATIONS: &[&str] = &[
         checksum INTEGER NOT NULL,
         body BLOB NOT NULL
     );",
+    // 4: where each outbox consumer (the RabbitMQ bridge) has got to: the highest sequence
+    // number the broker confirmed. Written by the bridge, not the journal.
+    "CREATE TABLE BusCursors (
+        name TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

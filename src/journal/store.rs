@@ -55,6 +55,9 @@ struct OrderState {
 #[derive(Debug, Default)]
 pub struct Store {
     json: Vec<u8>,
+    /// The committed-events batch for the bus, built as the events are written: the payloads
+    /// one after another, and where each one is.
+    pub bus: crate::bus::Batch,
     orders: HashMap<u64, OrderState>,
     /// Order ids in first-touched order, so that writes are deterministic.
     order_ids: Vec<u64>,
@@ -79,6 +82,7 @@ impl Store {
         self.order_ids.clear();
         self.balances.clear();
         self.balance_keys.clear();
+        self.bus.clear();
         let mut insert_event = tx.prepare_cached(INSERT_EVENT)?;
         let mut insert_command = tx.prepare_cached(INSERT_COMMAND)?;
         for r in records {
@@ -97,6 +101,7 @@ impl Store {
             payload::write(e, config, &mut self.json);
             // The payload is JSON written by serde_json: valid UTF-8.
             let text = std::str::from_utf8(&self.json).unwrap_or_default();
+            self.bus.push(e.seq, e.kind.topic(), e.recv_ns, text);
             insert_event.raw_bind_parameter(1, e.seq as i64)?;
             insert_event.raw_bind_parameter(2, e.kind.topic())?;
             insert_event.raw_bind_parameter(3, text)?;

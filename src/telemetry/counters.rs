@@ -70,6 +70,26 @@ pub struct IngressCounters {
     pub bad_requests: AtomicU64,
 }
 
+/// Written by the bus thread (fan-out) and the RabbitMQ bridge (its own fields).
+#[derive(Debug, Default)]
+pub struct BusCounters {
+    /// Highest sequence number the bus has handed to local subscribers.
+    pub seq: AtomicU64,
+    /// Local subscribers attached now.
+    pub subscribers: AtomicU64,
+    /// Local subscribers cut off because their buffer overflowed.
+    pub cut_off: AtomicU64,
+    /// Committed events the bus read back from SQLite because the journal's hand-over channel
+    /// was full (the events are delivered all the same).
+    pub read_back: AtomicU64,
+    /// Highest sequence number RabbitMQ has confirmed (the bridge's cursor).
+    pub amqp_confirmed_seq: AtomicU64,
+    /// Events committed but not yet confirmed by RabbitMQ, as of the bridge's last look.
+    pub amqp_lag: AtomicU64,
+    /// Connections to RabbitMQ made after the first (each follows a failure).
+    pub amqp_reconnects: AtomicU64,
+}
+
 /// All counters of the daemon, each group on its own cache lines.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -79,6 +99,8 @@ pub struct Counters {
     pub journal: CachePadded<JournalCounters>,
     /// The ingress's counters.
     pub ingress: CachePadded<IngressCounters>,
+    /// The bus's counters.
+    pub bus: CachePadded<BusCounters>,
 }
 
 /// Every counter by name: the one list that `stats`, the metrics export and the docs share.
@@ -126,11 +148,25 @@ pub enum Counter {
     ConnectionsRefused,
     /// [`IngressCounters::bad_requests`]
     BadRequests,
+    /// [`BusCounters::seq`]
+    BusSeq,
+    /// [`BusCounters::subscribers`]
+    BusSubscribers,
+    /// [`BusCounters::cut_off`]
+    BusCutOff,
+    /// [`BusCounters::read_back`]
+    BusReadBack,
+    /// [`BusCounters::amqp_confirmed_seq`]
+    AmqpConfirmedSeq,
+    /// [`BusCounters::amqp_lag`]
+    AmqpLag,
+    /// [`BusCounters::amqp_reconnects`]
+    AmqpReconnects,
 }
 
 impl Counter {
     /// All counters, in display order.
-    pub const ALL: [Counter; 21] = [
+    pub const ALL: [Counter; 28] = [
         Counter::Commands,
         Counter::OrdersAccepted,
         Counter::OrdersRejected,
@@ -152,6 +188,13 @@ impl Counter {
         Counter::Connections,
         Counter::ConnectionsRefused,
         Counter::BadRequests,
+        Counter::BusSeq,
+        Counter::BusSubscribers,
+        Counter::BusCutOff,
+        Counter::BusReadBack,
+        Counter::AmqpConfirmedSeq,
+        Counter::AmqpLag,
+        Counter::AmqpReconnects,
     ];
 
     /// The metric name (Prometheus style).
@@ -178,6 +221,13 @@ impl Counter {
             Counter::Connections => "orderpipe_connections_total",
             Counter::ConnectionsRefused => "orderpipe_connections_refused_total",
             Counter::BadRequests => "orderpipe_bad_requests_total",
+            Counter::BusSeq => "orderpipe_bus_seq",
+            Counter::BusSubscribers => "orderpipe_bus_subscribers",
+            Counter::BusCutOff => "orderpipe_bus_subscribers_cut_off_total",
+            Counter::BusReadBack => "orderpipe_bus_read_back_events_total",
+            Counter::AmqpConfirmedSeq => "orderpipe_amqp_confirmed_seq",
+            Counter::AmqpLag => "orderpipe_amqp_lag_events",
+            Counter::AmqpReconnects => "orderpipe_amqp_reconnects_total",
         }
     }
 
@@ -205,6 +255,13 @@ impl Counter {
             Counter::Connections => &c.ingress.connections,
             Counter::ConnectionsRefused => &c.ingress.connections_refused,
             Counter::BadRequests => &c.ingress.bad_requests,
+            Counter::BusSeq => &c.bus.seq,
+            Counter::BusSubscribers => &c.bus.subscribers,
+            Counter::BusCutOff => &c.bus.cut_off,
+            Counter::BusReadBack => &c.bus.read_back,
+            Counter::AmqpConfirmedSeq => &c.bus.amqp_confirmed_seq,
+            Counter::AmqpLag => &c.bus.amqp_lag,
+            Counter::AmqpReconnects => &c.bus.amqp_reconnects,
         };
         atomic.load(Ordering::Relaxed)
     }

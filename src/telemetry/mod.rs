@@ -8,7 +8,9 @@
 mod counters;
 mod latency;
 
-pub use counters::{Counter, Counters, EngineCounters, IngressCounters, JournalCounters, bump};
+pub use counters::{
+    BusCounters, Counter, Counters, EngineCounters, IngressCounters, JournalCounters, bump,
+};
 pub use latency::{LatencyHistogram, Stage, StageSummary};
 
 use std::sync::OnceLock;

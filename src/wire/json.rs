@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 
 use super::{
     AmendRequest, BalancesRequest, BookRequest, CancelAllRequest, CancelRequest, HaltRequest,
-    HelloRequest, OrderRequest, OrderTarget, Request, TransferRequest, WireReply,
+    HelloRequest, OrderRequest, OrderTarget, Request, SubscribeRequest, TransferRequest, WireReply,
 };
 use crate::config::AckMode;
 use crate::engine::{OrderType, Side, TimeInForce};
@@ -50,11 +50,14 @@ struct Fields<'a> {
     depth: Option<u32>,
     #[serde(borrow)]
     ack: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    patterns: Option<Vec<Cow<'a, str>>>,
+    from_seq: Option<u64>,
 }
 
 /// Request types, for the error message.
 const TYPES: &str = "\"new_order\", \"cancel\", \"cancel_all\", \"amend\", \"deposit\", \
-    \"withdraw\", \"balances\", \"book\", \"halt\", \"resume\", \"stats\" or \"hello\"";
+    \"withdraw\", \"balances\", \"book\", \"halt\", \"resume\", \"stats\", \"hello\" or \"subscribe\"";
 
 /// Parses one request line (without its newline). The error text names what is wrong and is
 /// sent back as the `reason` of a `bad_request` error.
@@ -86,6 +89,15 @@ fn request(f: Fields<'_>) -> Result<Request, String> {
         // No type: the record existing order-logging clients send, a new limit GTC order.
         None | Some("new_order") => order(f).map(Request::NewOrder),
         Some("stats") => Ok(Request::Stats),
+        Some("subscribe") => Ok(Request::Subscribe(SubscribeRequest {
+            patterns: f
+                .patterns
+                .ok_or("missing field `patterns` (for example [\"order.*\", \"trade.#\"])")?
+                .into_iter()
+                .map(Cow::into_owned)
+                .collect(),
+            from_seq: f.from_seq,
+        })),
         Some("cancel") => Ok(Request::Cancel(CancelRequest {
             username: required(f.username, "username")?,
             target: target(f.order_id, f.client_order_id)?,

@@ -44,6 +44,18 @@ pub enum Request {
     Resume(HaltRequest),
     /// Choose the connection's acknowledgement mode for the requests after it.
     Hello(HelloRequest),
+    /// Turn the connection into a stream of committed events.
+    Subscribe(SubscribeRequest),
+}
+
+/// A subscription: topic patterns (AMQP topic rules), and where to start.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct SubscribeRequest {
+    /// Patterns such as `order.*` or `trade.#`; an event is sent if any of them matches.
+    pub patterns: Vec<String>,
+    /// Replay committed events from this sequence number on, then continue live; `None`
+    /// starts with the next event committed.
+    pub from_seq: Option<u64>,
 }
 
 /// A connection's greeting: which acknowledgement mode its later commands get.
@@ -219,7 +231,11 @@ impl Request {
                     CommandBody::Resume(t)
                 }
             }
-            Request::Stats | Request::Balances(_) | Request::Book(_) | Request::Hello(_) => {
+            Request::Stats
+            | Request::Balances(_)
+            | Request::Book(_)
+            | Request::Hello(_)
+            | Request::Subscribe(_) => {
                 return None;
             }
         };
@@ -376,6 +392,38 @@ pub enum WireReply {
         #[serde(serialize_with = "ack_word")]
         ack: AckMode,
     },
+    /// The answer to a subscribe: events follow, from this sequence number on.
+    Subscribed {
+        /// The first sequence number the stream can carry (events before it are not sent).
+        from_seq: u64,
+    },
+    /// A committed event (docs/EVENTS.md).
+    Event {
+        /// Its global sequence number.
+        seq: u64,
+        /// Its topic.
+        topic: String,
+        /// Its payload: JSON text, sent as a JSON object in the JSON framing.
+        #[serde(serialize_with = "raw_json")]
+        data: String,
+    },
+    /// The last message of an event stream that the daemon ends: why, and where to resume.
+    Unsubscribed {
+        /// `slow_consumer` or `shutting_down`.
+        code: String,
+        /// Human-readable explanation.
+        reason: String,
+        /// Subscribe again with this `from_seq` to miss nothing.
+        resume_from_seq: u64,
+    },
+}
+
+fn raw_json<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    match serde_json::from_str::<&serde_json::value::RawValue>(text) {
+        Ok(raw) => raw.serialize(s),
+        Err(_) => s.serialize_str(text),
+    }
 }
 
 fn ack_word<S: serde::Serializer>(ack: &AckMode, s: S) -> Result<S::Ok, S::Error> {

@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod crash;
 mod drain;
+mod events;
 mod model;
 mod protocol;
 mod restart;

@@ -1,0 +1,403 @@
+//! The RabbitMQ bridge: an outbox reader that publishes every committed event to a durable
+//! topic exchange, with publisher confirms, and remembers the last confirmed sequence number in
+//! SQLite (`BusCursors`).
+//!
+//! It follows the `Events` table from its cursor, so it never holds the engine, the journal or
+//! the local bus back, and after a broker outage or a daemon restart it resumes from the cursor.
+//! Delivery is at least once: events published but not confirmed when the connection broke are
+//! published again; consumers deduplicate by `message_id`, the sequence number.
+//!
+//! The bridge runs on its own thread with its own single-threaded tokio runtime: its SQLite
+//! reads and the AMQP client's work stay off the socket I/O thread.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Confirmation, ExchangeKind};
+use rusqlite::Connection;
+use tokio::sync::watch;
+
+use super::{Batch, read_events, topic_name};
+use crate::config::{AmqpConfig, Config, RoutingKey};
+use crate::telemetry::{Counters, bump, wall_ns};
+
+/// First pause after a failed connection; it doubles up to `amqp.max_backoff`.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Longest wait for a commit before the bridge looks at `durable_seq` anyway.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Why the bridge could not run or lost its connection.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// The broker refused something or the connection broke.
+    #[error("amqp: {0}")]
+    Amqp(#[from] lapin::Error),
+    /// The database could not be read or the cursor not written.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The broker refused to take a message (a negative confirm).
+    #[error("the broker refused (nack) the event with sequence number {0}")]
+    Nack(u64),
+}
+
+/// The running bridge.
+#[derive(Debug)]
+pub struct Bridge {
+    /// Turned true when the daemon stops: publish what is committed, then end.
+    stop: watch::Sender<bool>,
+    /// Told when the bridge's thread ends.
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Bridge {
+    /// Starts the bridge thread. It connects (and reconnects) on its own; a broker that is away
+    /// only delays publishing.
+    pub fn spawn(
+        config: &Config,
+        counters: Arc<Counters>,
+        committed: Arc<tokio::sync::Notify>,
+    ) -> std::io::Result<Bridge> {
+        let (stop, stop_rx) = watch::channel(false);
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let amqp = config.amqp.clone();
+        let database = config.daemon.database_path.clone();
+        std::thread::Builder::new()
+            .name("amqp".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the amqp bridge's runtime");
+                        return;
+                    }
+                };
+                let mut outbox = Outbox {
+                    amqp,
+                    database,
+                    counters,
+                    committed,
+                    stop: stop_rx,
+                    cursor: 0,
+                    reader: None,
+                    writer: None,
+                    batch: Batch::default(),
+                };
+                runtime.block_on(outbox.run());
+                let _ = done_tx.send(());
+            })?;
+        Ok(Bridge { stop, done })
+    }
+
+    /// Asks the bridge to publish everything committed and stop, and waits up to `timeout`
+    /// for it. What it could not publish by then (the broker is away) goes at the next start.
+    pub async fn finish(self, timeout: Duration) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(timeout, self.done).await.is_err() {
+            tracing::warn!(
+                "the amqp bridge did not catch up before the drain timeout; the rest is \
+                 published from its cursor at the next start"
+            );
+        }
+    }
+}
+
+/// Reads a named cursor (0 if there is none yet).
+pub fn read_cursor(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
+    let seq: Option<i64> = conn
+        .query_row("SELECT seq FROM BusCursors WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .or_else(|e| match e {
+            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(e),
+        })?;
+    Ok(seq.unwrap_or(0) as u64)
+}
+
+/// The routing key of an event.
+pub fn routing_key(mode: RoutingKey, topic: &str, payload: &str) -> String {
+    match mode {
+        RoutingKey::Topic => topic.to_string(),
+        RoutingKey::TopicMarket => format!("{topic}.{}", market_of(payload).unwrap_or("none")),
+    }
+}
+
+/// The value of the top-level `"market"` key of a payload written by the journal. Payloads
+/// are flat objects whose string values are JSON-escaped, so the unescaped key text can only
+/// be the key itself; market names never need escaping.
+fn market_of(payload: &str) -> Option<&str> {
+    const KEY: &str = "\"market\":\"";
+    let at = payload.find(KEY)? + KEY.len();
+    let rest = &payload[at..];
+    rest.find('"').map(|end| &rest[..end])
+}
+
+struct Outbox {
+    amqp: AmqpConfig,
+    database: PathBuf,
+    counters: Arc<Counters>,
+    committed: Arc<tokio::sync::Notify>,
+    stop: watch::Receiver<bool>,
+    /// Highest sequence number the broker has confirmed (and the cursor in SQLite holds).
+    cursor: u64,
+    reader: Option<Connection>,
+    /// The bridge's own connection for its cursor: a tiny transaction per confirmed window.
+    writer: Option<Connection>,
+    batch: Batch,
+}
+
+/// How a session ended without an error.
+enum Ended {
+    /// Everything committed is confirmed and the daemon is stopping.
+    Finished,
+}
+
+impl Outbox {
+    async fn run(&mut self) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut first = true;
+        loop {
+            match self.session(&mut backoff).await {
+                Ok(Ended::Finished) => break,
+                Err(e) => {
+                    if first {
+                        tracing::warn!(error = %e, url = %redact(&self.amqp.url), "amqp bridge: cannot publish; retrying with backoff");
+                    } else {
+                        tracing::warn!(error = %e, "amqp bridge: connection lost; reconnecting");
+                    }
+                    first = false;
+                }
+            }
+            if *self.stop.borrow() && self.caught_up() {
+                break;
+            }
+            let wait = tokio::time::sleep(backoff);
+            tokio::select! {
+                _ = wait => {}
+                _ = self.stop.changed() => {}
+            }
+            backoff = (backoff * 2).min(self.amqp.max_backoff);
+            bump(&self.counters.bus.amqp_reconnects);
+        }
+        tracing::info!(confirmed_seq = self.cursor, "amqp bridge stopped");
+    }
+
+    fn caught_up(&self) -> bool {
+        self.cursor >= self.counters.journal.durable_seq.load(Ordering::Acquire)
+    }
+
+    fn open(&mut self) -> Result<(), BridgeError> {
+        if self.writer.is_none() {
+            let w = open_writer(&self.database)?;
+            self.cursor = read_cursor(&w, &self.amqp.cursor)?;
+            self.counters
+                .bus
+                .amqp_confirmed_seq
+                .store(self.cursor, Ordering::Relaxed);
+            self.writer = Some(w);
+        }
+        if self.reader.is_none() {
+            self.reader = Some(super::open_reader(&self.database)?);
+        }
+        Ok(())
+    }
+
+    /// One connection to the broker: publishes from the cursor until the connection fails or
+    /// the daemon stops with everything confirmed.
+    async fn session(&mut self, backoff: &mut Duration) -> Result<Ended, BridgeError> {
+        self.open()?;
+        let props = lapin::ConnectionProperties::default()
+            .with_connection_name("orderpipe amqp bridge".into());
+        let conn = lapin::Connection::connect(&self.amqp.url, props).await?;
+        let channel = conn.create_channel().await?;
+        channel
+            .exchange_declare(
+                self.amqp.exchange.as_str().into(),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        tracing::info!(exchange = %self.amqp.exchange, from_seq = self.cursor + 1, "amqp bridge connected");
+        *backoff = FIRST_BACKOFF;
+        let exchange: lapin::types::ShortString = self.amqp.exchange.as_str().into();
+        let source: lapin::types::ShortString = self.amqp.source.as_str().into();
+        let mut confirms = Vec::with_capacity(self.amqp.max_in_flight);
+        loop {
+            // Created before `durable_seq` is read, so a commit in between is not missed.
+            let committed = self.committed.clone();
+            let commit = committed.notified();
+            let durable = self.counters.journal.durable_seq.load(Ordering::Acquire);
+            self.counters
+                .bus
+                .amqp_lag
+                .store(durable.saturating_sub(self.cursor), Ordering::Relaxed);
+            if self.cursor >= durable {
+                if *self.stop.borrow() {
+                    return Ok(Ended::Finished);
+                }
+                tokio::select! {
+                    _ = commit => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = self.stop.changed() => {}
+                }
+                continue;
+            }
+            let reader = self.reader.as_ref().ok_or(rusqlite::Error::InvalidQuery)?;
+            read_events(
+                reader,
+                self.cursor + 1,
+                durable,
+                self.amqp.max_in_flight,
+                &mut self.batch,
+            )?;
+            if self.batch.is_empty() {
+                // Committed but not visible to this reader yet.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+            let mut body = Vec::with_capacity(512);
+            for e in self.batch.events() {
+                let topic = topic_name(e.topic);
+                let payload = self.batch.payload(e);
+                body.clear();
+                super::write_event_line(e.seq, topic, payload, &mut body);
+                let properties = BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type("application/json".into())
+                    .with_message_id(itoa::Buffer::new().format(e.seq).into())
+                    .with_timestamp(e.recv_ns / 1_000_000_000)
+                    .with_app_id(source.clone());
+                let key = routing_key(self.amqp.routing_key, topic, payload);
+                let confirm = channel
+                    .basic_publish(
+                        exchange.clone(),
+                        key.into(),
+                        BasicPublishOptions::default(),
+                        &body,
+                        properties,
+                    )
+                    .await?;
+                confirms.push((e.seq, confirm));
+            }
+            let mut confirmed = self.cursor;
+            for (seq, confirm) in confirms.drain(..) {
+                match confirm.await? {
+                    Confirmation::Ack(_) | Confirmation::NotRequested => confirmed = seq,
+                    Confirmation::Nack(_) => {
+                        self.save(confirmed)?;
+                        return Err(BridgeError::Nack(seq));
+                    }
+                }
+            }
+            self.save(confirmed)?;
+        }
+    }
+
+    /// Records `seq` as the cursor (in SQLite, then in memory and the metrics).
+    fn save(&mut self, seq: u64) -> Result<(), BridgeError> {
+        if seq == self.cursor {
+            return Ok(());
+        }
+        let writer = self.writer.as_ref().ok_or(rusqlite::Error::InvalidQuery)?;
+        writer.execute(
+            "INSERT INTO BusCursors (name, seq, updated_ns) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, updated_ns = excluded.updated_ns",
+            rusqlite::params![self.amqp.cursor, seq as i64, wall_ns() as i64],
+        )?;
+        self.cursor = seq;
+        let c = &self.counters.bus;
+        c.amqp_confirmed_seq.store(seq, Ordering::Relaxed);
+        let durable = self.counters.journal.durable_seq.load(Ordering::Acquire);
+        c.amqp_lag
+            .store(durable.saturating_sub(seq), Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// The bridge's connection for writing its cursor. The journal holds the write lock only for a
+/// commit at a time; waiting for it is fine here.
+fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(conn)
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_keys_follow_the_template() {
+        let created =
+            r#"{"order_id":1,"username":"a\"market\":x","market":"BTC-USD","side":"buy"}"#;
+        assert_eq!(
+            routing_key(RoutingKey::Topic, "order.created", created),
+            "order.created"
+        );
+        assert_eq!(
+            routing_key(RoutingKey::TopicMarket, "order.created", created),
+            "order.created.BTC-USD"
+        );
+        let balance = r#"{"username":"alice","asset":"USD","available":"1","reserved":"0"}"#;
+        assert_eq!(
+            routing_key(RoutingKey::TopicMarket, "balance.changed", balance),
+            "balance.changed.none"
+        );
+    }
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            redact("amqp://guest:secret@127.0.0.1:5672/%2f"),
+            "amqp://guest:***@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(redact("amqp://host/vhost"), "amqp://host/vhost");
+    }
+
+    #[test]
+    fn a_missing_cursor_reads_as_zero_and_a_stored_one_as_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        drop(crate::journal::open(&path, crate::config::Synchronous::Normal).unwrap());
+        let w = open_writer(&path).unwrap();
+        assert_eq!(read_cursor(&w, "amqp").unwrap(), 0);
+        w.execute(
+            "INSERT INTO BusCursors (name, seq, updated_ns) VALUES ('amqp', 42, 0)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(read_cursor(&w, "amqp").unwrap(), 42);
+        assert_eq!(read_cursor(&w, "other").unwrap(), 0);
+    }
+}
