@@ -35,9 +35,17 @@ pub fn wall_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Sets up logging to stderr: `RUST_LOG` if set, else the config's filter.
+/// Sets up logging to stderr: `RUST_LOG` if set, else the config's filter. The AMQP client's
+/// own records are left out unless a filter names `lapin`: it logs a lost connection as an
+/// error, which the bridge reports already (once, as a warning, with what it does about it).
 pub fn init_logging(default_filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let text = std::env::var("RUST_LOG").unwrap_or_else(|_| default_filter.to_string());
+    let text = if text.contains("lapin") {
+        text
+    } else {
+        format!("{text},lapin=off")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&text)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()

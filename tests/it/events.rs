@@ -7,41 +7,7 @@ use orderpipe::bus::topic::Pattern;
 use orderpipe::wire::{Request, SubscribeRequest, WireReply};
 use serde_json::{Value, json};
 
-use crate::support::{Daemon, JsonClient, order};
-
-/// Every committed event up to `last`, as `(seq, topic, payload)`, from the database.
-fn committed(daemon: &Daemon, last: u64) -> Vec<(u64, String, Value)> {
-    let db = daemon.db();
-    let mut stmt = db
-        .prepare("SELECT seq, topic, payload FROM Events WHERE seq <= ?1 ORDER BY seq")
-        .unwrap();
-    stmt.query_map([last as i64], |r| {
-        let payload: String = r.get(2)?;
-        Ok((
-            r.get::<_, i64>(0)? as u64,
-            r.get::<_, String>(1)?,
-            serde_json::from_str(&payload).unwrap(),
-        ))
-    })
-    .unwrap()
-    .map(Result::unwrap)
-    .collect()
-}
-
-/// The highest sequence number committed: asked with a durable request, so that everything
-/// before its reply is in the database.
-fn committed_seq(daemon: &Daemon) -> u64 {
-    static KEYS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let key = KEYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut c = daemon.json();
-    let r = c.call(
-        &json!({"type":"deposit","username":"carol","asset":"USD","amount":"1",
-            "idempotency_key": format!("barrier-{key}"),"ack":"durable"})
-        .to_string(),
-    );
-    assert_eq!(r["type"], "balance", "{r}");
-    r["seq"].as_u64().unwrap()
-}
+use crate::support::{Daemon, JsonClient, committed, committed_seq, counter, order, trade};
 
 /// Subscribes and returns the announced first sequence number.
 fn subscribe(c: &mut JsonClient, request: Value) -> u64 {
@@ -65,19 +31,6 @@ fn events_until(c: &mut JsonClient, last: u64) -> Vec<(u64, String, Value)> {
         if seq >= last {
             return got;
         }
-    }
-}
-
-/// Places `n` orders that trade with each other (a sell, then a buy that takes it).
-fn trade(c: &mut JsonClient, n: usize, market: &str) {
-    for i in 0..n {
-        let (side, user) = if i % 2 == 0 {
-            ("sell", "bob")
-        } else {
-            ("buy", "alice")
-        };
-        let r = c.call(&order(user, market, side, "100", "1"));
-        assert_eq!(r["type"], "accepted", "{r}");
     }
 }
 
@@ -231,11 +184,7 @@ fn a_stalled_subscriber_is_cut_off_with_where_to_resume_and_nobody_else_waits() 
     loop {
         trade(&mut trader, 50, "BTC-USD");
         placed += 50;
-        let s = stats.request(r#"{"type":"stats"}"#);
-        let cut = s["counters"]["orderpipe_bus_subscribers_cut_off_total"]
-            .as_u64()
-            .unwrap();
-        if cut >= 1 {
+        if counter(&mut stats, "orderpipe_bus_subscribers_cut_off_total") >= 1 {
             break;
         }
         assert!(placed < 200_000, "the stalled subscriber was never cut off");

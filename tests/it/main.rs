@@ -2,6 +2,7 @@
 //! One test binary with a module per area keeps link times down.
 
 mod alloc;
+mod amqp;
 mod bad_input;
 mod busy;
 mod cli;

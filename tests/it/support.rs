@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use orderpipe::wire::binary;
 use orderpipe::wire::{Request, WireReply};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// Upper bound on any single wait, so that a broken daemon fails a test instead of hanging it.
 /// Never a pacing device: every wait returns as soon as its event happens.
@@ -90,11 +90,11 @@ pub struct Daemon {
     env: Vec<(String, String)>,
 }
 
-/// Writes a config into a fresh folder: `[daemon]`/`[engine]`/`[journal]` lines from `extra`
-/// (whole sections), plus the standard markets.
-pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
+/// Writes a config into a fresh folder: `[daemon]` lines and whole sections from `extra`, then
+/// `markets` (assets, markets and accounts).
+pub fn write_config(dir: &Path, extra: &str, markets: &str) -> PathBuf {
     let path = dir.join("config.toml");
-    let text = format!("[daemon]\ndata_dir = \"data\"\n{extra}\n{MARKETS}");
+    let text = format!("[daemon]\ndata_dir = \"data\"\n{extra}\n{markets}");
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -107,8 +107,13 @@ impl Daemon {
 
     /// Starts a daemon. `daemon_keys` go into `[daemon]`; `sections` is appended verbatim.
     pub fn start_with(sections: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with_markets(sections, MARKETS, env)
+    }
+
+    /// Starts a daemon whose assets, markets and accounts are `markets`.
+    pub fn start_with_markets(sections: &str, markets: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::Builder::new().prefix("op").tempdir().unwrap();
-        let config = write_config(dir.path(), sections);
+        let config = write_config(dir.path(), sections, markets);
         let notify_path = dir.path().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         notify
@@ -508,4 +513,59 @@ impl Progress {
             .unwrap();
         assert!(!timeout.timed_out(), "fewer than {n} replies arrived");
     }
+}
+
+/// Every committed event up to `last`, as `(seq, topic, payload)`, from the database.
+pub fn committed(daemon: &Daemon, last: u64) -> Vec<(u64, String, Value)> {
+    let db = daemon.db();
+    let mut stmt = db
+        .prepare("SELECT seq, topic, payload FROM Events WHERE seq <= ?1 ORDER BY seq")
+        .unwrap();
+    stmt.query_map([last as i64], |r| {
+        let payload: String = r.get(2)?;
+        Ok((
+            r.get::<_, i64>(0)? as u64,
+            r.get::<_, String>(1)?,
+            serde_json::from_str(&payload).unwrap(),
+        ))
+    })
+    .unwrap()
+    .map(Result::unwrap)
+    .collect()
+}
+
+/// The highest sequence number committed: asked with a durable request, so that everything
+/// before its reply is in the database.
+pub fn committed_seq(daemon: &Daemon) -> u64 {
+    static KEYS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let key = KEYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut c = daemon.json();
+    let r = c.call(
+        &json!({"type":"deposit","username":"carol","asset":"USD","amount":"1",
+            "idempotency_key": format!("barrier-{key}"),"ack":"durable"})
+        .to_string(),
+    );
+    assert_eq!(r["type"], "balance", "{r}");
+    r["seq"].as_u64().unwrap()
+}
+
+/// Places `n` orders that trade with each other (a sell, then a buy that takes it).
+pub fn trade(c: &mut JsonClient, n: usize, market: &str) {
+    for i in 0..n {
+        let (side, user) = if i % 2 == 0 {
+            ("sell", "bob")
+        } else {
+            ("buy", "alice")
+        };
+        let r = c.call(&order(user, market, side, "100", "1"));
+        assert_eq!(r["type"], "accepted", "{r}");
+    }
+}
+
+/// A counter from `stats`, asked on `c`.
+pub fn counter(c: &mut JsonClient, name: &str) -> u64 {
+    let s = c.request(r#"{"type":"stats"}"#);
+    s["counters"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {name} in {s}"))
 }
