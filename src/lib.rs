@@ -63,6 +63,9 @@
 //!  client ◀─────────────── connection task          ◀─ reply ring (per connection) ──── engine
 //!                                                      journal ring (events) ◀──────── engine
 //!                          journal thread ── one transaction per batch ─▶ SQLite (WAL)
+//!                                 │ committed batches                            │ Events table
+//!                                 ▼                                              ▼
+//!  subscriber ◀── connection task ◀── bus thread (topic masks)      amqp thread ─▶ RabbitMQ
 //! ```
 //!
 //! | queue | bounded by | when full |
@@ -71,6 +74,8 @@
 //! | reply ring | `engine.reply_ring` | the engine takes no command from that connection until its reply has room; an execution report that finds it full cuts the client off as a slow consumer |
 //! | journal ring | `engine.journal_ring` | the engine answers `busy`; nothing is dropped |
 //! | control channel | 1024 messages | registration refused with `unavailable` |
+//! | journal → bus | `bus.handover` batches | the batch is dropped; the bus reads it back from SQLite |
+//! | bus → subscriber | `bus.subscriber_buffer` events | the subscriber is cut off with where to resume |
 //!
 //! # Layout
 //!
@@ -80,6 +85,7 @@
 //! - [`ingress`]: the socket, one task per connection.
 //! - [`engine`]: the pinned thread and its deterministic state machine.
 //! - [`journal`]: the SQLite writer thread and the schema.
+//! - [`bus`]: committed events to socket subscribers (topic patterns) and to RabbitMQ.
 //! - [`telemetry`]: latency histograms, counters and metric names, logging.
 //! - [`wake`]: how threads wake each other without locks in the steady state.
 //! - [`app`]: wiring and ordered shutdown; [`cli`]: the command line; [`client`]: a small client.

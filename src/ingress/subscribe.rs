@@ -5,7 +5,8 @@
 //! sequence number the read ended with; the bus refuses a join that would leave a gap
 //! ([`Joined::Behind`]), and the task reads on. Live events come as shared batches; the task
 //! formats the ones that match and writes them. Anything the client sends from now on is
-//! read and ignored; closing the connection ends the subscription.
+//! read and ignored; closing the connection ends the subscription (shutting down only its
+//! sending side does not).
 
 use std::io;
 use std::path::PathBuf;
@@ -44,6 +45,9 @@ struct Stream<'a> {
     resume: u64,
     /// What `resume` becomes once `out` is written.
     resume_after_out: u64,
+    /// The client may still send (bytes that are read and dropped). A client that shuts down
+    /// its sending side still receives the stream; a closed socket shows when a write fails.
+    input_open: bool,
 }
 
 /// Serves a subscription on `stream` until the client leaves, the daemon stops or the client
@@ -66,6 +70,7 @@ pub(super) async fn serve(
         shutdown,
         resume: 0,
         resume_after_out: 0,
+        input_open: true,
     };
     let stop = s.run(request.from_seq).await;
     let (code, reason) = match stop {
@@ -169,8 +174,8 @@ impl Stream<'_> {
                 biased;
                 _ = state.notify.notified() => continue,
                 _ = self.shutdown.changed() => return Stop::Shutdown,
-                r = self.stream.readable() => {
-                    if r.is_err() || self.discard_input() {
+                r = self.stream.readable(), if self.input_open => {
+                    if r.is_err() || self.discard_input().is_err() {
                         return Stop::Gone;
                     }
                     continue;
@@ -270,15 +275,19 @@ impl Stream<'_> {
         }
     }
 
-    /// Reads and drops what the client sent; true once it has closed.
-    fn discard_input(&mut self) -> bool {
+    /// Reads and drops what the client sent; at the end of its input stops reading. `Err` if
+    /// the connection failed.
+    fn discard_input(&mut self) -> io::Result<()> {
         let mut scratch = [0u8; 4096];
         loop {
             match self.stream.try_read(&mut scratch) {
-                Ok(0) => return true,
+                Ok(0) => {
+                    self.input_open = false;
+                    return Ok(());
+                }
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(_) => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -311,8 +320,8 @@ impl Stream<'_> {
                         Err(_) => break Err(Stop::Gone),
                     }
                 }
-                r = self.stream.readable() => {
-                    if r.is_err() || self.discard_input() {
+                r = self.stream.readable(), if self.input_open => {
+                    if r.is_err() || self.discard_input().is_err() {
                         break Err(Stop::Gone);
                     }
                 }

@@ -253,3 +253,19 @@ fn a_shutdown_ends_streams_with_where_to_resume() {
     assert!(sub.at_eof());
     assert!(daemon.wait().success());
 }
+
+#[test]
+fn a_client_that_stops_sending_still_receives_its_stream() {
+    let daemon = Daemon::start();
+    let mut sub = daemon.json();
+    subscribe(
+        &mut sub,
+        json!({"type":"subscribe","patterns":["order.created"]}),
+    );
+    sub.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut trader = daemon.json();
+    let r = trader.call(&order("alice", "BTC-USD", "buy", "99", "1"));
+    let got = events_until(&mut sub, r["seq"].as_u64().unwrap());
+    assert_eq!(got.last().unwrap().0, r["seq"].as_u64().unwrap());
+    assert_eq!(got.last().unwrap().1, "order.created");
+}
