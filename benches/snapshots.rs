@@ -17,33 +17,13 @@ mod common;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 
+use common::load::bid;
 use common::{Daemon, machine, spread};
-use orderpipe::engine::{OrderType, Side, TimeInForce};
-use orderpipe::num::Decimal;
-use orderpipe::wire::{OrderRequest, Request, binary};
+use orderpipe::engine::TimeInForce;
+use orderpipe::wire::binary;
 
 /// A snapshot every this many commands in the daemon that takes them.
 const EVERY: u64 = 10_000;
-
-fn bid(user: usize, price_ticks: i64, tif: TimeInForce) -> Vec<u8> {
-    let mut out = Vec::new();
-    binary::write_frame(
-        &Request::NewOrder(OrderRequest {
-            client_order_id: None,
-            username: format!("bench{user}"),
-            market: "BTC-USD".into(),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            tif,
-            price: Some(Decimal::new(price_ticks, -1).unwrap()),
-            size: Decimal::new(1, -2).unwrap(),
-            timestamp: None,
-            post_only: false,
-        }),
-        &mut out,
-    );
-    out
-}
 
 /// Rests `n` bids at distinct prices below 49,000, written in chunks, every reply checked.
 fn fill_book(d: &Daemon, n: usize) {
@@ -74,15 +54,6 @@ fn fill_book(d: &Daemon, n: usize) {
     }
 }
 
-fn counter(d: &Daemon, name: &str) -> u64 {
-    let r = orderpipe::client::stats(&d.socket).unwrap();
-    r.counters
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| *v)
-        .unwrap_or_else(|| panic!("no counter {name}"))
-}
-
 fn main() {
     let quick = common::quick();
     let (rounds, n) = if quick { (3, 20_000) } else { (11, 100_000) };
@@ -110,7 +81,7 @@ fn main() {
     common::pin_to_first_core();
     fill_book(&on, book);
     fill_book(&off, book);
-    let taken_before = counter(&on, "orderpipe_snapshots_taken_total");
+    let taken_before = on.counter("orderpipe_snapshots_taken_total");
 
     println!(
         "accepted latency with snapshots every {EVERY} commands against none; {book} resting \
@@ -127,7 +98,7 @@ fn main() {
     for round in 0..rounds {
         let h_off = common::frame_round_trips(&off.socket, &frame, true, n, 1);
         let h_on = common::frame_round_trips(&on.socket, &frame, true, n, 1);
-        let copy = counter(&on, "orderpipe_snapshot_copy_ns") as f64 / 1e3;
+        let copy = on.counter("orderpipe_snapshot_copy_ns") as f64 / 1e3;
         copy_us.push(copy);
         let mut row = vec![];
         for (k, h) in [&h_off, &h_on].into_iter().enumerate() {
@@ -148,9 +119,9 @@ fn main() {
             row[0][0], row[1][0], row[0][1], row[1][1], row[0][2], row[1][2], row[0][3], row[1][3]
         );
     }
-    let taken = counter(&on, "orderpipe_snapshots_taken_total") - taken_before;
-    let skipped = counter(&on, "orderpipe_snapshots_skipped_total");
-    let written = counter(&on, "orderpipe_snapshots_written_total");
+    let taken = on.counter("orderpipe_snapshots_taken_total") - taken_before;
+    let skipped = on.counter("orderpipe_snapshots_skipped_total");
+    let written = on.counter("orderpipe_snapshots_written_total");
     for (k, name) in ["off", "on"].iter().enumerate() {
         for (j, q) in ["p50", "p99", "p99.9", "max"].iter().enumerate() {
             println!("{name:<3} {q:<5} ns  {}", spread(&figures[k][j]));

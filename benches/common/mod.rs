@@ -2,6 +2,7 @@
 //! a description of the machine.
 #![allow(dead_code)]
 
+pub mod load;
 pub mod workload;
 
 use std::io::{Read, Write};
@@ -60,7 +61,8 @@ pub fn env_overrides() -> Vec<(String, String)> {
 pub struct Daemon {
     child: Child,
     notify: UnixDatagram,
-    pub dir: tempfile::TempDir,
+    /// The daemon's folder (config, data); `None` once handed back by `stop_keeping`.
+    dir: Option<tempfile::TempDir>,
     pub socket: PathBuf,
     pub db: PathBuf,
 }
@@ -68,6 +70,11 @@ pub struct Daemon {
 impl Daemon {
     pub fn start(config: &str) -> Daemon {
         let dir = tempfile::Builder::new().prefix("opb").tempdir().unwrap();
+        Daemon::start_in(dir, config)
+    }
+
+    /// Starts a daemon in `dir` (a new folder, or one a stopped daemon left) on `config`.
+    pub fn start_in(dir: tempfile::TempDir, config: &str) -> Daemon {
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config).unwrap();
         let notify_path = dir.path().join("notify.sock");
@@ -95,8 +102,18 @@ impl Daemon {
             notify,
             socket: data.join("orderpipe.sock"),
             db: data.join("orderpipe.db"),
-            dir,
+            dir: Some(dir),
         }
+    }
+
+    /// One counter from the daemon's `stats`.
+    pub fn counter(&self, name: &str) -> u64 {
+        let r = orderpipe::client::stats(&self.socket).unwrap();
+        r.counters
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no counter {name}"))
     }
 
     /// The thread ids of the daemon's threads named `name`.
@@ -113,6 +130,16 @@ impl Daemon {
     }
 
     pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    /// Stops the daemon and hands back its folder, for [`Daemon::start_in`].
+    pub fn stop_keeping(mut self) -> tempfile::TempDir {
+        self.terminate();
+        self.dir.take().expect("the folder")
+    }
+
+    fn terminate(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();

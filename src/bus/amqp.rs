@@ -270,12 +270,12 @@ impl Outbox {
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 continue;
             }
-            let mut body = Vec::with_capacity(512);
             for e in self.batch.events() {
                 let topic = topic_name(e.topic);
                 let payload = self.batch.payload(e);
-                body.clear();
-                super::write_event_line(e.seq, topic, payload, &mut body);
+                let line = self.batch.line(e);
+                // The socket's line without its newline.
+                let body = &line[..line.len() - 1];
                 let properties = BasicProperties::default()
                     .with_delivery_mode(2)
                     .with_content_type("application/json".into())
@@ -288,7 +288,7 @@ impl Outbox {
                         exchange.clone(),
                         key.into(),
                         BasicPublishOptions::default(),
-                        &body,
+                        body,
                         properties,
                     )
                     .await?;

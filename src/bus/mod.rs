@@ -83,16 +83,20 @@ pub struct BusEvent {
     pub topic: u8,
     /// Ingress time of the command that caused it, ns since the Unix epoch.
     pub recv_ns: u64,
-    /// Its JSON payload is `text[start..end]` of the batch.
-    start: u32,
+    /// Its event line (with the newline) is `text[line..end]` of the batch, and its JSON
+    /// payload `text[data..end - 2]` (the line ends with `}` and `\n`).
+    line: u32,
+    data: u32,
     end: u32,
 }
 
-/// Consecutive committed events, in sequence order, with their JSON payloads in one buffer.
+/// Consecutive committed events, in sequence order, each already written as the line a JSON
+/// subscriber receives, one after another in one buffer: the line is made once per event, and
+/// a subscriber to several consecutive events gets them with one copy.
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
     events: Vec<BusEvent>,
-    text: String,
+    text: Vec<u8>,
 }
 
 impl Batch {
@@ -100,7 +104,7 @@ impl Batch {
     pub fn with_capacity(events: usize) -> Batch {
         Batch {
             events: Vec::with_capacity(events),
-            text: String::with_capacity(events * 160),
+            text: Vec::with_capacity(events * 200),
         }
     }
 
@@ -117,13 +121,23 @@ impl Batch {
             return;
         };
         debug_assert!(self.events.last().is_none_or(|e| e.seq < seq));
-        let start = self.text.len() as u32;
-        self.text.push_str(payload);
+        let line = self.text.len() as u32;
+        self.text.extend_from_slice(b"{\"type\":\"event\",\"seq\":");
+        self.text
+            .extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+        self.text.extend_from_slice(b",\"topic\":\"");
+        // Topics are from [`TOPICS`]: dots and lowercase letters, nothing to escape.
+        self.text.extend_from_slice(topic_name(topic).as_bytes());
+        self.text.extend_from_slice(b"\",\"data\":");
+        let data = self.text.len() as u32;
+        self.text.extend_from_slice(payload.as_bytes());
+        self.text.extend_from_slice(b"}\n");
         self.events.push(BusEvent {
             seq,
             topic,
             recv_ns,
-            start,
+            line,
+            data,
             end: self.text.len() as u32,
         });
     }
@@ -135,7 +149,21 @@ impl Batch {
 
     /// An event's JSON payload.
     pub fn payload(&self, e: &BusEvent) -> &str {
-        &self.text[e.start as usize..e.end as usize]
+        // Only whole `&str`s and ASCII were written.
+        std::str::from_utf8(&self.text[e.data as usize..e.end as usize - 2]).unwrap_or_default()
+    }
+
+    /// An event's line, `{"type":"event","seq":..,"topic":"..","data":{..}}` and a newline.
+    pub fn line(&self, e: &BusEvent) -> &[u8] {
+        &self.text[e.line as usize..e.end as usize]
+    }
+
+    /// The lines of the events `events[from..to]`, which are consecutive in the buffer.
+    pub fn lines(&self, from: usize, to: usize) -> &[u8] {
+        if from >= to {
+            return &[];
+        }
+        &self.text[self.events[from].line as usize..self.events[to - 1].end as usize]
     }
 
     /// Number of events.
@@ -152,18 +180,6 @@ impl Batch {
     pub fn last_seq(&self) -> u64 {
         self.events.last().map_or(0, |e| e.seq)
     }
-}
-
-/// Writes one event as a JSON line: `{"type":"event","seq":..,"topic":"..","data":{..}}`.
-pub fn write_event_line(seq: u64, topic: &str, payload: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"{\"type\":\"event\",\"seq\":");
-    out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
-    out.extend_from_slice(b",\"topic\":\"");
-    // Topics are from [`TOPICS`]: dots and lowercase letters, nothing to escape.
-    out.extend_from_slice(topic.as_bytes());
-    out.extend_from_slice(b"\",\"data\":");
-    out.extend_from_slice(payload.as_bytes());
-    out.push(b'}');
 }
 
 /// Opens the database read-only, for reading events back.
@@ -601,18 +617,16 @@ mod tests {
             (topic_name(e.topic), b.payload(&e)),
             ("trading.resumed", "{}")
         );
-        let mut out = Vec::new();
         let first = b.events()[0];
-        write_event_line(
-            first.seq,
-            topic_name(first.topic),
-            b.payload(&first),
-            &mut out,
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(b.payload(&first), r#"{"order_id":1}"#);
+        let line = b.line(&first);
+        assert_eq!(line.last(), Some(&b'\n'));
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"type":"event","seq":7,"topic":"order.created","data":{"order_id":1}})
         );
+        assert_eq!(b.lines(0, 2).len(), line.len() + b.line(&e).len());
+        assert!(b.lines(1, 1).is_empty());
     }
 }

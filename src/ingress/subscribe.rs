@@ -249,28 +249,39 @@ impl Stream<'_> {
         Stop::Gone
     }
 
-    /// Encodes the events of `batch` from `from_seq` on that match.
+    /// Encodes the events of `batch` from `from_seq` on that match. JSON lines are in the
+    /// batch already: each run of consecutive matching events is one copy.
     fn encode(&mut self, batch: &Batch, from_seq: u64) {
-        for e in batch.events() {
-            if e.seq < from_seq || self.mask & (1 << e.topic) == 0 {
-                continue;
-            }
-            let topic = bus::topic_name(e.topic);
-            let payload = batch.payload(e);
-            match self.framing {
-                Framing::Json => {
-                    bus::write_event_line(e.seq, topic, payload, &mut self.out);
-                    self.out.push(b'\n');
+        let events = batch.events();
+        let mask = self.mask;
+        let wanted = |e: &bus::BusEvent| e.seq >= from_seq && mask & (1 << e.topic) != 0;
+        match self.framing {
+            Framing::Json => {
+                let mut i = 0;
+                while i < events.len() {
+                    if !wanted(&events[i]) {
+                        i += 1;
+                        continue;
+                    }
+                    let start = i;
+                    while i < events.len() && wanted(&events[i]) {
+                        i += 1;
+                    }
+                    self.out.extend_from_slice(batch.lines(start, i));
                 }
-                Framing::Binary => write(
-                    &WireReply::Event {
-                        seq: e.seq,
-                        topic: topic.to_string(),
-                        data: payload.to_string(),
-                    },
-                    Framing::Binary,
-                    &mut self.out,
-                ),
+            }
+            Framing::Binary => {
+                for e in events.iter().filter(|e| wanted(e)) {
+                    write(
+                        &WireReply::Event {
+                            seq: e.seq,
+                            topic: bus::topic_name(e.topic).to_string(),
+                            data: batch.payload(e).to_string(),
+                        },
+                        Framing::Binary,
+                        &mut self.out,
+                    );
+                }
             }
         }
     }
