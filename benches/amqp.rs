@@ -11,7 +11,8 @@
 //!    Reported: the rate the daemon actually took, and the lag's median, p99 and max (in
 //!    events, and in ms at the event rate), and how long the bridge took to catch up after.
 //!
-//! `cargo bench --bench amqp` (`-- --quick` for a short run)
+//! `cargo bench --bench amqp` (`-- --quick` for a short run). `BENCH_SINK=none` binds no queue,
+//! so that the broker confirms without storing anything: the bridge's own ceiling.
 
 mod common;
 
@@ -62,6 +63,11 @@ fn sink(exchange: &str) -> Arc<AtomicU64> {
             )
             .await
             .unwrap();
+            if std::env::var("BENCH_SINK").is_ok_and(|v| v == "none") {
+                // No queue: the broker routes every message nowhere and confirms it at once.
+                ready_tx.send(()).unwrap();
+                return;
+            }
             let queue = format!("{exchange}-sink");
             ch.queue_declare(
                 queue.as_str().into(),
@@ -104,6 +110,72 @@ fn sink(exchange: &str) -> Arc<AtomicU64> {
     received
 }
 
+/// The baseline: this process publishes `n` persistent messages of `size` bytes to `exchange`
+/// with the same pipelining as the bridge (a window of `window` publications handed to the
+/// client at once, then their confirms awaited); returns the seconds it took.
+fn raw_publish(exchange: &str, n: usize, size: usize, window: usize) -> f64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conn = Connection::connect(URL, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        let body = vec![b'x'; size];
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < n {
+            let k = window.min(n - sent);
+            let mut publications: Vec<_> = (0..k)
+                .map(|i| {
+                    let props = lapin::BasicProperties::default()
+                        .with_delivery_mode(2)
+                        .with_content_type("application/json".into())
+                        .with_message_id(itoa::Buffer::new().format(sent + i).into());
+                    Box::pin(ch.basic_publish(
+                        exchange.into(),
+                        "order.created".into(),
+                        lapin::options::BasicPublishOptions::default(),
+                        &body,
+                        props,
+                    ))
+                })
+                .collect();
+            // Hand every publication to the client first, as the bridge does.
+            let mut early = Vec::with_capacity(k);
+            std::future::poll_fn(|cx| {
+                for p in publications.iter_mut() {
+                    early.push(match p.as_mut().poll(cx) {
+                        std::task::Poll::Ready(r) => Some(r),
+                        std::task::Poll::Pending => None,
+                    });
+                }
+                std::task::Poll::Ready(())
+            })
+            .await;
+            let mut confirms = Vec::with_capacity(k);
+            for (p, done) in publications.into_iter().zip(early) {
+                confirms.push(match done {
+                    Some(r) => r.unwrap(),
+                    None => p.await.unwrap(),
+                });
+            }
+            for c in confirms {
+                assert!(c.await.unwrap().is_ack());
+            }
+            sent += k;
+        }
+        let took = start.elapsed().as_secs_f64();
+        let _ = conn.close(200, "done".into()).await;
+        took
+    })
+}
+
 /// Deletes a bench exchange and its queue.
 fn cleanup(exchange: &str) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -144,8 +216,9 @@ fn main() {
     let (rounds, n) = if quick { (2, 20_000) } else { (5, 200_000) };
     let orders = binary_orders(n);
     println!("\n1. confirmed events/s, {rounds} rounds of a journal of {n} orders");
-    println!("round  events   seconds  events/s  received");
+    println!("round  events   seconds  events/s  received   raw_msgs/s  bridge/raw");
     let mut rates = vec![];
+    let mut ratios = vec![];
     for round in 0..rounds {
         let exchange = format!("orderpipe-bench-{}-{round}", std::process::id());
         let d = Daemon::start(&amqp_config(&exchange, false));
@@ -160,15 +233,30 @@ fn main() {
         }
         let took = start.elapsed().as_secs_f64();
         let rate = last as f64 / took;
+        // The baseline, in the same round: as many messages of the average event's size
+        // (its line), published straight from this process to the same exchange and queue.
+        let size: f64 = rusqlite::Connection::open(&d.db)
+            .unwrap()
+            .query_row("SELECT AVG(LENGTH(payload)) + 50 FROM Events", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        d.stop();
+        let got = received.load(Ordering::Relaxed);
+        let raw = last as f64 / raw_publish(&exchange, last as usize, size as usize, 8192);
         println!(
-            "{round:>5}  {last:>6}  {took:>8.3}  {rate:>8.0}  {}",
-            received.load(Ordering::Relaxed)
+            "{round:>5}  {last:>6}  {took:>8.3}  {rate:>8.0}  {got:>8}   {raw:>10.0}  {:.3}",
+            rate / raw
         );
         rates.push(rate);
-        d.stop();
+        ratios.push(rate / raw);
         cleanup(&exchange);
     }
     println!("confirmed events/s  {}   (target >= 50000)", spread(&rates));
+    println!(
+        "bridge / raw publisher  {}   (the raw rate is what the broker takes on this machine)",
+        spread(&ratios)
+    );
 
     // 2. Lag behind the journal under a steady load.
     let rate: u64 = std::env::var("BENCH_RATE")

@@ -78,6 +78,8 @@ impl Daemon {
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config).unwrap();
         let notify_path = dir.path().join("notify.sock");
+        // Left by the daemon that ran in this folder before.
+        let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         notify
             .set_read_timeout(Some(Duration::from_secs(60)))

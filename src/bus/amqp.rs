@@ -270,29 +270,30 @@ impl Outbox {
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 continue;
             }
-            for e in self.batch.events() {
+            // Every publication of the window is handed to the client before any is waited
+            // for: one at a time, each would wait for the client's I/O loop to write it.
+            let batch = &self.batch;
+            let publications = batch.events().iter().map(|e| {
                 let topic = topic_name(e.topic);
-                let payload = self.batch.payload(e);
-                let line = self.batch.line(e);
-                // The socket's line without its newline.
-                let body = &line[..line.len() - 1];
+                let line = batch.line(e);
                 let properties = BasicProperties::default()
                     .with_delivery_mode(2)
                     .with_content_type("application/json".into())
                     .with_message_id(itoa::Buffer::new().format(e.seq).into())
                     .with_timestamp(e.recv_ns / 1_000_000_000)
                     .with_app_id(source.clone());
-                let key = routing_key(self.amqp.routing_key, topic, payload);
-                let confirm = channel
-                    .basic_publish(
-                        exchange.clone(),
-                        key.into(),
-                        BasicPublishOptions::default(),
-                        body,
-                        properties,
-                    )
-                    .await?;
-                confirms.push((e.seq, confirm));
+                let key = routing_key(self.amqp.routing_key, topic, batch.payload(e));
+                // The body is the socket's line without its newline.
+                channel.basic_publish(
+                    exchange.clone(),
+                    key.into(),
+                    BasicPublishOptions::default(),
+                    &line[..line.len() - 1],
+                    properties,
+                )
+            });
+            for (e, sent) in batch.events().iter().zip(join_in_order(publications).await) {
+                confirms.push((e.seq, sent?));
             }
             let mut confirmed = self.cursor;
             for (seq, confirm) in confirms.drain(..) {
@@ -327,6 +328,32 @@ impl Outbox {
             .store(durable.saturating_sub(seq), Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// Runs `futures` to completion and returns their outputs in order. Each is polled once, in
+/// order, before any is waited for: publications reach the client's frame queue (and so the
+/// broker's queues) in sequence order, and all of them are on their way at once.
+async fn join_in_order<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut ready: Vec<Option<F::Output>> = Vec::with_capacity(pinned.len());
+    std::future::poll_fn(|cx| {
+        for future in pinned.iter_mut() {
+            ready.push(match future.as_mut().poll(cx) {
+                std::task::Poll::Ready(v) => Some(v),
+                std::task::Poll::Pending => None,
+            });
+        }
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let mut out = Vec::with_capacity(pinned.len());
+    for (future, done) in pinned.into_iter().zip(ready) {
+        out.push(match done {
+            Some(v) => v,
+            None => future.await,
+        });
+    }
+    out
 }
 
 /// The bridge's connection for writing its cursor. The journal holds the write lock only for a
