@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -13,12 +13,17 @@ use tokio::sync::watch;
 use crate::bus::{BusHandle, amqp};
 use crate::config::Config;
 use crate::engine::{Control, EngineHandle, SnapshotLink};
-use crate::ingress::{Ingress, uds};
+use crate::ingress::http::readiness;
+use crate::ingress::{self, Ingress, uds};
 use crate::journal::{self, JournalError, JournalHandle};
 use crate::telemetry::{self, Counters};
 
 /// How often the supervisor looks at the threads and exports counters.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
+
+/// `/readyz` fails when the engine's heartbeat has not moved, or a commit failed, within this.
+/// The engine's loop advances its heartbeat at least every 100 ms, even when idle.
+const READY_WINDOW: Duration = Duration::from_secs(1);
 
 /// Why the daemon could not start or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +51,14 @@ pub enum AppError {
         path: String,
         /// Why.
         source: std::io::Error,
+    },
+    /// The HTTP listener could not be bound, or the gateway not set up.
+    #[error("cannot serve HTTP on {addr}: {reason}")]
+    Http {
+        /// The configured address.
+        addr: String,
+        /// Why.
+        reason: String,
     },
     /// A thread could not be started.
     #[error("cannot start the {0} thread: {1}")]
@@ -145,6 +158,20 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         source,
     })?;
 
+    let http_listener = if config.http.enabled {
+        let addr = config.http.listen;
+        Some(
+            ingress::http::bind(addr)
+                .await
+                .map_err(|e| AppError::Http {
+                    addr: addr.to_string(),
+                    reason: e.to_string(),
+                })?,
+        )
+    } else {
+        None
+    };
+
     let ingress = Arc::new(Ingress {
         config: config.clone(),
         engine: engine.link(),
@@ -155,22 +182,56 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         bus: bus.link(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
+    let ready = Arc::new(AtomicU8::new(readiness::STARTING));
+    let mut http_addr = None;
+    let http_server = match http_listener {
+        Some(l) => {
+            let state = ingress::http::Http::new(ingress.clone(), stop_rx.clone(), ready.clone())
+                .map_err(|reason| AppError::Http {
+                addr: config.http.listen.to_string(),
+                reason,
+            })?;
+            http_addr = l.local_addr().ok();
+            Some(tokio::spawn(ingress::http::serve(
+                l,
+                Arc::new(state),
+                stop_rx.clone(),
+            )))
+        }
+        None => None,
+    };
     let server = tokio::spawn(uds::serve(listener, ingress, stop_rx));
 
+    let http_text = http_addr.map_or_else(|| "off".to_string(), |a| format!("http://{a}"));
     println!(
-        "orderpipe ready: socket {} database {}",
+        "orderpipe ready: socket {} database {} http {http_text}",
         d.socket_path.display(),
         d.database_path.display()
     );
-    tracing::info!(socket = %d.socket_path.display(), database = %d.database_path.display(), "ready");
-    let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+    tracing::info!(socket = %d.socket_path.display(), database = %d.database_path.display(), http = %http_text, "ready");
+    let http_var = format!(
+        "HTTP_LISTEN={}",
+        http_addr.map_or_else(String::new, |a| a.to_string())
+    );
+    let _ = sd_notify::notify(&[
+        NotifyState::Ready,
+        NotifyState::Status("serving"),
+        NotifyState::Custom(&http_var),
+    ]);
+    ready.store(readiness::READY, Ordering::Relaxed);
 
-    let failure = supervise(&engine, &journal, &counters, shutdown).await;
+    let failure = supervise(&engine, &journal, &counters, &ready, shutdown).await;
+    ready.store(readiness::STOPPING, Ordering::Relaxed);
 
     let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status("draining")]);
     tracing::info!("shutting down: draining connections, engine and journal");
     let _ = stop_tx.send(true);
     let _ = server.await;
+    if let Some(h) = http_server {
+        // Requests in flight are answered; event streams end with where to resume. The
+        // gateway's engine connection goes once its last answer is out.
+        let _ = h.await;
+    }
     // Every connection has handed over its rings (or gone); the engine may stop once they are
     // empty. Registrations were all sent before this, and the channel is in order.
     let link = engine.link();
@@ -217,6 +278,7 @@ async fn supervise(
     engine: &EngineHandle,
     journal: &JournalHandle,
     counters: &Counters,
+    ready: &AtomicU8,
     shutdown: impl Future<Output = ()>,
 ) -> Option<AppError> {
     let watchdog = sd_notify::watchdog_enabled();
@@ -224,6 +286,15 @@ async fn supervise(
     let mut last_beat = heartbeat.load(Ordering::Relaxed);
     let mut last_ping = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(SUPERVISE_EVERY);
+    // Readiness: the heartbeat moved, and no commit failed, within the last READY_WINDOW.
+    let mut beat_seen = (
+        heartbeat.load(Ordering::Relaxed),
+        tokio::time::Instant::now(),
+    );
+    let mut errors_seen = (
+        counters.journal.commit_errors.load(Ordering::Relaxed),
+        tokio::time::Instant::now() - READY_WINDOW,
+    );
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -245,6 +316,23 @@ async fn supervise(
             ));
         }
         telemetry::export(counters);
+        let now = tokio::time::Instant::now();
+        let beat = heartbeat.load(Ordering::Relaxed);
+        if beat != beat_seen.0 {
+            beat_seen = (beat, now);
+        }
+        let errors = counters.journal.commit_errors.load(Ordering::Relaxed);
+        if errors != errors_seen.0 {
+            errors_seen = (errors, now);
+        }
+        let state = if now - beat_seen.1 > READY_WINDOW {
+            readiness::ENGINE_STALLED
+        } else if now - errors_seen.1 < READY_WINDOW {
+            readiness::JOURNAL_FAILING
+        } else {
+            readiness::READY
+        };
+        ready.store(state, Ordering::Relaxed);
         if let Some(interval) = watchdog {
             // Ping only while the engine loop advances: a stuck engine gets the daemon
             // restarted by systemd instead of being reported healthy.

@@ -18,6 +18,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_orderpipe");
 pub fn config_text(overrides: &[(&str, &str)]) -> String {
     let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
         .expect("shipped config.toml");
+    // Several bench daemons run at once: each takes an HTTP port of its own.
+    let mut overrides = overrides.to_vec();
+    if !overrides.iter().any(|(k, _)| *k == "listen") {
+        overrides.push(("listen", "\"127.0.0.1:0\""));
+    }
     let mut out = String::new();
     for line in shipped.lines() {
         let key = line.split('=').next().unwrap_or("").trim();

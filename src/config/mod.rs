@@ -4,8 +4,11 @@
 //! Relative paths resolve against the folder of the config file, so the daemon finds its data
 //! wherever it is started from.
 
+mod access;
 mod read;
 mod trading;
+
+pub use access::{AccessConfig, Grant, HttpConfig, MIN_TOKEN_LEN};
 
 pub use trading::{
     AccountConfig, AssetConfig, AssetId, ComplianceConfig, MAX_ASSET_NAME, MAX_MARKETS,
@@ -143,6 +146,10 @@ pub struct Config {
     pub bus: BusConfig,
     /// The RabbitMQ bridge.
     pub amqp: AmqpConfig,
+    /// The HTTP gateway.
+    pub http: HttpConfig,
+    /// What socket peers may do.
+    pub access: AccessConfig,
 }
 
 /// `[bus]`: local subscribers to committed events.
@@ -326,6 +333,8 @@ impl Config {
         let accounts = trading::read_accounts(&mut top, &assets, &mut errors);
         let bus = read_bus(top.section("bus", &mut errors), &mut errors);
         let amqp = read_amqp(top.section("amqp", &mut errors), &mut errors);
+        let http = access::read_http(top.section("http", &mut errors), base, &mut errors);
+        let access = access::read_access(top.section("access", &mut errors), &mut errors);
         if let Some(e) = &engine
             && accounts.len() > e.max_accounts
         {
@@ -335,8 +344,8 @@ impl Config {
             ));
         }
         top.finish(&mut errors);
-        match (daemon, engine, journal, bus, amqp) {
-            (Some(daemon), Some(engine), Some(journal), Some(bus), Some(amqp))
+        match (daemon, engine, journal, bus, amqp, http) {
+            (Some(daemon), Some(engine), Some(journal), Some(bus), Some(amqp), Some(http))
                 if errors.is_empty() =>
             {
                 Ok(Config {
@@ -350,6 +359,8 @@ impl Config {
                     accounts,
                     bus,
                     amqp,
+                    http,
+                    access,
                 })
             }
             _ => Err(ConfigErrors {

@@ -32,6 +32,15 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// A table read from elsewhere (another file), its keys reported under `path`.
+    pub(super) fn named(path: &str, table: &'a toml::Table) -> Table<'a> {
+        Table {
+            path: path.to_string(),
+            table: Some(table),
+            seen: BTreeSet::new(),
+        }
+    }
+
     /// The dotted path of this table itself.
     pub(super) fn path(&self) -> &str {
         &self.path

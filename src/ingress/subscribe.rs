@@ -359,3 +359,62 @@ async fn write_all(stream: &UnixStream, mut data: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// A subscription as a stream of Server-Sent Events: the socket subscriber runs on one end of
+/// an in-process socket pair, and each line it writes becomes an event (`id` the sequence
+/// number, `event` the topic, `data` the whole JSON line; the first and last lines come as
+/// `subscribed` and `unsubscribed` events). Dropping the stream ends the subscription.
+pub(super) fn sse(
+    ingress: Arc<Ingress>,
+    request: crate::wire::SubscribeRequest,
+    mask: u16,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<
+    impl futures_lite::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    let (server, client) = UnixStream::pair()?;
+    tokio::spawn(async move {
+        serve(
+            server,
+            Framing::Json,
+            Vec::new(),
+            request,
+            mask,
+            &ingress,
+            &mut shutdown,
+        )
+        .await;
+    });
+    let lines = tokio::io::BufReader::new(client);
+    Ok(futures_lite::stream::unfold(
+        lines,
+        |mut lines| async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut line = String::new();
+            match lines.read_line(&mut line).await {
+                Ok(0) | Err(_) => None,
+                Ok(_) => Some((Ok(sse_event(line.trim_end())), lines)),
+            }
+        },
+    ))
+}
+
+/// One stream line as a Server-Sent Event.
+fn sse_event(line: &str) -> axum::response::sse::Event {
+    let event = axum::response::sse::Event::default().data(line);
+    const PREFIX: &str = "{\"type\":\"event\",\"seq\":";
+    if let Some(rest) = line.strip_prefix(PREFIX) {
+        let seq = rest.split(',').next().unwrap_or("");
+        let topic = rest
+            .split("\"topic\":\"")
+            .nth(1)
+            .and_then(|t| t.split('"').next())
+            .unwrap_or("event");
+        return event.id(seq).event(topic);
+    }
+    let kind = serde_json::from_str::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v["type"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "message".to_string());
+    event.event(kind)
+}

@@ -216,6 +216,13 @@ async fn requests(
         0
     };
 
+    // What the peer may do, from its uid (SO_PEERCRED); a peer whose uid cannot be read is
+    // treated as an unknown uid.
+    let uid = stream.peer_cred().map(|c| c.uid()).unwrap_or(u32::MAX);
+    let grant = ingress
+        .config
+        .access
+        .grant_for(uid, rustix::process::getuid().as_raw());
     let engine_cfg = &ingress.config.engine;
     let (commands, engine_commands) = rtrb::RingBuffer::new(engine_cfg.command_ring);
     let (engine_replies, replies) = rtrb::RingBuffer::new(engine_cfg.reply_ring);
@@ -272,6 +279,7 @@ async fn requests(
         recv_ns: wall_ns(),
         recv_mono: mono_ns(),
         subscribing: false,
+        grant,
     };
     let (request, mask) = conn.run(shutdown).await?;
     let Conn {
@@ -330,6 +338,8 @@ struct Conn {
     recv_mono: u64,
     /// A subscribe was read: nothing after it is parsed.
     subscribing: bool,
+    /// What the peer may do (by its uid).
+    grant: crate::config::Grant,
 }
 
 enum Event {
@@ -695,6 +705,13 @@ impl Conn {
     /// answered outside the command path, `Err` if the command ring is full (nothing consumed).
     /// `ack` is the request's own acknowledgement mode, if it names one.
     fn submit(&mut self, req: Request, ack: Option<AckMode>) -> Result<bool, ()> {
+        if let Err(reason) = super::authorize(&self.grant, &req) {
+            self.pending.push_back(Pending::Ready(WireReply::error(
+                ErrorCode::Forbidden,
+                reason,
+            )));
+            return Ok(false);
+        }
         if let Some(cmd) = req.to_command(self.recv_ns, self.recv_mono) {
             let ring = self.commands.as_mut().ok_or(())?;
             if ring.is_full() {

@@ -606,11 +606,13 @@ pub enum ErrorCode {
     SlowConsumer,
     /// A query about something that does not exist (an unknown market or user).
     NotFound,
+    /// The caller may not do this (act for another user, or use an admin function).
+    Forbidden,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::BadRequest,
         ErrorCode::LineTooLong,
         ErrorCode::FrameTooLarge,
@@ -623,6 +625,7 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::SlowConsumer,
         ErrorCode::NotFound,
+        ErrorCode::Forbidden,
     ];
 
     /// The stable protocol word.
@@ -640,6 +643,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

@@ -94,7 +94,13 @@ pub struct Daemon {
 /// `markets` (assets, markets and accounts).
 pub fn write_config(dir: &Path, extra: &str, markets: &str) -> PathBuf {
     let path = dir.join("config.toml");
-    let text = format!("[daemon]\ndata_dir = \"data\"\n{extra}\n{markets}");
+    // Every test daemon serves HTTP on a port of its own (read back with `Daemon::http`).
+    let http = if extra.contains("[http]") {
+        ""
+    } else {
+        "[http]\nlisten = \"127.0.0.1:0\"\n"
+    };
+    let text = format!("[daemon]\ndata_dir = \"data\"\n{extra}\n{http}{markets}");
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -186,6 +192,16 @@ impl Daemon {
                     .push(String::from_utf8_lossy(&buf[..n]).into_owned());
             }
         }
+    }
+
+    /// The address the daemon's HTTP gateway listens on (from its READY notification).
+    pub fn http(&self) -> std::net::SocketAddr {
+        self.messages
+            .iter()
+            .flat_map(|m| m.lines())
+            .find_map(|l| l.strip_prefix("HTTP_LISTEN="))
+            .and_then(|a| a.parse().ok())
+            .expect("the daemon announced no HTTP address")
     }
 
     pub fn pid(&self) -> Pid {

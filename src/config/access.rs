@@ -1,0 +1,213 @@
+//! `[http]` and `[access]`: who may do what, over HTTP (bearer tokens) and on the socket (the
+//! peer's uid).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use super::read::Table;
+use super::{AckMode, ConfigError};
+
+/// Shortest token accepted: a guessable token is no protection.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// What a caller may do.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Grant {
+    /// Usernames it may act for (place, cancel, amend, read balances and orders).
+    pub users: Vec<String>,
+    /// It may act for every user and use the admin functions (deposits, withdrawals, halts,
+    /// event streams).
+    pub admin: bool,
+}
+
+impl Grant {
+    /// The admin role.
+    pub fn admin() -> Grant {
+        Grant {
+            users: Vec::new(),
+            admin: true,
+        }
+    }
+
+    /// One user.
+    pub fn user(name: &str) -> Grant {
+        Grant {
+            users: vec![name.to_string()],
+            admin: false,
+        }
+    }
+
+    /// True if it may act for `username`.
+    pub fn may_act_for(&self, username: &str) -> bool {
+        self.admin || self.users.iter().any(|u| u == username)
+    }
+}
+
+/// `[http]`: the HTTP gateway.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Whether the gateway runs.
+    pub enabled: bool,
+    /// Address to listen on (127.0.0.1 by default: local clients only). Port 0 picks one.
+    pub listen: SocketAddr,
+    /// Bearer tokens and what each grants.
+    pub tokens: Vec<(String, Grant)>,
+    /// `POST /API/orders` without a token (for a trusted local network).
+    pub open_compat_orders: bool,
+    /// When an HTTP command is answered.
+    pub ack: AckMode,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// `[access]`: what each socket peer may do, by its uid.
+#[derive(Debug, Clone, Default)]
+pub struct AccessConfig {
+    /// Grants by uid. A uid not listed gets the daemon's own uid and root the admin role, any
+    /// other uid nothing beyond public reads.
+    pub uids: Vec<(u32, Grant)>,
+}
+
+impl AccessConfig {
+    /// What a socket peer with `uid` may do; `own_uid` is the daemon's.
+    pub fn grant_for(&self, uid: u32, own_uid: u32) -> Grant {
+        if let Some((_, g)) = self.uids.iter().find(|(u, _)| *u == uid) {
+            return g.clone();
+        }
+        if uid == own_uid || uid == 0 {
+            Grant::admin()
+        } else {
+            Grant::default()
+        }
+    }
+}
+
+pub(super) fn read_http(
+    mut t: Table<'_>,
+    base: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Option<HttpConfig> {
+    let enabled = t.bool("enabled", true, errors);
+    let listen = t
+        .string("listen", Some("127.0.0.1:8080"), errors)
+        .and_then(|l| match l.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errors.push(ConfigError::new(
+                    &t.key("listen"),
+                    format!("\"{l}\" is not an address like \"127.0.0.1:8080\""),
+                ));
+                None
+            }
+        });
+    let open = t.bool("open_compat_orders", false, errors);
+    let ack = t.choice(
+        "ack",
+        Some(AckMode::Durable),
+        &[
+            ("accepted", AckMode::Accepted),
+            ("durable", AckMode::Durable),
+        ],
+        errors,
+    );
+    let max_body = t.u64("max_body_bytes", Some(65_536), 64, 16 << 20, errors);
+    let mut tokens = Vec::new();
+    let admin_key = t.key("admin_tokens");
+    for token in t.strings("admin_tokens", errors) {
+        tokens.push((admin_key.clone(), token, Grant::admin()));
+    }
+    let mut users = t.section("user_tokens", errors);
+    for user in users.keys() {
+        let key = users.key(user);
+        if let Some(token) = users.string(user, None, errors) {
+            tokens.push((key, token, Grant::user(user)));
+        }
+    }
+    users.finish(errors);
+    if let Some(file) = t.string("tokens_file", Some(""), errors)
+        && !file.is_empty()
+    {
+        let path = base.join(&file);
+        match std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| toml::from_str::<toml::Table>(&text).map_err(|e| e.to_string()))
+        {
+            Ok(root) => {
+                let mut f = Table::named(&format!("{}({file})", t.key("tokens_file")), &root);
+                let key = f.key("admin_tokens");
+                for token in f.strings("admin_tokens", errors) {
+                    tokens.push((key.clone(), token, Grant::admin()));
+                }
+                let mut users = f.section("user_tokens", errors);
+                for user in users.keys() {
+                    let key = users.key(user);
+                    if let Some(token) = users.string(user, None, errors) {
+                        tokens.push((key, token, Grant::user(user)));
+                    }
+                }
+                users.finish(errors);
+                f.finish(errors);
+            }
+            Err(e) => errors.push(ConfigError::new(
+                &t.key("tokens_file"),
+                format!("cannot read {}: {e}", path.display()),
+            )),
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (key, token, _) in &tokens {
+        if token.len() < MIN_TOKEN_LEN {
+            errors.push(ConfigError::new(
+                key,
+                format!("a token must be at least {MIN_TOKEN_LEN} bytes long"),
+            ));
+        } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            errors.push(ConfigError::new(
+                key,
+                "a token must be printable ASCII without spaces".to_string(),
+            ));
+        } else if !seen.insert(token.clone()) {
+            errors.push(ConfigError::new(
+                key,
+                "the same token is given twice".to_string(),
+            ));
+        }
+    }
+    t.finish(errors);
+    Some(HttpConfig {
+        enabled: enabled?,
+        listen: listen?,
+        tokens: tokens.into_iter().map(|(_, t, g)| (t, g)).collect(),
+        open_compat_orders: open?,
+        ack: ack?,
+        max_body_bytes: max_body? as usize,
+    })
+}
+
+pub(super) fn read_access(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> AccessConfig {
+    let mut uids = Vec::new();
+    let mut section = t.section("uids", errors);
+    for uid in section.keys() {
+        let key = section.key(uid);
+        let mut g = section.section(uid, errors);
+        let users = g.strings("users", errors);
+        let admin = g.bool("admin", false, errors);
+        g.finish(errors);
+        match uid.parse::<u32>() {
+            Ok(n) => uids.push((
+                n,
+                Grant {
+                    users,
+                    admin: admin.unwrap_or(false),
+                },
+            )),
+            Err(_) => errors.push(ConfigError::new(
+                &key,
+                format!("\"{uid}\" is not a numeric uid"),
+            )),
+        }
+    }
+    section.finish(errors);
+    t.finish(errors);
+    AccessConfig { uids }
+}

@@ -1,0 +1,203 @@
+//! The HTTP gateway's way into the engine: one engine connection (its own command ring and
+//! reply ring), fed by HTTP handlers through a bounded queue, answered in command order.
+//!
+//! HTTP requests become commands exactly as socket requests do; nothing bypasses the engine.
+//! Execution reports for orders placed over HTTP have nowhere to go (HTTP has no push
+//! channel): the dispatcher drops them; they are in the journal and on the event bus.
+//!
+//! | queue | bounded by | when full |
+//! |---|---|---|
+//! | handlers → dispatcher | `engine.command_ring` jobs | a handler waits for room (its client's request takes longer; hyper keeps reading other connections) |
+//! | dispatcher → engine | `engine.command_ring` | the dispatcher takes no job until the engine makes room |
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::Ingress;
+use crate::config::AckMode;
+use crate::engine::{Connection, Control, Outbound};
+use crate::telemetry::{mono_ns, wall_ns};
+use crate::wake::TaskBell;
+use crate::wire::{Request, WireReply};
+
+/// One command from a handler, and where its answer goes.
+struct Job {
+    request: Request,
+    durable: bool,
+    reply: oneshot::Sender<WireReply>,
+}
+
+/// Why a command could not be handed to the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GatewayError {
+    /// The engine is stopping or did not take the gateway's connection.
+    #[error("the engine is not taking requests")]
+    Unavailable,
+}
+
+/// What HTTP handlers hold: a cloneable sender of commands.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    jobs: mpsc::Sender<Job>,
+    ack: AckMode,
+}
+
+impl Gateway {
+    /// Registers the gateway's connection with the engine and starts its dispatcher task.
+    pub fn start(ingress: &Arc<Ingress>, ack: AckMode) -> Result<Gateway, GatewayError> {
+        let cfg = &ingress.config.engine;
+        let (commands, engine_commands) = rtrb::RingBuffer::new(cfg.command_ring);
+        let (engine_replies, replies) = rtrb::RingBuffer::new(cfg.reply_ring);
+        let bell = Arc::new(TaskBell::new());
+        ingress
+            .engine
+            .send(Control::Register(Connection {
+                commands: engine_commands,
+                replies: engine_replies,
+                bell: bell.clone(),
+                cut: Arc::new(AtomicU64::new(0)),
+            }))
+            .map_err(|_| GatewayError::Unavailable)?;
+        let (jobs, rx) = mpsc::channel(cfg.command_ring);
+        let dispatcher = Dispatcher {
+            ingress: ingress.clone(),
+            jobs: rx,
+            commands,
+            replies,
+            bell,
+            pending: VecDeque::new(),
+        };
+        tokio::spawn(dispatcher.run());
+        Ok(Gateway { jobs, ack })
+    }
+
+    /// Sends `request` (a command) to the engine and waits for its reply: once processed, or
+    /// with the gateway's `durable` acknowledgement once committed.
+    pub async fn call(&self, request: Request) -> Result<WireReply, GatewayError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            request,
+            durable: self.ack == AckMode::Durable,
+            reply,
+        };
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| GatewayError::Unavailable)?;
+        answer.await.map_err(|_| GatewayError::Unavailable)
+    }
+}
+
+struct Dispatcher {
+    ingress: Arc<Ingress>,
+    jobs: mpsc::Receiver<Job>,
+    commands: rtrb::Producer<crate::engine::Command>,
+    replies: rtrb::Consumer<Outbound>,
+    bell: Arc<TaskBell>,
+    /// Answers owed, in command order, and whether each waits for its commit.
+    pending: VecDeque<(oneshot::Sender<WireReply>, bool)>,
+}
+
+impl Dispatcher {
+    async fn run(mut self) {
+        let committed = self.ingress.committed.clone();
+        let mut open = true;
+        loop {
+            let commit = committed.notified();
+            tokio::pin!(commit);
+            let mut pushed = false;
+            while open && !self.commands.is_full() {
+                match self.jobs.try_recv() {
+                    Ok(job) => {
+                        self.push(job);
+                        pushed = true;
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+                }
+            }
+            if pushed {
+                self.ingress.engine.ring();
+            }
+            let held = self.answer();
+            if !open && self.pending.is_empty() {
+                break;
+            }
+            if self.replies.is_abandoned() && self.replies.is_empty() {
+                // The engine let go of the connection (it is stopping): nothing more comes.
+                break;
+            }
+            let replies = &self.replies;
+            if !held && self.bell.prepare(|| !replies.is_empty()) {
+                continue;
+            }
+            let want_jobs = open && !self.commands.is_full();
+            tokio::select! {
+                job = self.jobs.recv(), if want_jobs => match job {
+                    Some(job) => {
+                        self.push(job);
+                        self.ingress.engine.ring();
+                    }
+                    None => open = false,
+                },
+                _ = self.bell.wait(), if !held => {}
+                _ = &mut commit, if held => {}
+            }
+        }
+        // Owed answers that will never come (the engine stopped) are dropped: their handlers
+        // answer `unavailable`.
+    }
+
+    fn push(&mut self, job: Job) {
+        let Some(command) = job.request.to_command(wall_ns(), mono_ns()) else {
+            let _ = job.reply.send(WireReply::error(
+                crate::wire::ErrorCode::BadRequest,
+                "not a command",
+            ));
+            return;
+        };
+        // The caller checked that the ring has room.
+        if self.commands.push(command).is_ok() {
+            self.pending.push_back((job.reply, job.durable));
+        }
+    }
+
+    /// Hands every reply that may go to its handler; drops execution reports. True if the
+    /// next reply waits for a commit.
+    fn answer(&mut self) -> bool {
+        let journal = &self.ingress.counters.journal;
+        let mut popped = false;
+        let mut held = false;
+        loop {
+            match self.replies.peek() {
+                Ok(Outbound::Report(_)) => {}
+                Ok(Outbound::Reply(r)) => {
+                    let durable = self.pending.front().is_some_and(|(_, d)| *d);
+                    if durable && r.cseq > journal.durable_cseq.load(Ordering::Acquire) {
+                        self.ingress.journal.hurry(r.cseq, 0);
+                        held = true;
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+            let Ok(message) = self.replies.pop() else {
+                break;
+            };
+            popped = true;
+            if let Outbound::Reply(r) = message
+                && let Some((reply, _)) = self.pending.pop_front()
+            {
+                let _ = reply.send(WireReply::from_engine(&r, &self.ingress.config));
+            }
+        }
+        if popped {
+            // Room in the reply ring: the engine may wait for it.
+            self.ingress.engine.ring();
+        }
+        held
+    }
+}

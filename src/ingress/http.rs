@@ -1,0 +1,1040 @@
+//! The HTTP gateway (axum, on the daemon's I/O runtime): the order service's REST API.
+//!
+//! Commands go to the engine through the gateway's own engine connection
+//! ([`super::gateway`]), exactly as socket commands do. Historic reads (orders, trades) come
+//! from read-only SQLite connections on the blocking pool; live state (books, balances) comes
+//! from the engine over its control channel, never by touching engine state. Every error has
+//! one shape: `{"error": "<code>", "reason": "<text>"}` (the compatible `POST /API/orders`
+//! keeps its clients' `{"error": "Request must be JSON"}` for a body that is not JSON).
+//!
+//! Who may do what: a bearer token from the config grants one username or the admin role
+//! (docs/HTTP.md). `/healthz`, `/readyz`, `/metrics` and `/api/openapi.json` need no token.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, patch, post};
+use rusqlite::Connection;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::gateway::Gateway;
+use super::{Ingress, Query as EngineQuery, authorize};
+use crate::config::Grant;
+use crate::num::Decimal;
+use crate::wire::{
+    AmendRequest, CancelRequest, HaltRequest, OrderTarget, Request, TransferRequest, WireReply,
+    json as wire_json,
+};
+
+/// Read-only SQLite connections kept for historic reads.
+const READERS: usize = 4;
+
+/// Most rows one list request returns.
+const MAX_LIMIT: u32 = 1000;
+
+/// Readiness, as the supervisor last saw it.
+pub mod readiness {
+    /// Serving.
+    pub const READY: u8 = 0;
+    /// Not yet serving.
+    pub const STARTING: u8 = 1;
+    /// The engine's heartbeat stopped advancing.
+    pub const ENGINE_STALLED: u8 = 2;
+    /// The journal's commits are failing.
+    pub const JOURNAL_FAILING: u8 = 3;
+    /// The daemon is stopping.
+    pub const STOPPING: u8 = 4;
+}
+
+/// Everything a handler needs.
+pub struct Http {
+    ingress: Arc<Ingress>,
+    gateway: Gateway,
+    tokens: HashMap<String, Grant>,
+    readers: crossbeam_channel::Receiver<Connection>,
+    spare: crossbeam_channel::Sender<Connection>,
+    database: PathBuf,
+    shutdown: watch::Receiver<bool>,
+    /// One of [`readiness`], set by the supervisor.
+    pub ready: Arc<AtomicU8>,
+}
+
+/// An error answer: status, code, reason.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: String,
+    reason: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, reason: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code: code.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn bad_request(reason: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", reason)
+    }
+
+    fn not_found(reason: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", reason)
+    }
+
+    fn forbidden(reason: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", reason)
+    }
+
+    fn unavailable(reason: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            axum::Json(json!({"error": self.code, "reason": self.reason})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+type Answer = Result<Response, ApiError>;
+
+impl Http {
+    /// Sets up the gateway's engine connection and the read-only connections.
+    pub fn new(
+        ingress: Arc<Ingress>,
+        shutdown: watch::Receiver<bool>,
+        ready: Arc<AtomicU8>,
+    ) -> Result<Http, String> {
+        let http = &ingress.config.http;
+        let gateway = Gateway::start(&ingress, http.ack).map_err(|e| e.to_string())?;
+        let database = ingress.config.daemon.database_path.clone();
+        let (spare, readers) = crossbeam_channel::bounded(READERS);
+        for _ in 0..READERS {
+            let conn = crate::bus::open_reader(&database).map_err(|e| e.to_string())?;
+            let _ = spare.try_send(conn);
+        }
+        Ok(Http {
+            tokens: http.tokens.iter().cloned().collect(),
+            ingress,
+            gateway,
+            readers,
+            spare,
+            database,
+            shutdown,
+            ready,
+        })
+    }
+
+    /// The caller's grant, from its bearer token.
+    fn grant(&self, headers: &HeaderMap) -> Result<Grant, ApiError> {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this route needs an `Authorization: Bearer <token>` header",
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "the Authorization header is not `Bearer <token>`",
+                )
+            })?;
+        self.tokens.get(token).cloned().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the token is not known to this daemon",
+            )
+        })
+    }
+
+    fn admin(&self, headers: &HeaderMap, what: &str) -> Result<Grant, ApiError> {
+        let grant = self.grant(headers)?;
+        if !grant.admin {
+            return Err(ApiError::forbidden(format!("{what} needs the admin role")));
+        }
+        Ok(grant)
+    }
+
+    /// Sends a command to the engine, if the grant allows it.
+    async fn command(&self, grant: &Grant, request: Request) -> Result<WireReply, ApiError> {
+        authorize(grant, &request).map_err(ApiError::forbidden)?;
+        self.gateway
+            .call(request)
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))
+    }
+
+    /// Runs `f` on a read-only connection, off the I/O thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let readers = self.readers.clone();
+        let spare = self.spare.clone();
+        let database = self.database.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match readers.recv_timeout(Duration::from_secs(5)) {
+                Ok(c) => c,
+                Err(_) => crate::bus::open_reader(&database)?,
+            };
+            let result = f(&conn);
+            let _ = spare.try_send(conn);
+            result
+        })
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .map_err(|e| ApiError::unavailable(format!("cannot read the database: {e}")))
+    }
+}
+
+/// The status and body of an engine reply.
+fn reply(reply: WireReply, created: bool) -> Answer {
+    let status = match &reply {
+        WireReply::Rejected { code, reason, .. } => {
+            let status = if code == "unknown_order" {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            return Err(ApiError::new(status, code, reason.clone()));
+        }
+        WireReply::Busy { reason, .. } => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                reason.clone(),
+            ));
+        }
+        WireReply::Error { code, reason } => {
+            let status = match code.as_str() {
+                "not_found" => StatusCode::NOT_FOUND,
+                "unavailable" | "shutting_down" => StatusCode::SERVICE_UNAVAILABLE,
+                "forbidden" => StatusCode::FORBIDDEN,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            return Err(ApiError::new(status, code, reason.clone()));
+        }
+        _ if created => StatusCode::CREATED,
+        _ => StatusCode::OK,
+    };
+    Ok((status, axum::Json(reply)).into_response())
+}
+
+/// A JSON body: the content type must say JSON, and the body must parse.
+fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    let body = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body could not be read: {e}"),
+        )
+    })?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON, with `Content-Type: application/json`",
+        ));
+    }
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_err() {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body is not valid JSON",
+        ));
+    }
+    Ok(body)
+}
+
+fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    p.map(|Path(v)| v)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+/// Parses a body as a socket request of `kind` (the same fields and checks as the socket).
+fn request_of(body: &[u8], kind: &str) -> Result<Request, ApiError> {
+    let mut v: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let Some(obj) = v.as_object_mut() else {
+        return Err(ApiError::bad_request("the body must be a JSON object"));
+    };
+    match obj.get("type") {
+        None => {
+            obj.insert("type".into(), kind.into());
+        }
+        Some(t) if t == kind => {}
+        Some(t) => {
+            return Err(ApiError::bad_request(format!(
+                "`type` is {t}; this route takes \"{kind}\" (or no type)"
+            )));
+        }
+    }
+    let line = serde_json::to_vec(&v).unwrap_or_default();
+    wire_json::parse_request(&line).map_err(ApiError::bad_request)
+}
+
+// ---- the compatible order-logging endpoint ----
+
+async fn compat_order(
+    State(s): State<Arc<Http>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let grant = if s.ingress.config.http.open_compat_orders {
+        Grant::admin()
+    } else {
+        s.grant(&headers)?
+    };
+    let not_json = || {
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            axum::Json(json!({"error": "Request must be JSON"})),
+        )
+            .into_response()
+    };
+    let Ok(body) = json_body(&headers, body) else {
+        return Ok(not_json());
+    };
+    let Ok(Value::Object(echo)) = serde_json::from_slice::<Value>(&body) else {
+        return Ok(not_json());
+    };
+    for field in ["username", "market", "side", "size", "price"] {
+        if !echo.contains_key(field) {
+            return Err(ApiError::bad_request(format!("missing field `{field}`")));
+        }
+    }
+    let request = wire_json::parse_request(&body).map_err(ApiError::bad_request)?;
+    if !matches!(request, Request::NewOrder(_)) {
+        return Err(ApiError::bad_request("this route only places orders"));
+    }
+    match s.command(&grant, request).await? {
+        WireReply::Accepted { order_id, seq, .. } => {
+            let mut out = echo;
+            out.insert("order_id".into(), order_id.into());
+            out.insert("seq".into(), seq.into());
+            Ok((StatusCode::CREATED, axum::Json(Value::Object(out))).into_response())
+        }
+        other => reply(other, true),
+    }
+}
+
+// ---- /api/trading ----
+
+async fn place(
+    State(s): State<Arc<Http>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let grant = s.grant(&headers)?;
+    let body = json_body(&headers, body)?;
+    let request = request_of(&body, "new_order")?;
+    reply(s.command(&grant, request).await?, true)
+}
+
+/// An order as the `Orders` table has it, in decimals.
+fn order_json(row: &rusqlite::Row<'_>, config: &crate::config::Config) -> rusqlite::Result<Value> {
+    let market: String = row.get("market")?;
+    let m = config.market(&market);
+    let units = |v: Option<i64>, unit: Option<Decimal>| match (v, unit) {
+        (Some(v), Some(u)) => Value::from(Decimal::format_units(v as u64, u)),
+        _ => Value::Null,
+    };
+    let size_lots: i64 = row.get("size_lots")?;
+    let filled: i64 = row.get("filled_lots")?;
+    Ok(json!({
+        "order_id": row.get::<_, i64>("id")?,
+        "seq": row.get::<_, i64>("seq")?,
+        "username": row.get::<_, String>("username")?,
+        "client_order_id": row.get::<_, Option<String>>("client_order_id")?,
+        "market": market,
+        "side": row.get::<_, String>("side")?,
+        "order_type": row.get::<_, String>("order_type")?,
+        "tif": row.get::<_, String>("tif")?,
+        "status": row.get::<_, String>("status")?,
+        "price": units(row.get("price_ticks")?, m.map(|m| m.tick_size)),
+        "size": units(Some(size_lots), m.map(|m| m.lot_size)),
+        "filled": units(Some(filled), m.map(|m| m.lot_size)),
+        "timestamp": row.get::<_, Option<String>>("timestamp")?,
+        "recv_ns": row.get::<_, i64>("recv_ns")?,
+    }))
+}
+
+const ORDER_COLUMNS: &str = "id, seq, username, client_order_id, market, side, order_type, \
+     tif, status, price_ticks, size_lots, filled_lots, timestamp, recv_ns";
+
+/// The owner of an order, from the database.
+async fn owner(s: &Http, id: u64) -> Result<String, ApiError> {
+    let found = s
+        .read(move |c| {
+            c.query_row(
+                "SELECT username FROM Orders WHERE id = ?1",
+                [id as i64],
+                |r| r.get::<_, String>(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })
+        })
+        .await?;
+    found.ok_or_else(|| ApiError::not_found(format!("order {id} is not recorded")))
+}
+
+async fn get_order(
+    State(s): State<Arc<Http>>,
+    headers: HeaderMap,
+    id: Result<Path<u64>, PathRejection>,
+) -> Answer {
+    let grant = s.grant(&headers)?;
+    let id = path(id)?;
+    let config = s.ingress.config.clone();
+    let order = s
+        .read(move |c| {
+            let sql = format!("SELECT {ORDER_COLUMNS} FROM Orders WHERE id = ?1");
+            c.query_row(&sql, [id as i64], |r| order_json(r, &config))
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    e => Err(e),
+                })
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("order {id} is not recorded")))?;
+    let user = order["username"].as_str().unwrap_or_default();
+    if !grant.may_act_for(user) {
+        return Err(ApiError::forbidden(format!(
+            "order {id} belongs to another user"
+        )));
+    }
+    Ok(axum::Json(order).into_response())
+}
+
+/// `GET /api/trading/orders` filters and cursor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrderFilter {
+    username: Option<String>,
+    market: Option<String>,
+    status: Option<String>,
+    /// Received at or after (ns since the Unix epoch).
+    from_ns: Option<u64>,
+    /// Received before (ns since the Unix epoch).
+    to_ns: Option<u64>,
+    /// Cursor: orders with a larger id than this.
+    after: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn list_orders(
+    State(s): State<Arc<Http>>,
+    headers: HeaderMap,
+    q: Result<Query<OrderFilter>, QueryRejection>,
+) -> Answer {
+    let grant = s.grant(&headers)?;
+    let mut f = query(q)?;
+    if !grant.admin {
+        match (&f.username, grant.users.as_slice()) {
+            (Some(u), _) if !grant.may_act_for(u) => {
+                return Err(ApiError::forbidden(format!(
+                    "this token may not read the orders of {u}"
+                )));
+            }
+            (None, [only]) => f.username = Some(only.clone()),
+            (None, _) => {
+                return Err(ApiError::bad_request("give `username`"));
+            }
+            _ => {}
+        }
+    }
+    if let Some(status) = &f.status
+        && !["open", "partially_filled", "filled", "cancelled", "expired"]
+            .contains(&status.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "status \"{status}\" is not one of open, partially_filled, filled, cancelled, expired"
+        )));
+    }
+    let limit = f.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    let config = s.ingress.config.clone();
+    let orders = s
+        .read(move |c| {
+            let sql = format!(
+                "SELECT {ORDER_COLUMNS} FROM Orders WHERE id > ?1 \
+                 AND (?2 IS NULL OR username = ?2) AND (?3 IS NULL OR market = ?3) \
+                 AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR recv_ns >= ?5) \
+                 AND (?6 IS NULL OR recv_ns < ?6) ORDER BY id LIMIT ?7"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                rusqlite::params![
+                    f.after.unwrap_or(0) as i64,
+                    f.username,
+                    f.market,
+                    f.status,
+                    f.from_ns.map(|v| v as i64),
+                    f.to_ns.map(|v| v as i64),
+                    limit as i64
+                ],
+                |r| order_json(r, &config),
+            )?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+    let next = (orders.len() == limit as usize)
+        .then(|| orders.last().map(|o| o["order_id"].clone()))
+        .flatten();
+    Ok(axum::Json(json!({"orders": orders, "next": next})).into_response())
+}
+
+async fn cancel_order(
+    State(s): State<Arc<Http>>,
+    headers: HeaderMap,
+    id: Result<Path<u64>, PathRejection>,
+) -> Answer {
+    let grant = s.grant(&headers)?;
+    let id = path(id)?;
+    let username = owner(&s, id).await?;
+    let request = Request::Cancel(CancelRequest {
+        username,
+        target: OrderTarget::Id(id),
+    });
+    reply(s.command(&grant, request).await?, false)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmendBody {
+    price: Option<Box<serde_json::value::RawValue>>,
+    size: Option<Box<serde_json::value::RawValue>>,
+}
+
+async fn amend_order(
+    State(s): State<Arc<Http>>,
+    headers: HeaderMap,
+    id: Result<Path<u64>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let grant = s.grant(&headers)?;
+    let id = path(id)?;
+    let body = json_body(&headers, body)?;
+    let amend: AmendBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let username = owner(&s, id).await?;
+    // The socket's parser checks and converts the decimals.
+    let mut line = json!({"type": "amend", "username": username, "order_id": id});
+    if let Some(p) = amend.price {
+        line["price"] = serde_json::from_str(p.get()).unwrap_or(Value::Null);
+    }
+    if let Some(z) = amend.size {
+        line["size"] = serde_json::from_str(z.get()).unwrap_or(Value::Null);
+    }
+    let request =
+        wire_json::parse_request(line.to_string().as_bytes()).map_err(ApiError::bad_request)?;
+    let Request::Amend(AmendRequest { .. }) = &request else {
+        return Err(ApiError::bad_request("not an amend"));
+    };
+    reply(s.command(&grant, request).await?, false)
+}
+
+async fn markets(State(s): State<Arc<Http>>, headers: HeaderMap) -> Answer {
+    s.grant(&headers)?;
+    let c = &s.ingress.config;
+    let list: Vec<Value> = c
+        .markets
+        .iter()
+        .map(|m| {
+            json!({
+                "market": m.name,
+                "base": c.assets[m.base].name,
+                "quote": c.assets[m.quote].name,
+                "tick_size": m.tick_size.to_string(),
+                "lot_size": m.lot_size.to_string(),
+                "min_size": Decimal::format_units(m.min_size_lots, m.lot_size),
+                "max_size": Decimal::format_units(m.max_size_lots, m.lot_size),
+                "max_price": Decimal::format_units(m.max_price_ticks, m.tick_size),
+                "maker_fee_bps": m.maker_fee_bps,
+                "taker_fee_bps": m.taker_fee_bps,
+                "enabled": m.enabled,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({"markets": list})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Depth {
+    depth: Option<u32>,
+}
+
+async fn book(
+    State(s): State<Arc<Http>>,
+    headers: HeaderMap,
+    market: Result<Path<String>, PathRejection>,
+    q: Result<Query<Depth>, QueryRejection>,
+) -> Answer {
+    s.grant(&headers)?;
+    let market = path(market)?;
+    let depth = query(q)?.depth.unwrap_or(20).clamp(1, 1000);
+    reply(
+        s.ingress.answer(EngineQuery::Book(market, depth)).await,
+        false,
+    )
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    after: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn trades(
+    State(s): State<Arc<Http>>,
+    headers: HeaderMap,
+    market: Result<Path<String>, PathRejection>,
+    q: Result<Query<Page>, QueryRejection>,
+) -> Answer {
+    s.grant(&headers)?;
+    let market = path(market)?;
+    let page = query(q)?;
+    let Some(m) = s.ingress.config.market(&market).cloned() else {
+        return Err(ApiError::not_found(format!(
+            "market {market} is not configured"
+        )));
+    };
+    let limit = page.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    let trades = s
+        .read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, seq, timestamp, price_ticks, size_lots, maker_order_id, \
+                 taker_order_id, aggressor FROM Trades WHERE market = ?1 AND id > ?2 \
+                 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                rusqlite::params![m.name, page.after.unwrap_or(0) as i64, limit as i64],
+                |r| {
+                    Ok(json!({
+                        "trade_id": r.get::<_, i64>(0)?,
+                        "seq": r.get::<_, i64>(1)?,
+                        "timestamp": r.get::<_, String>(2)?,
+                        "price": Decimal::format_units(r.get::<_, i64>(3)? as u64, m.tick_size),
+                        "size": Decimal::format_units(r.get::<_, i64>(4)? as u64, m.lot_size),
+                        "maker_order_id": r.get::<_, i64>(5)?,
+                        "taker_order_id": r.get::<_, i64>(6)?,
+                        "aggressor": r.get::<_, String>(7)?,
+                    }))
+                },
+            )?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+    let next = (trades.len() == limit as usize)
+        .then(|| trades.last().map(|t| t["trade_id"].clone()))
+        .flatten();
+    Ok(axum::Json(json!({"market": market, "trades": trades, "next": next})).into_response())
+}
+
+// ---- /api/custody ----
+
+async fn account(
+    State(s): State<Arc<Http>>,
+    headers: HeaderMap,
+    username: Result<Path<String>, PathRejection>,
+) -> Answer {
+    let grant = s.grant(&headers)?;
+    let username = path(username)?;
+    if !grant.may_act_for(&username) {
+        return Err(ApiError::forbidden(format!(
+            "this token may not read the balances of {username}"
+        )));
+    }
+    reply(
+        s.ingress.answer(EngineQuery::Balances(username)).await,
+        false,
+    )
+}
+
+async fn transfer(
+    s: &Http,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    kind: &str,
+) -> Answer {
+    let grant = s.grant(headers)?;
+    let body = json_body(headers, body)?;
+    let request = request_of(&body, kind)?;
+    debug_assert!(matches!(
+        request,
+        Request::Deposit(TransferRequest { .. }) | Request::Withdraw(TransferRequest { .. })
+    ));
+    reply(s.command(&grant, request).await?, true)
+}
+
+async fn deposit(
+    State(s): State<Arc<Http>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    transfer(&s, &headers, body, "deposit").await
+}
+
+async fn withdraw(
+    State(s): State<Arc<Http>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    transfer(&s, &headers, body, "withdraw").await
+}
+
+// ---- /api/compliance ----
+
+async fn rules(State(s): State<Arc<Http>>, headers: HeaderMap) -> Answer {
+    s.grant(&headers)?;
+    let c = &s.ingress.config;
+    let cc = &c.compliance;
+    let markets: Vec<Value> = c
+        .markets
+        .iter()
+        .map(|m| {
+            json!({
+                "market": m.name,
+                "enabled": m.enabled,
+                "min_size": Decimal::format_units(m.min_size_lots, m.lot_size),
+                "max_size": Decimal::format_units(m.max_size_lots, m.lot_size),
+                "max_price": Decimal::format_units(m.max_price_ticks, m.tick_size),
+                "max_notional": m.max_notional.map(|n| Decimal::format_units(n, c.assets[m.quote].unit())),
+                "price_band_bps": m.price_band_bps,
+                "market_protection_bps": m.market_protection_bps,
+                "self_trade_prevention": format!("{:?}", m.stp),
+            })
+        })
+        .collect();
+    let allowed: serde_json::Map<String, Value> = cc
+        .allowed_markets
+        .iter()
+        .map(|(u, ids)| {
+            (
+                u.clone(),
+                ids.iter()
+                    .map(|&i| Value::from(c.markets[i].name.clone()))
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "max_open_orders": cc.max_open_orders,
+        "rate_limit_per_sec": cc.rate_per_sec,
+        "rate_limit_burst": cc.rate_burst,
+        "blocked_users": cc.blocked_users,
+        "allowed_markets": allowed,
+        "markets": markets,
+    }))
+    .into_response())
+}
+
+async fn halt(
+    State(s): State<Arc<Http>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let grant = s.admin(&headers, "a halt")?;
+    let body = json_body(&headers, body)?;
+    let request = request_of(&body, "halt")?;
+    reply(s.command(&grant, request).await?, true)
+}
+
+async fn resume(s: &Http, headers: &HeaderMap, target: HaltRequest) -> Answer {
+    let grant = s.admin(headers, "lifting a halt")?;
+    reply(s.command(&grant, Request::Resume(target)).await?, false)
+}
+
+async fn resume_all(State(s): State<Arc<Http>>, headers: HeaderMap) -> Answer {
+    resume(
+        &s,
+        &headers,
+        HaltRequest {
+            market: None,
+            username: None,
+        },
+    )
+    .await
+}
+
+async fn resume_market(
+    State(s): State<Arc<Http>>,
+    headers: HeaderMap,
+    market: Result<Path<String>, PathRejection>,
+) -> Answer {
+    let market = path(market)?;
+    resume(
+        &s,
+        &headers,
+        HaltRequest {
+            market: Some(market),
+            username: None,
+        },
+    )
+    .await
+}
+
+async fn resume_user(
+    State(s): State<Arc<Http>>,
+    headers: HeaderMap,
+    username: Result<Path<String>, PathRejection>,
+) -> Answer {
+    let username = path(username)?;
+    resume(
+        &s,
+        &headers,
+        HaltRequest {
+            market: None,
+            username: Some(username),
+        },
+    )
+    .await
+}
+
+// ---- events (Server-Sent Events) ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    /// Comma-separated patterns.
+    patterns: String,
+    from_seq: Option<u64>,
+}
+
+async fn events(
+    State(s): State<Arc<Http>>,
+    headers: HeaderMap,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Answer {
+    s.admin(&headers, "an event stream")?;
+    let q = query(q)?;
+    let patterns: Vec<String> = q.patterns.split(',').map(str::to_string).collect();
+    let compiled = crate::bus::topic::compile(&patterns).map_err(ApiError::bad_request)?;
+    // A reconnecting EventSource sends the id of the last event it got.
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let from_seq = last_id.map(|id| id + 1).or(q.from_seq);
+    let stream = super::subscribe::sse(
+        s.ingress.clone(),
+        crate::wire::SubscribeRequest { patterns, from_seq },
+        crate::bus::mask(&compiled),
+        s.shutdown.clone(),
+    )
+    .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(axum::response::sse::Sse::new(stream)
+        .keep_alive(axum::response::sse::KeepAlive::default())
+        .into_response())
+}
+
+// ---- operations ----
+
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "alive"})).into_response()
+}
+
+async fn readyz(State(s): State<Arc<Http>>) -> Answer {
+    let (code, reason) = match s.ready.load(Ordering::Relaxed) {
+        readiness::READY => return Ok(axum::Json(json!({"status": "ready"})).into_response()),
+        readiness::ENGINE_STALLED => ("engine_stalled", "the engine's heartbeat has stopped"),
+        readiness::JOURNAL_FAILING => ("journal_failing", "the journal's commits are failing"),
+        readiness::STOPPING => ("stopping", "the daemon is shutting down"),
+        _ => ("starting", "the daemon is starting"),
+    };
+    Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, reason))
+}
+
+async fn metrics(State(s): State<Arc<Http>>) -> Answer {
+    let WireReply::Stats(report) = s.ingress.stats().await else {
+        return Err(ApiError::unavailable(
+            "the engine or journal did not answer",
+        ));
+    };
+    let mut out = String::with_capacity(8192);
+    for (name, value) in &report.counters {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        out.push_str(&format!("# TYPE {name} {kind}\n{name} {value}\n"));
+    }
+    out.push_str(
+        "# HELP orderpipe_stage_latency_ns Latency per pipeline stage since start-up, in ns.\n\
+         # TYPE orderpipe_stage_latency_ns summary\n",
+    );
+    for (stage, l) in &report.latency {
+        for (q, v) in [
+            ("0.5", l.p50),
+            ("0.99", l.p99),
+            ("0.999", l.p999),
+            ("1", l.max),
+        ] {
+            out.push_str(&format!(
+                "orderpipe_stage_latency_ns{{stage=\"{stage}\",quantile=\"{q}\"}} {v}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "orderpipe_stage_latency_ns_count{{stage=\"{stage}\"}} {}\n",
+            l.count
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+async fn openapi() -> Response {
+    axum::Json(super::openapi::document()).into_response()
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not take {method}", uri.path()),
+    )
+}
+
+/// Every route the gateway serves, as `(method, path)`; the OpenAPI document lists the same.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    table().into_iter().map(|(m, p, _)| (m, p)).collect()
+}
+
+fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Http>>)> {
+    vec![
+        ("POST", "/API/orders", post(compat_order)),
+        ("POST", "/api/trading/orders", post(place)),
+        ("GET", "/api/trading/orders", get(list_orders)),
+        ("GET", "/api/trading/orders/{id}", get(get_order)),
+        ("DELETE", "/api/trading/orders/{id}", delete(cancel_order)),
+        ("PATCH", "/api/trading/orders/{id}", patch(amend_order)),
+        ("GET", "/api/trading/markets", get(markets)),
+        ("GET", "/api/trading/markets/{market}/book", get(book)),
+        ("GET", "/api/trading/markets/{market}/trades", get(trades)),
+        ("GET", "/api/custody/accounts/{username}", get(account)),
+        ("POST", "/api/custody/deposits", post(deposit)),
+        ("POST", "/api/custody/withdrawals", post(withdraw)),
+        ("GET", "/api/compliance/rules", get(rules)),
+        ("POST", "/api/compliance/halts", post(halt)),
+        ("DELETE", "/api/compliance/halts/all", delete(resume_all)),
+        (
+            "DELETE",
+            "/api/compliance/halts/markets/{market}",
+            delete(resume_market),
+        ),
+        (
+            "DELETE",
+            "/api/compliance/halts/users/{username}",
+            delete(resume_user),
+        ),
+        ("GET", "/api/events", get(events)),
+        ("GET", "/api/openapi.json", get(openapi)),
+        ("GET", "/healthz", get(healthz)),
+        ("GET", "/readyz", get(readyz)),
+        ("GET", "/metrics", get(metrics)),
+    ]
+}
+
+/// The router, with every route of [`routes`].
+pub fn router(state: Arc<Http>) -> Router {
+    let max_body = state.ingress.config.http.max_body_bytes;
+    let mut by_path: Vec<(&'static str, MethodRouter<Arc<Http>>)> = Vec::new();
+    for (_, path, handler) in table() {
+        match by_path.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, existing)) => {
+                let merged = std::mem::take(existing).merge(handler);
+                *existing = merged;
+            }
+            None => by_path.push((path, handler)),
+        }
+    }
+    let mut router = Router::new();
+    for (path, handler) in by_path {
+        router = router.route(path, handler);
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// Binds the listener (before the daemon reports ready, so that a port in use fails start-up).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// Serves until `shutdown` turns true; then finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<Http>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let app = router(state);
+    let stop = async move {
+        let _ = shutdown.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        tracing::error!(error = %e, "the HTTP server failed");
+    }
+}
