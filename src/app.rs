@@ -209,6 +209,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         d.database_path.display()
     );
     tracing::info!(socket = %d.socket_path.display(), database = %d.database_path.display(), http = %http_text, "ready");
+    // Ready before systemd (or a test) hears so: /readyz answers 200 from READY=1 on.
+    ready.store(readiness::READY, Ordering::Relaxed);
     let http_var = format!(
         "HTTP_LISTEN={}",
         http_addr.map_or_else(String::new, |a| a.to_string())
@@ -218,7 +220,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         NotifyState::Status("serving"),
         NotifyState::Custom(&http_var),
     ]);
-    ready.store(readiness::READY, Ordering::Relaxed);
 
     let failure = supervise(&engine, &journal, &counters, &ready, shutdown).await;
     ready.store(readiness::STOPPING, Ordering::Relaxed);

@@ -10,6 +10,7 @@ mod config;
 mod crash;
 mod drain;
 mod events;
+mod http;
 mod model;
 mod protocol;
 mod restart;

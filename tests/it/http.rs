@@ -1,0 +1,643 @@
+//! The HTTP gateway against the real binary: every route, every status code, who may do what
+//! (over HTTP and on the socket), and an order placed over HTTP and cancelled over the socket.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use serde_json::{Value, json};
+
+use crate::support::{Daemon, HANG_GUARD, order};
+
+const ADMIN: &str = "test-admin-token-0001";
+const ALICE: &str = "test-alice-token-0001";
+const BOB: &str = "test-bob-token-000001";
+
+fn tokens(extra: &str) -> String {
+    format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\nadmin_tokens = [\"{ADMIN}\"]\n{extra}\n\
+         [http.user_tokens]\nalice = \"{ALICE}\"\nbob = \"{BOB}\"\n"
+    )
+}
+
+fn start() -> Daemon {
+    Daemon::start_with(&tokens(""), &[])
+}
+
+/// One response.
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: body {:?} is not JSON: {e}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts an error of the one shape, with this status and code.
+    fn error(&self, status: u16, code: &str) -> String {
+        let v = self.json();
+        assert_eq!(self.status, status, "{v}");
+        assert_eq!(v["error"], code, "{v}");
+        v["reason"].as_str().expect("a reason").to_string()
+    }
+}
+
+/// A request over a fresh connection (`Connection: close`).
+fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, &[u8])>,
+) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    if let Some((content_type, bytes)) = body {
+        head.push_str(&format!(
+            "Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+            bytes.len()
+        ));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    if let Some((_, bytes)) = body {
+        s.write_all(bytes).unwrap();
+    }
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no header end");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v == "chunked")
+    {
+        body = unchunk(&body);
+    }
+    Response {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn unchunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = data.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..eol]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+        data = &data[eol + 4 + size..];
+    }
+}
+
+fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> Response {
+    call(addr, "GET", path, token, None)
+}
+
+fn post(addr: SocketAddr, path: &str, token: Option<&str>, body: Value) -> Response {
+    call(
+        addr,
+        "POST",
+        path,
+        token,
+        Some(("application/json", body.to_string().as_bytes())),
+    )
+}
+
+fn compat_order(user: &str) -> Value {
+    json!({"timestamp":"2026-11-30T12:00:00Z","username":user,"market":"BTC-USD",
+           "side":"buy","size":"0.5","price":"99.5"})
+}
+
+#[test]
+fn the_compatible_order_route_logs_orders_and_refuses_what_it_cannot() {
+    let daemon = start();
+    let a = daemon.http();
+
+    let r = post(a, "/API/orders", Some(ALICE), compat_order("alice"));
+    assert_eq!(r.status, 201, "{}", r.json());
+    let v = r.json();
+    for (k, want) in compat_order("alice").as_object().unwrap() {
+        assert_eq!(&v[k], want, "echo of {k}");
+    }
+    let id = v["order_id"].as_u64().unwrap();
+    assert!(v["seq"].as_u64().unwrap() > 0);
+    // Durable by default: the row is in the database when the answer comes, in the columns
+    // existing order-logging tools read.
+    let row: (String, String, String, String, f64, f64) = daemon
+        .db()
+        .query_row(
+            "SELECT timestamp, username, market, side, size, price FROM Orders WHERE id = ?1",
+            [id as i64],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        row,
+        (
+            "2026-11-30T12:00:00Z".into(),
+            "alice".into(),
+            "BTC-USD".into(),
+            "buy".into(),
+            0.5,
+            99.5
+        )
+    );
+
+    // Not JSON, or not said to be JSON: 415 with the message existing clients expect.
+    let body = compat_order("alice").to_string();
+    for (content_type, bytes) in [
+        ("text/plain", body.as_bytes()),
+        ("application/json", b"timestamp=1&username=alice".as_slice()),
+    ] {
+        let r = call(
+            a,
+            "POST",
+            "/API/orders",
+            Some(ALICE),
+            Some((content_type, bytes)),
+        );
+        assert_eq!(r.status, 415);
+        assert_eq!(r.json()["error"], "Request must be JSON");
+    }
+    // A missing field: 400 naming it.
+    let mut missing = compat_order("alice");
+    missing.as_object_mut().unwrap().remove("price");
+    let reason = post(a, "/API/orders", Some(ALICE), missing).error(400, "bad_request");
+    assert!(reason.contains("`price`"), "{reason}");
+    // Refused by the engine: 422 with the rejection code.
+    let mut off_tick = compat_order("alice");
+    off_tick["price"] = json!("99.55");
+    let reason = post(a, "/API/orders", Some(ALICE), off_tick).error(422, "price_off_tick");
+    assert!(reason.contains("tick"), "{reason}");
+    // Who may: no token, an unknown one, another user's.
+    post(a, "/API/orders", None, compat_order("alice")).error(401, "unauthorized");
+    let r = post(
+        a,
+        "/API/orders",
+        Some("not-a-token-at-all"),
+        compat_order("alice"),
+    );
+    r.error(401, "unauthorized");
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    let reason = post(a, "/API/orders", Some(BOB), compat_order("alice")).error(403, "forbidden");
+    assert!(reason.contains("alice"), "{reason}");
+    // The admin may act for anyone.
+    assert_eq!(
+        post(a, "/API/orders", Some(ADMIN), compat_order("bob")).status,
+        201
+    );
+}
+
+#[test]
+fn the_compatible_route_can_be_opened_to_a_trusted_network() {
+    let daemon = Daemon::start_with(&tokens("open_compat_orders = true"), &[]);
+    let a = daemon.http();
+    assert_eq!(
+        post(a, "/API/orders", None, compat_order("alice")).status,
+        201
+    );
+    // Only that route.
+    post(a, "/api/trading/orders", None, json!({})).error(401, "unauthorized");
+}
+
+#[test]
+fn trading_routes_place_read_list_amend_and_cancel() {
+    let daemon = start();
+    let a = daemon.http();
+    let place = |user: &str, token: &str, side: &str, price: &str| {
+        post(
+            a,
+            "/api/trading/orders",
+            Some(token),
+            json!({"username":user,"market":"BTC-USD","side":side,"price":price,"size":"1",
+                   "client_order_id":format!("c-{price}")}),
+        )
+    };
+    let mut ids = vec![];
+    for price in ["90", "91", "92"] {
+        let r = place("alice", ALICE, "buy", price);
+        assert_eq!(r.status, 201, "{}", r.json());
+        assert_eq!(r.json()["type"], "accepted");
+        ids.push(r.json()["order_id"].as_u64().unwrap());
+    }
+    place("bob", ALICE, "sell", "95").error(403, "forbidden");
+    place("alice", ALICE, "sell", "nope").error(400, "bad_request");
+    let r = call(
+        a,
+        "POST",
+        "/api/trading/orders",
+        Some(ALICE),
+        Some(("text/plain", b"{}")),
+    );
+    r.error(415, "unsupported_media_type");
+
+    // One order.
+    let r = get(a, &format!("/api/trading/orders/{}", ids[0]), Some(ALICE));
+    assert_eq!(r.status, 200);
+    let o = r.json();
+    assert_eq!(
+        (&o["username"], &o["price"], &o["size"], &o["status"]),
+        (&json!("alice"), &json!("90"), &json!("1"), &json!("open"))
+    );
+    get(a, &format!("/api/trading/orders/{}", ids[0]), Some(BOB)).error(403, "forbidden");
+    get(a, "/api/trading/orders/999999", Some(ADMIN)).error(404, "not_found");
+    get(a, "/api/trading/orders/abc", Some(ADMIN)).error(400, "bad_request");
+
+    // Lists: filters and a cursor.
+    let r = get(a, "/api/trading/orders?market=BTC-USD&limit=2", Some(ALICE));
+    let page = r.json();
+    assert_eq!(r.status, 200, "{page}");
+    let got: Vec<u64> = page["orders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["order_id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(got, ids[..2]);
+    let next = page["next"].as_u64().unwrap();
+    let page = get(
+        a,
+        &format!("/api/trading/orders?market=BTC-USD&limit=2&after={next}"),
+        Some(ALICE),
+    )
+    .json();
+    assert_eq!(page["orders"][0]["order_id"].as_u64(), Some(ids[2]));
+    assert!(page["next"].is_null());
+    let none = get(a, "/api/trading/orders?status=filled", Some(ALICE)).json();
+    assert_eq!(none["orders"].as_array().unwrap().len(), 0);
+    get(a, "/api/trading/orders?username=alice", Some(BOB)).error(403, "forbidden");
+    get(a, "/api/trading/orders?status=weird", Some(ALICE)).error(400, "bad_request");
+    get(a, "/api/trading/orders?bogus=1", Some(ALICE)).error(400, "bad_request");
+    let admin_list = get(a, "/api/trading/orders?username=alice", Some(ADMIN)).json();
+    assert_eq!(admin_list["orders"].as_array().unwrap().len(), 3);
+
+    // Amend and cancel.
+    let path = format!("/api/trading/orders/{}", ids[1]);
+    let r = call(
+        a,
+        "PATCH",
+        &path,
+        Some(ALICE),
+        Some(("application/json", br#"{"price":"93"}"#)),
+    );
+    assert_eq!(r.status, 200, "{}", r.json());
+    call(
+        a,
+        "PATCH",
+        &path,
+        Some(BOB),
+        Some(("application/json", br#"{"size":"2"}"#)),
+    )
+    .error(403, "forbidden");
+    call(
+        a,
+        "PATCH",
+        &path,
+        Some(ALICE),
+        Some(("application/json", br#"{"colour":"red"}"#)),
+    )
+    .error(400, "bad_request");
+    call(a, "DELETE", &path, Some(BOB), None).error(403, "forbidden");
+    let r = call(a, "DELETE", &path, Some(ALICE), None);
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(r.json()["type"], "cancelled");
+    call(a, "DELETE", &path, Some(ALICE), None).error(404, "unknown_order");
+    call(a, "DELETE", "/api/trading/orders/424242", Some(ADMIN), None).error(404, "not_found");
+    assert_eq!(get(a, &path, Some(ALICE)).json()["status"], "cancelled");
+
+    // Markets, the book, trades.
+    let m = get(a, "/api/trading/markets", Some(BOB)).json();
+    assert_eq!(m["markets"][0]["market"], "BTC-USD");
+    assert_eq!(m["markets"][0]["tick_size"], "0.1");
+    get(a, "/api/trading/markets", None).error(401, "unauthorized");
+    let b = get(a, "/api/trading/markets/BTC-USD/book?depth=1", Some(BOB)).json();
+    assert_eq!(b["bids"], json!([["92", "1"]]));
+    get(a, "/api/trading/markets/NOPE-USD/book", Some(BOB)).error(404, "not_found");
+    get(a, "/api/trading/markets/BTC-USD/book?depth=x", Some(BOB)).error(400, "bad_request");
+    let r = place("bob", BOB, "sell", "92");
+    assert_eq!(r.status, 201);
+    let t = get(a, "/api/trading/markets/BTC-USD/trades", Some(ALICE)).json();
+    let trade = &t["trades"][0];
+    assert_eq!(
+        (&trade["price"], &trade["size"]),
+        (&json!("92"), &json!("1"))
+    );
+    assert_eq!(trade["aggressor"], "sell");
+    get(a, "/api/trading/markets/NOPE-USD/trades", Some(ALICE)).error(404, "not_found");
+}
+
+#[test]
+fn custody_and_compliance_routes_follow_the_roles() {
+    let daemon = start();
+    let a = daemon.http();
+    let balances = |token| get(a, "/api/custody/accounts/alice", Some(token));
+    let usd = |v: &Value| {
+        v["balances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["asset"] == "USD")
+            .unwrap()["available"]
+            .clone()
+    };
+    let before = balances(ALICE).json();
+    assert_eq!(usd(&before), "100000000");
+    balances(BOB).error(403, "forbidden");
+    get(a, "/api/custody/accounts/nobody", Some(ADMIN)).error(404, "not_found");
+
+    let deposit = json!({"username":"alice","asset":"USD","amount":"5","idempotency_key":"d-1"});
+    post(a, "/api/custody/deposits", Some(ALICE), deposit.clone()).error(403, "forbidden");
+    let r = post(a, "/api/custody/deposits", Some(ADMIN), deposit.clone());
+    assert_eq!(r.status, 201, "{}", r.json());
+    // The same key again changes nothing.
+    post(a, "/api/custody/deposits", Some(ADMIN), deposit);
+    assert_eq!(usd(&balances(ALICE).json()), "100000005");
+    let w = json!({"username":"alice","asset":"USD","amount":"2","idempotency_key":"w-1"});
+    assert_eq!(
+        post(a, "/api/custody/withdrawals", Some(ADMIN), w).status,
+        201
+    );
+    assert_eq!(usd(&balances(ALICE).json()), "100000003");
+    let too_much =
+        json!({"username":"alice","asset":"USD","amount":"1e12","idempotency_key":"w-2"});
+    let r = post(a, "/api/custody/withdrawals", Some(ADMIN), too_much);
+    assert_eq!(r.status, 422, "{}", r.json());
+    post(
+        a,
+        "/api/custody/deposits",
+        Some(ADMIN),
+        json!({"username":"alice"}),
+    )
+    .error(400, "bad_request");
+
+    let rules = get(a, "/api/compliance/rules", Some(BOB)).json();
+    assert_eq!(rules["markets"][0]["market"], "BTC-USD");
+    post(
+        a,
+        "/api/compliance/halts",
+        Some(BOB),
+        json!({"market":"BTC-USD"}),
+    )
+    .error(403, "forbidden");
+    let r = post(
+        a,
+        "/api/compliance/halts",
+        Some(ADMIN),
+        json!({"market":"BTC-USD"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.json());
+    let o = json!({"username":"alice","market":"BTC-USD","side":"buy","price":"90","size":"1"});
+    post(a, "/api/trading/orders", Some(ALICE), o.clone()).error(422, "market_halted");
+    call(
+        a,
+        "DELETE",
+        "/api/compliance/halts/markets/BTC-USD",
+        Some(BOB),
+        None,
+    )
+    .error(403, "forbidden");
+    let r = call(
+        a,
+        "DELETE",
+        "/api/compliance/halts/markets/BTC-USD",
+        Some(ADMIN),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(
+        post(a, "/api/trading/orders", Some(ALICE), o.clone()).status,
+        201
+    );
+    // A user's halt and the halt of everything, and their lifting.
+    for (halt, lift, code) in [
+        (
+            json!({"username":"alice"}),
+            "/api/compliance/halts/users/alice",
+            "user_halted",
+        ),
+        (json!({}), "/api/compliance/halts/all", "trading_halted"),
+    ] {
+        assert_eq!(
+            post(a, "/api/compliance/halts", Some(ADMIN), halt).status,
+            201
+        );
+        post(a, "/api/trading/orders", Some(ALICE), o.clone()).error(422, code);
+        assert_eq!(call(a, "DELETE", lift, Some(ADMIN), None).status, 200);
+        assert_eq!(
+            post(a, "/api/trading/orders", Some(ALICE), o.clone()).status,
+            201
+        );
+    }
+}
+
+#[test]
+fn operations_routes_need_no_token_and_errors_have_one_shape() {
+    let daemon = start();
+    let a = daemon.http();
+    assert_eq!(get(a, "/healthz", None).status, 200);
+    let r = get(a, "/readyz", None);
+    assert_eq!(
+        (r.status, r.json()["status"].clone()),
+        (200, json!("ready"))
+    );
+    post(a, "/API/orders", Some(ALICE), compat_order("alice"));
+    let r = get(a, "/metrics", None);
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    let text = String::from_utf8(r.body).unwrap();
+    for needle in [
+        "# TYPE orderpipe_orders_accepted_total counter",
+        "orderpipe_orders_accepted_total 1",
+        "# TYPE orderpipe_durable_seq gauge",
+        "orderpipe_stage_latency_ns{stage=\"engine_process\",quantile=\"0.99\"}",
+        "orderpipe_stage_latency_ns_count{stage=\"ingress_to_engine\"} 1",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+    let doc = get(a, "/api/openapi.json", None).json();
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["paths"]["/api/trading/orders/{id}"]["delete"].is_object());
+
+    get(a, "/api/nothing-here", Some(ADMIN)).error(404, "not_found");
+    call(a, "PUT", "/api/trading/markets", Some(ADMIN), None).error(405, "method_not_allowed");
+    let big = vec![b' '; 70_000];
+    let r = call(
+        a,
+        "POST",
+        "/api/trading/orders",
+        Some(ALICE),
+        Some(("application/json", &big)),
+    );
+    r.error(413, "payload_too_large");
+}
+
+#[test]
+fn an_order_placed_over_http_is_cancelled_over_the_socket() {
+    let daemon = start();
+    let a = daemon.http();
+    let r = post(a, "/API/orders", Some(ALICE), compat_order("alice"));
+    let id = r.json()["order_id"].as_u64().unwrap();
+    let mut c = daemon.json();
+    let v = c.call(
+        &json!({"type":"cancel","username":"alice","order_id":id,"ack":"durable"}).to_string(),
+    );
+    assert_eq!(v["type"], "cancelled", "{v}");
+    let o = get(a, &format!("/api/trading/orders/{id}"), Some(ALICE)).json();
+    assert_eq!(o["status"], "cancelled");
+}
+
+#[test]
+fn socket_peers_may_do_only_what_their_uid_is_granted() {
+    let uid = rustix::process::getuid().as_raw();
+    let daemon = Daemon::start_with(
+        &format!("[access.uids.{uid}]\nusers = [\"alice\"]\nadmin = false\n"),
+        &[],
+    );
+    let mut c = daemon.json();
+    assert_eq!(
+        c.call(&order("alice", "BTC-USD", "buy", "90", "1"))["type"],
+        "accepted"
+    );
+    let refused = [
+        order("bob", "BTC-USD", "sell", "95", "1"),
+        json!({"type":"cancel","username":"bob","order_id":1}).to_string(),
+        json!({"type":"cancel_all","username":"bob"}).to_string(),
+        json!({"type":"amend","username":"bob","order_id":1,"price":"91"}).to_string(),
+        json!({"type":"balances","username":"bob"}).to_string(),
+        json!({"type":"deposit","username":"alice","asset":"USD","amount":"1","idempotency_key":"k"})
+            .to_string(),
+        json!({"type":"withdraw","username":"alice","asset":"USD","amount":"1","idempotency_key":"k"})
+            .to_string(),
+        json!({"type":"halt","market":"BTC-USD"}).to_string(),
+        json!({"type":"resume"}).to_string(),
+        json!({"type":"subscribe","patterns":["#"]}).to_string(),
+    ];
+    for line in &refused {
+        let v = c.call(line);
+        assert_eq!(v["type"], "error", "{line}: {v}");
+        assert_eq!(v["code"], "forbidden", "{line}: {v}");
+    }
+    // Public reads, and the user's own.
+    assert_eq!(
+        c.call(r#"{"type":"book","market":"BTC-USD"}"#)["type"],
+        "book"
+    );
+    assert_eq!(c.call(r#"{"type":"stats"}"#)["type"], "stats");
+    assert_eq!(
+        c.call(r#"{"type":"balances","username":"alice"}"#)["type"],
+        "balances"
+    );
+}
+
+#[test]
+fn events_stream_as_server_sent_events() {
+    let daemon = start();
+    let a = daemon.http();
+    let r = post(a, "/API/orders", Some(ALICE), compat_order("alice"));
+    let seq = r.json()["seq"].as_u64().unwrap();
+    get(a, "/api/events?patterns=order.*", Some(ALICE)).error(403, "forbidden");
+    get(a, "/api/events?patterns=order*", Some(ADMIN)).error(400, "bad_request");
+
+    let mut s = TcpStream::connect(a).unwrap();
+    s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    write!(
+        s,
+        "GET /api/events?patterns=order.*&from_seq=1 HTTP/1.1\r\nHost: t\r\n\
+         Authorization: Bearer {ADMIN}\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert!(status.contains(" 200 "), "{status}");
+    // Fields of the SSE events, across chunk boundaries: `event:`, `id:` and `data:` lines.
+    let mut fields: Vec<(String, String)> = Vec::new();
+    let mut want_second = None;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        for key in ["event", "id", "data"] {
+            if let Some(v) = line.strip_prefix(&format!("{key}:")) {
+                fields.push((key.to_string(), v.trim().to_string()));
+            }
+        }
+        let created: Vec<&(String, String)> = fields
+            .iter()
+            .filter(|(k, v)| k == "event" && v == "order.created")
+            .collect();
+        if created.len() == 1 && want_second.is_none() {
+            // The replayed order is there; a new one must follow live.
+            let r = post(a, "/API/orders", Some(ALICE), compat_order("alice"));
+            want_second = Some(r.json()["seq"].as_u64().unwrap());
+        }
+        if let Some(second) = want_second
+            && fields
+                .iter()
+                .any(|(k, v)| k == "id" && *v == second.to_string())
+        {
+            break;
+        }
+    }
+    assert!(fields.contains(&("event".to_string(), "subscribed".to_string())));
+    let first_data = fields.iter().find(|(k, _)| k == "data").unwrap();
+    assert_eq!(first_data.1, r#"{"type":"subscribed","from_seq":1}"#);
+    assert!(fields.contains(&("id".to_string(), seq.to_string())));
+    let data = fields
+        .iter()
+        .find(|(k, v)| k == "data" && v.contains("\"order.created\""))
+        .unwrap();
+    let v: Value = serde_json::from_str(&data.1).unwrap();
+    assert_eq!(v["seq"].as_u64(), Some(seq));
+    assert_eq!(v["data"]["username"], "alice");
+}
