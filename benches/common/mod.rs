@@ -68,6 +68,8 @@ pub struct Daemon {
     notify: UnixDatagram,
     /// The daemon's folder (config, data); `None` once handed back by `stop_keeping`.
     dir: Option<tempfile::TempDir>,
+    /// Where its HTTP gateway listens, if it runs one.
+    http: Option<std::net::SocketAddr>,
     pub socket: PathBuf,
     pub db: PathBuf,
 }
@@ -97,12 +99,16 @@ impl Daemon {
             .spawn()
             .unwrap();
         let mut buf = [0u8; 512];
-        loop {
+        let http = loop {
             let n = notify.recv(&mut buf).expect("daemon did not get ready");
-            if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
-                break;
+            let message = String::from_utf8_lossy(&buf[..n]).to_string();
+            if message.contains("READY=1") {
+                break message
+                    .lines()
+                    .find_map(|l| l.strip_prefix("HTTP_LISTEN="))
+                    .and_then(|a| a.parse().ok());
             }
-        }
+        };
         let data = dir.path().join("data");
         Daemon {
             child,
@@ -110,7 +116,13 @@ impl Daemon {
             socket: data.join("orderpipe.sock"),
             db: data.join("orderpipe.db"),
             dir: Some(dir),
+            http,
         }
+    }
+
+    /// The HTTP gateway's address.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        self.http.expect("the daemon serves no HTTP")
     }
 
     /// One counter from the daemon's `stats`.

@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | handlers → dispatcher | `engine.command_ring` jobs | a handler waits for room (its client's request takes longer; hyper keeps reading other connections) |
 //! | dispatcher → engine | `engine.command_ring` | the dispatcher takes no job until the engine makes room |
+//! | journal backlog | ¾ of `engine.journal_ring` | the dispatcher takes no job until the backlog is below ½ (admission control, as for socket connections) |
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -105,11 +106,15 @@ impl Dispatcher {
     async fn run(mut self) {
         let committed = self.ingress.committed.clone();
         let mut open = true;
+        let mut paused = false;
         loop {
             let commit = committed.notified();
             tokio::pin!(commit);
+            // Admission control, as for socket connections: while the journal is far behind,
+            // no new command is taken (handlers wait), instead of the engine answering `busy`.
+            paused = self.ingress.should_pause(paused);
             let mut pushed = false;
-            while open && !self.commands.is_full() {
+            while open && !paused && !self.commands.is_full() {
                 match self.jobs.try_recv() {
                     Ok(job) => {
                         self.push(job);
@@ -134,7 +139,7 @@ impl Dispatcher {
             if !held && self.bell.prepare(|| !replies.is_empty()) {
                 continue;
             }
-            let want_jobs = open && !self.commands.is_full();
+            let want_jobs = open && !paused && !self.commands.is_full();
             tokio::select! {
                 job = self.jobs.recv(), if want_jobs => match job {
                     Some(job) => {
@@ -144,7 +149,7 @@ impl Dispatcher {
                     None => open = false,
                 },
                 _ = self.bell.wait(), if !held => {}
-                _ = &mut commit, if held => {}
+                _ = &mut commit, if held || paused => {}
             }
         }
         // Owed answers that will never come (the engine stopped) are dropped: their handlers

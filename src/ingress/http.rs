@@ -1031,6 +1031,11 @@ pub async fn serve(
     let stop = async move {
         let _ = shutdown.wait_for(|s| *s).await;
     };
+    use axum::serve::ListenerExt;
+    // Answers go out at once, not held back to coalesce with more output.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await

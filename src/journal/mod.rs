@@ -36,6 +36,9 @@ const DEEP_SLEEP_AFTER: Duration = Duration::from_millis(50);
 /// Longest pause between retries of a failed commit.
 const MAX_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
+/// How often the checkpointer copies committed pages from the WAL into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
 /// What can go wrong opening or writing the journal.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -268,6 +271,35 @@ impl JournalHandle {
     }
 }
 
+/// Copies committed pages from the WAL into the database file every [`CHECKPOINT_EVERY`]
+/// while the journal commits, until `stop` closes. PASSIVE: it never blocks the journal's
+/// commits or any reader; pages a reader still needs are left for the next round.
+fn checkpoints(path: &Path, counters: &Counters, stop: &Receiver<()>) {
+    let conn = match Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot open the database for checkpoints");
+            return;
+        }
+    };
+    let mut last = counters.journal.batches.load(Ordering::Relaxed);
+    while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+        stop.recv_timeout(CHECKPOINT_EVERY)
+    {
+        let batches = counters.journal.batches.load(Ordering::Relaxed);
+        if batches == last {
+            continue;
+        }
+        last = batches;
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "checkpoint failed; the next one retries");
+        }
+    }
+}
+
 /// Gives the calling thread (only; Linux nice values are per thread) the nice value `nice`.
 fn lower_priority(nice: i32) {
     if nice == 0 {
@@ -311,6 +343,28 @@ struct Writer {
 
 impl Writer {
     fn run(&mut self) {
+        // Checkpoints run on their own thread and connection, so that no commit pays for one
+        // (SQLite would otherwise run it inside the commit that crosses 1,000 WAL pages, with
+        // an fsync: milliseconds in the tail of every durable acknowledgement).
+        if let Err(e) = self.conn.pragma_update(None, "wal_autocheckpoint", 0) {
+            tracing::warn!(error = %e, "cannot move checkpoints off the journal thread");
+        }
+        let (stop_checkpoints, stop) = crossbeam_channel::bounded::<()>(0);
+        let path = self.config.daemon.database_path.clone();
+        let counters = self.counters.clone();
+        let checkpointer = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || checkpoints(&path, &counters, &stop))
+            .map_err(|e| tracing::warn!(error = %e, "cannot start the checkpoint thread"))
+            .ok();
+        self.write_all();
+        drop(stop_checkpoints);
+        if let Some(t) = checkpointer {
+            let _ = t.join();
+        }
+    }
+
+    fn write_all(&mut self) {
         let mut first_at = Instant::now();
         // When the ring was last found empty with nothing to commit.
         let mut idle_since: Option<Instant> = None;
