@@ -60,6 +60,7 @@
 //!
 //! ```text
 //!  client ─ Unix socket ─▶ connection task (tokio)  ── command ring (per connection) ─▶ engine
+//!  client ─ HTTP ────────▶ axum handler ─▶ gateway task ── its own command ring ──────▶ engine
 //!  client ◀─────────────── connection task          ◀─ reply ring (per connection) ──── engine
 //!                                                      journal ring (events) ◀──────── engine
 //!                          journal thread ── one transaction per batch ─▶ SQLite (WAL)
@@ -82,7 +83,8 @@
 //! - [`config`]: `config.toml` into a validated [`config::Config`], every error at once.
 //! - [`num`]: exact decimals, and their conversion to ticks and lots.
 //! - [`wire`]: the protocol types and their two encodings (docs/PROTOCOL.md).
-//! - [`ingress`]: the socket, one task per connection.
+//! - [`ingress`]: the socket (one task per connection) and the HTTP gateway, with who may do
+//!   what.
 //! - [`engine`]: the pinned thread and its deterministic state machine.
 //! - [`journal`]: the SQLite writer thread and the schema.
 //! - [`bus`]: committed events to socket subscribers (topic patterns) and to RabbitMQ.
