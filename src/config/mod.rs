@@ -763,4 +763,52 @@ mod tests {
         let errs = parse("[daemon\n").unwrap_err();
         assert_eq!(errs.errors[0].key, "(syntax)");
     }
+
+    #[test]
+    fn reads_tokens_from_the_config_and_a_tokens_file_and_refuses_weak_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("tokens.toml"),
+            "admin_tokens = [\"file-admin-token-0001\"]\n[user_tokens]\nbob = \"file-bob-token-00001\"\n",
+        )
+        .unwrap();
+        let text = format!(
+            "{GOOD}\n[http]\nadmin_tokens = [\"inline-admin-token-01\"]\n\
+             tokens_file = \"tokens.toml\"\n[http.user_tokens]\nalice = \"inline-alice-token-01\"\n\
+             [access.uids.1001]\nusers = [\"alice\"]\n"
+        );
+        let c = Config::parse(&text, &dir.path().join("config.toml"), dir.path()).unwrap();
+        let grant = |t: &str| {
+            c.http
+                .tokens
+                .iter()
+                .find(|(k, _)| k == t)
+                .map(|(_, g)| g.clone())
+        };
+        assert_eq!(grant("inline-admin-token-01"), Some(Grant::admin()));
+        assert_eq!(grant("file-admin-token-0001"), Some(Grant::admin()));
+        assert_eq!(grant("inline-alice-token-01"), Some(Grant::user("alice")));
+        assert_eq!(grant("file-bob-token-00001"), Some(Grant::user("bob")));
+        assert_eq!(c.http.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.access.grant_for(1001, 5000), Grant::user("alice"));
+        assert!(c.access.grant_for(5000, 5000).admin);
+        assert!(c.access.grant_for(0, 5000).admin);
+        assert_eq!(c.access.grant_for(4242, 5000), Grant::default());
+
+        let bad = format!(
+            "{GOOD}\n[http]\nlisten = \"everywhere\"\nadmin_tokens = [\"short\", \"with space token 1\"]\n\
+             tokens_file = \"missing.toml\"\n[access.uids.root]\nusers = []\n"
+        );
+        let errs = parse(&bad).unwrap_err();
+        let keys: Vec<&str> = errs.errors.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"http.listen"), "{errs}");
+        assert!(keys.contains(&"http.tokens_file"), "{errs}");
+        assert!(keys.contains(&"access.uids.root"), "{errs}");
+        let token_errors = errs
+            .errors
+            .iter()
+            .filter(|e| e.key == "http.admin_tokens")
+            .count();
+        assert_eq!(token_errors, 2, "{errs}");
+    }
 }
