@@ -63,6 +63,8 @@ pub struct Http {
     ingress: Arc<Ingress>,
     gateway: Gateway,
     tokens: HashMap<String, Grant>,
+    /// What a caller of the compatible route may do when it is open to the network.
+    open: Grant,
     readers: crossbeam_channel::Receiver<Connection>,
     spare: crossbeam_channel::Sender<Connection>,
     database: PathBuf,
@@ -145,6 +147,7 @@ impl Http {
         }
         Ok(Http {
             tokens: http.tokens.iter().cloned().collect(),
+            open: Grant::admin(),
             ingress,
             gateway,
             readers,
@@ -156,7 +159,7 @@ impl Http {
     }
 
     /// The caller's grant, from its bearer token.
-    fn grant(&self, headers: &HeaderMap) -> Result<Grant, ApiError> {
+    fn grant(&self, headers: &HeaderMap) -> Result<&Grant, ApiError> {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -176,7 +179,7 @@ impl Http {
                     "the Authorization header is not `Bearer <token>`",
                 )
             })?;
-        self.tokens.get(token).cloned().ok_or_else(|| {
+        self.tokens.get(token).ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -185,7 +188,7 @@ impl Http {
         })
     }
 
-    fn admin(&self, headers: &HeaderMap, what: &str) -> Result<Grant, ApiError> {
+    fn admin(&self, headers: &HeaderMap, what: &str) -> Result<&Grant, ApiError> {
         let grant = self.grant(headers)?;
         if !grant.admin {
             return Err(ApiError::forbidden(format!("{what} needs the admin role")));
@@ -258,6 +261,15 @@ fn reply(reply: WireReply, created: bool) -> Answer {
     Ok((status, axum::Json(reply)).into_response())
 }
 
+/// True if the request says its body is JSON.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
 /// A JSON body: the content type must say JSON, and the body must parse.
 fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     let body = body.map_err(|e| {
@@ -267,12 +279,7 @@ fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result
             format!("the body could not be read: {e}"),
         )
     })?;
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
+    if !is_json(headers) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -329,7 +336,7 @@ async fn compat_order(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let grant = if s.ingress.config.http.open_compat_orders {
-        Grant::admin()
+        &s.open
     } else {
         s.grant(&headers)?
     };
@@ -340,9 +347,16 @@ async fn compat_order(
         )
             .into_response()
     };
-    let Ok(body) = json_body(&headers, body) else {
-        return Ok(not_json());
+    let Ok(body) = body else {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the body is larger than http.max_body_bytes",
+        ));
     };
+    if !is_json(&headers) {
+        return Ok(not_json());
+    }
     let Ok(Value::Object(echo)) = serde_json::from_slice::<Value>(&body) else {
         return Ok(not_json());
     };
@@ -355,7 +369,7 @@ async fn compat_order(
     if !matches!(request, Request::NewOrder(_)) {
         return Err(ApiError::bad_request("this route only places orders"));
     }
-    match s.command(&grant, request).await? {
+    match s.command(grant, request).await? {
         WireReply::Accepted { order_id, seq, .. } => {
             let mut out = echo;
             out.insert("order_id".into(), order_id.into());
@@ -376,7 +390,7 @@ async fn place(
     let grant = s.grant(&headers)?;
     let body = json_body(&headers, body)?;
     let request = request_of(&body, "new_order")?;
-    reply(s.command(&grant, request).await?, true)
+    reply(s.command(grant, request).await?, true)
 }
 
 /// An order as the `Orders` table has it, in decimals.
@@ -547,7 +561,7 @@ async fn cancel_order(
         username,
         target: OrderTarget::Id(id),
     });
-    reply(s.command(&grant, request).await?, false)
+    reply(s.command(grant, request).await?, false)
 }
 
 #[derive(Debug, Deserialize)]
@@ -582,7 +596,7 @@ async fn amend_order(
     let Request::Amend(AmendRequest { .. }) = &request else {
         return Err(ApiError::bad_request("not an amend"));
     };
-    reply(s.command(&grant, request).await?, false)
+    reply(s.command(grant, request).await?, false)
 }
 
 async fn markets(State(s): State<Arc<Http>>, headers: HeaderMap) -> Answer {
@@ -717,7 +731,7 @@ async fn transfer(
         request,
         Request::Deposit(TransferRequest { .. }) | Request::Withdraw(TransferRequest { .. })
     ));
-    reply(s.command(&grant, request).await?, true)
+    reply(s.command(grant, request).await?, true)
 }
 
 async fn deposit(
@@ -790,12 +804,12 @@ async fn halt(
     let grant = s.admin(&headers, "a halt")?;
     let body = json_body(&headers, body)?;
     let request = request_of(&body, "halt")?;
-    reply(s.command(&grant, request).await?, true)
+    reply(s.command(grant, request).await?, true)
 }
 
 async fn resume(s: &Http, headers: &HeaderMap, target: HaltRequest) -> Answer {
     let grant = s.admin(headers, "lifting a halt")?;
-    reply(s.command(&grant, Request::Resume(target)).await?, false)
+    reply(s.command(grant, Request::Resume(target)).await?, false)
 }
 
 async fn resume_all(State(s): State<Arc<Http>>, headers: HeaderMap) -> Answer {
