@@ -31,6 +31,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use orderpipe::bus::amqp::join_in_order;
 use orderpipe::wire::binary;
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -43,15 +44,7 @@ fn sink(exchange: &str) -> Arc<AtomicU64> {
     let exchange = exchange.to_string();
     let (ready_tx, ready) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let conn = Connection::connect(URL, ConnectionProperties::default())
-                .await
-                .expect("RabbitMQ at 127.0.0.1:5672 (start it with `rabbitmq-server -detached`)");
-            let ch = conn.create_channel().await.unwrap();
+        on_broker(async move |_, ch| {
             ch.exchange_declare(
                 exchange.as_str().into(),
                 ExchangeKind::Topic,
@@ -114,15 +107,7 @@ fn sink(exchange: &str) -> Arc<AtomicU64> {
 /// with the same pipelining as the bridge (a window of `window` publications handed to the
 /// client at once, then their confirms awaited); returns the seconds it took.
 fn raw_publish(exchange: &str, n: usize, size: usize, window: usize) -> f64 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let conn = Connection::connect(URL, ConnectionProperties::default())
-            .await
-            .unwrap();
-        let ch = conn.create_channel().await.unwrap();
+    on_broker(async |_, ch| {
         ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
             .await
             .unwrap();
@@ -131,53 +116,32 @@ fn raw_publish(exchange: &str, n: usize, size: usize, window: usize) -> f64 {
         let mut sent = 0;
         while sent < n {
             let k = window.min(n - sent);
-            let mut publications: Vec<_> = (0..k)
-                .map(|i| {
-                    let props = lapin::BasicProperties::default()
-                        .with_delivery_mode(2)
-                        .with_content_type("application/json".into())
-                        .with_message_id(itoa::Buffer::new().format(sent + i).into());
-                    Box::pin(ch.basic_publish(
-                        exchange.into(),
-                        "order.created".into(),
-                        lapin::options::BasicPublishOptions::default(),
-                        &body,
-                        props,
-                    ))
-                })
-                .collect();
-            // Hand every publication to the client first, as the bridge does.
-            let mut early = Vec::with_capacity(k);
-            std::future::poll_fn(|cx| {
-                for p in publications.iter_mut() {
-                    early.push(match p.as_mut().poll(cx) {
-                        std::task::Poll::Ready(r) => Some(r),
-                        std::task::Poll::Pending => None,
-                    });
-                }
-                std::task::Poll::Ready(())
-            })
-            .await;
-            let mut confirms = Vec::with_capacity(k);
-            for (p, done) in publications.into_iter().zip(early) {
-                confirms.push(match done {
-                    Some(r) => r.unwrap(),
-                    None => p.await.unwrap(),
-                });
-            }
-            for c in confirms {
-                assert!(c.await.unwrap().is_ack());
+            let publications = (0..k).map(|i| {
+                let props = lapin::BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type("application/json".into())
+                    .with_message_id(itoa::Buffer::new().format(sent + i).into());
+                ch.basic_publish(
+                    exchange.into(),
+                    "order.created".into(),
+                    lapin::options::BasicPublishOptions::default(),
+                    &body,
+                    props,
+                )
+            });
+            // Handed to the client all at once, as the bridge does.
+            for confirm in join_in_order(publications).await {
+                assert!(confirm.unwrap().await.unwrap().is_ack());
             }
             sent += k;
         }
-        let took = start.elapsed().as_secs_f64();
-        let _ = conn.close(200, "done".into()).await;
-        took
+        start.elapsed().as_secs_f64()
     })
 }
 
-/// Deletes a bench exchange and its queue.
-fn cleanup(exchange: &str) {
+/// Runs `f` with a fresh connection and channel to the broker, on a runtime of its own, and
+/// closes the connection after it.
+fn on_broker<T>(f: impl AsyncFnOnce(&Connection, &lapin::Channel) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -185,8 +149,17 @@ fn cleanup(exchange: &str) {
     rt.block_on(async {
         let conn = Connection::connect(URL, ConnectionProperties::default())
             .await
-            .unwrap();
+            .expect("RabbitMQ at 127.0.0.1:5672 (start it with `rabbitmq-server -detached`)");
         let ch = conn.create_channel().await.unwrap();
+        let out = f(&conn, &ch).await;
+        let _ = conn.close(200, "done".into()).await;
+        out
+    })
+}
+
+/// Deletes a bench exchange and its queue.
+fn cleanup(exchange: &str) {
+    on_broker(async |_, ch| {
         let _ = ch
             .queue_delete(
                 format!("{exchange}-sink").as_str().into(),
@@ -196,7 +169,6 @@ fn cleanup(exchange: &str) {
         let _ = ch
             .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
             .await;
-        let _ = conn.close(200, "done".into()).await;
     });
 }
 

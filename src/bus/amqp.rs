@@ -333,7 +333,7 @@ impl Outbox {
 /// Runs `futures` to completion and returns their outputs in order. Each is polled once, in
 /// order, before any is waited for: publications reach the client's frame queue (and so the
 /// broker's queues) in sequence order, and all of them are on their way at once.
-async fn join_in_order<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+pub async fn join_in_order<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
     let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
     let mut ready: Vec<Option<F::Output>> = Vec::with_capacity(pinned.len());
     std::future::poll_fn(|cx| {

@@ -18,6 +18,7 @@ use tokio::net::UnixStream;
 use tokio::sync::watch;
 
 use super::Ingress;
+use super::uds::write_all;
 use crate::bus::{self, Batch, FeedState, Joined, READ_CHUNK};
 use crate::wire::{ErrorCode, Framing, WireReply, write};
 
@@ -346,18 +347,6 @@ impl Stream<'_> {
         }
         result
     }
-}
-
-async fn write_all(stream: &UnixStream, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(data) {
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// A subscription as a stream of Server-Sent Events: the socket subscriber runs on one end of

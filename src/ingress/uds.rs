@@ -107,7 +107,7 @@ async fn refuse(stream: UnixStream, code: ErrorCode, reason: &str) {
     let _ = tokio::time::timeout(Duration::from_secs(1), write_all(&stream, &out)).await;
 }
 
-async fn write_all(stream: &UnixStream, mut data: &[u8]) -> io::Result<()> {
+pub(super) async fn write_all(stream: &UnixStream, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
         stream.writable().await?;
         match stream.try_write(data) {
