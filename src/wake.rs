@@ -7,6 +7,32 @@
 //! store-fence-load handshake), so at least one of them sees the other: either the producer
 //! sees the flag and wakes the consumer, or the consumer sees the new item and does not sleep.
 //! While a consumer is busy its flag stays down and producers pay one fence and one load.
+//!
+//! # Replies held for a commit
+//!
+//! A `durable` reply (and, in `durable` connection mode, an execution report) sits in the
+//! connection's reply ring until the journal's commit covers it. Three parties can release it,
+//! and the task must be waiting on each of them whenever it parks:
+//!
+//! - **The journal** stores `durable_cseq` and `durable_seq` (Release) after each commit, then
+//!   calls `notify_waiters` on the daemon's `committed` [`tokio::sync::Notify`].
+//! - **The engine** pushes the reply (or report), then rings the connection's [`TaskBell`].
+//! - **The connection task**, each round:
+//!   1. creates its `committed.notified()` future *first*: a `Notified` receives every
+//!      `notify_waiters` from its creation on, so a commit that lands after step 2 wakes it;
+//!   2. looks at the ring's next message and `durable_cseq`: writes it if it may go, or, if it
+//!      must wait, notes it as *held* and asks the journal to commit it now (`hurry`);
+//!   3. before parking, raises the bell's flag ([`TaskBell::prepare`]) and looks once more:
+//!      it goes round again if the next message may now be written, **or if a message that
+//!      must wait has arrived that it has not noted as held** (it arrived after step 2, so
+//!      the journal was not asked for it and step 4 would not wait on the commit);
+//!   4. parks on the bell (a new message) and, while a message is held, on the commit.
+//!
+//! Without the second half of step 3, a reply that arrived between steps 2 and 3 was seen by
+//! nobody: the engine had rung before the flag was raised, and the task waited on the bell
+//! only, not on the commit. A spin before parking (`daemon.reply_spin_us`) used to hide that.
+//! A task never spins for a reply it knows is durable: the commit it needs takes longer than
+//! any spin, and the spin would take the core the journal commits on.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering, fence};

@@ -418,20 +418,33 @@ impl Conn {
             // The ring is listened to all the time: execution reports arrive whenever the
             // client's orders trade, not only in answer to a request.
             let want_ring = !engine_gone && self.wbuf.len() - self.wpos < WRITE_HIGH;
-            let reply_owed = matches!(self.pending.front(), Some(Pending::Engine { .. }));
+            // Spinning is for a reply that can go out the moment it arrives; one that must
+            // wait for a commit would only burn the core the journal needs to commit it.
+            let quick_reply_owed = matches!(
+                self.pending.front(),
+                Some(Pending::Engine { durable: false })
+            );
             let held = self.held;
             let want_answer = matches!(self.pending.front(), Some(Pending::Query(_, Some(_))));
-            if want_ring && reply_owed && !held && self.spin_for_replies() {
+            if want_ring && quick_reply_owed && !held && self.spin_for_replies() {
                 continue;
             }
             if want_ring {
                 let replies = &self.replies;
                 let front = self.pending.front();
                 let gate = self.gate();
-                if self
-                    .bell
-                    .prepare(|| replies.is_abandoned() || gate.ready(replies, front))
-                {
+                // Wake-up protocol for held replies (src/wake.rs): with the flag raised, look
+                // once more for a message that can be written, or one that arrived since
+                // `collect_output` and must wait for a commit: this round has not asked the
+                // journal for it and would not wait on the commit, so it must go round again.
+                if self.bell.prepare(|| {
+                    replies.is_abandoned()
+                        || match gate.next(replies, front) {
+                            Next::Ready => true,
+                            Next::Held(..) => !held,
+                            Next::Nothing => false,
+                        }
+                }) {
                     continue;
                 }
             }
@@ -490,8 +503,7 @@ impl Conn {
             // A message that waits for a commit ends the spin too: the journal takes longer
             // than a spin, and this core is the journal's.
             if self.replies.is_abandoned()
-                || gate.ready(&self.replies, front)
-                || gate.waits_for(&self.replies, front).is_some()
+                || !matches!(gate.next(&self.replies, front), Next::Nothing)
             {
                 return true;
             }
@@ -562,14 +574,16 @@ impl Conn {
                 }
                 _ => {}
             }
-            let gate = self.gate();
-            if !gate.ready(&self.replies, self.pending.front()) {
-                if let Some((cseq, seq)) = gate.waits_for(&self.replies, self.pending.front()) {
-                    // Durable: the journal commits without waiting for its batch to fill.
+            match self.gate().next(&self.replies, self.pending.front()) {
+                Next::Ready => {}
+                Next::Held(cseq, seq) => {
+                    // Durable: the journal commits without waiting for its batch to fill, and
+                    // this task waits for that commit.
                     self.held = true;
                     self.ingress.journal.hurry(cseq, seq);
+                    break;
                 }
-                break;
+                Next::Nothing => break,
             }
             let Ok(message) = self.replies.pop() else {
                 break;
@@ -868,6 +882,18 @@ async fn answer_at_front(pending: &mut VecDeque<Pending>) -> WireReply {
     }
 }
 
+/// What the ring's next message allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// It can be written now.
+    Ready,
+    /// It waits for the commit of command `.0` (a durable reply) or event `.1` (a report in
+    /// `durable` connection mode); 0 for the other.
+    Held(u64, u64),
+    /// The ring is empty, or its next message is not this connection's next answer yet.
+    Nothing,
+}
+
 /// What the journal has committed, and whether this connection's reports wait for it.
 #[derive(Clone, Copy)]
 struct Gate<'a> {
@@ -876,36 +902,30 @@ struct Gate<'a> {
 }
 
 impl Gate<'_> {
-    /// True when the ring's next message can be written now: a report unless it waits for
-    /// its commit, a reply only when it is the next answer owed and, if that answer is
-    /// durable, once its command is committed.
-    fn ready(&self, replies: &rtrb::Consumer<Outbound>, front: Option<&Pending>) -> bool {
+    /// Whether the ring's next message can be written now: a report unless it waits for its
+    /// commit, a reply only when it is the next answer owed and, if that answer is durable,
+    /// once its command is committed.
+    fn next(&self, replies: &rtrb::Consumer<Outbound>, front: Option<&Pending>) -> Next {
         match replies.peek() {
             Ok(Outbound::Report(r)) => {
-                !self.hold_reports || r.seq <= self.journal.durable_seq.load(Ordering::Acquire)
+                if !self.hold_reports || r.seq <= self.journal.durable_seq.load(Ordering::Acquire) {
+                    Next::Ready
+                } else {
+                    Next::Held(0, r.seq)
+                }
             }
             Ok(Outbound::Reply(r)) => match front {
-                Some(Pending::Engine { durable }) => {
-                    !durable || r.cseq <= self.journal.durable_cseq.load(Ordering::Acquire)
+                Some(Pending::Engine { durable: false }) => Next::Ready,
+                Some(Pending::Engine { durable: true }) => {
+                    if r.cseq <= self.journal.durable_cseq.load(Ordering::Acquire) {
+                        Next::Ready
+                    } else {
+                        Next::Held(r.cseq, 0)
+                    }
                 }
-                _ => false,
+                _ => Next::Nothing,
             },
-            Err(_) => false,
-        }
-    }
-
-    /// The commit the ring's next message waits for, as `(cseq, seq)`, if it waits for one.
-    fn waits_for(
-        &self,
-        replies: &rtrb::Consumer<Outbound>,
-        front: Option<&Pending>,
-    ) -> Option<(u64, u64)> {
-        match (replies.peek(), front) {
-            (Ok(Outbound::Report(r)), _) if self.hold_reports => Some((0, r.seq)),
-            (Ok(Outbound::Reply(r)), Some(Pending::Engine { durable: true })) if r.cseq > 0 => {
-                Some((r.cseq, 0))
-            }
-            _ => None,
+            Err(_) => Next::Nothing,
         }
     }
 }

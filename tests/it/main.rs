@@ -10,6 +10,7 @@ mod config;
 mod crash;
 mod drain;
 mod events;
+mod held;
 mod http;
 mod model;
 mod protocol;
