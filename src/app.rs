@@ -180,6 +180,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         open: AtomicUsize::new(0),
         committed,
         bus: bus.link(),
+        bridge: bridge.as_ref().map(amqp::Bridge::status),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready = Arc::new(AtomicU8::new(readiness::STARTING));
@@ -296,6 +297,8 @@ async fn supervise(
         counters.journal.commit_errors.load(Ordering::Relaxed),
         tokio::time::Instant::now() - READY_WINDOW,
     );
+    // Dates the oldest event RabbitMQ has not confirmed (orderpipe_amqp_lag_seconds).
+    let mut amqp_lag = telemetry::LagClock::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -315,6 +318,14 @@ async fn supervise(
                 "journal",
                 "ended unexpectedly".into(),
             ));
+        }
+        if counters.bus.amqp_enabled.load(Ordering::Relaxed) != 0 {
+            let now = std::time::Instant::now();
+            let committed = counters.journal.durable_seq.load(Ordering::Acquire);
+            let confirmed = counters.bus.amqp_confirmed_seq.load(Ordering::Acquire);
+            amqp_lag.sample(committed, confirmed, now);
+            let age = amqp_lag.age(confirmed, now).as_millis() as u64;
+            counters.bus.amqp_lag_ms.store(age, Ordering::Relaxed);
         }
         telemetry::export(counters);
         let now = tokio::time::Instant::now();

@@ -70,6 +70,8 @@ pub fn stats(socket: &Path) -> io::Result<StatsReport> {
         state: crate::wire::StateDigest,
         #[serde(default)]
         reason: Option<String>,
+        #[serde(default)]
+        amqp: Option<crate::bus::amqp::BridgeHealth>,
     }
     let reply: Reply = serde_json::from_str(text.trim())
         .map_err(|e| io::Error::other(format!("unexpected stats reply {text:?}: {e}")))?;
@@ -93,6 +95,7 @@ pub fn stats(socket: &Path) -> io::Result<StatsReport> {
         counters,
         latency,
         state: reply.state,
+        amqp: reply.amqp,
     })
 }
 
@@ -114,6 +117,24 @@ pub fn format_stats(report: &StatsReport) -> String {
             "  {stage:<20} {:>12} {:>10} {:>10} {:>10} {:>12}\n",
             l.count, l.p50, l.p99, l.p999, l.max
         ));
+    }
+    if let Some(a) = &report.amqp {
+        let now = crate::telemetry::wall_ns();
+        s.push_str(&format!(
+            "amqp bridge\n  state {} for {:.1} s{}\n  lag {} events, {:.3} s\n",
+            a.state,
+            now.saturating_sub(a.since_ns) as f64 / 1e9,
+            if a.connected {
+                String::new()
+            } else {
+                format!(" (broker away for {:.1} s)", a.down_for_seconds(now))
+            },
+            a.lag_events,
+            a.lag_seconds()
+        ));
+        if !a.last_error.is_empty() {
+            s.push_str(&format!("  last error: {}\n", a.last_error));
+        }
     }
     s
 }

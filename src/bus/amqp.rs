@@ -45,6 +45,279 @@ pub enum BridgeError {
     Nack(u64),
 }
 
+/// What the bridge is doing. Each state has a stable code (docs/EVENTS.md lists them); the
+/// log says when the state changes, once, not at every retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BridgeState {
+    /// Started; the first connection attempt has not ended yet.
+    Connecting,
+    /// Connected, exchange declared, publishing.
+    Connected,
+    /// The broker cannot be reached (connection refused, no route, name not found).
+    Unreachable,
+    /// A working connection broke (the broker stopped, closed it, or the network failed).
+    ConnectionLost,
+    /// The broker refused the login (`ACCESS_REFUSED`: user or password wrong).
+    RefusedCredentials,
+    /// The broker refused the virtual host (`NOT_ALLOWED`: missing, or no permission on it).
+    RefusedVhost,
+    /// The exchange exists with another type or other flags (`PRECONDITION_FAILED`).
+    ExchangeMismatch,
+    /// The broker refused something else (the AMQP error is in the last error).
+    Refused,
+    /// The broker refused to take a publication (a negative confirm).
+    Nacked,
+    /// The bridge cannot read `Events` or write its cursor.
+    DatabaseError,
+}
+
+impl BridgeState {
+    /// The state's code, as in `stats`, `/metrics` and `/readyz`.
+    pub fn code(self) -> &'static str {
+        match self {
+            BridgeState::Connecting => "connecting",
+            BridgeState::Connected => "connected",
+            BridgeState::Unreachable => "unreachable",
+            BridgeState::ConnectionLost => "connection_lost",
+            BridgeState::RefusedCredentials => "refused_credentials",
+            BridgeState::RefusedVhost => "refused_vhost",
+            BridgeState::ExchangeMismatch => "exchange_mismatch",
+            BridgeState::Refused => "refused",
+            BridgeState::Nacked => "nacked",
+            BridgeState::DatabaseError => "database_error",
+        }
+    }
+
+    /// What an operator reads in the log when the bridge enters the state.
+    fn meaning(self) -> &'static str {
+        match self {
+            BridgeState::Connecting => "connecting to the broker",
+            BridgeState::Connected => "connected; publishing from the cursor",
+            BridgeState::Unreachable => {
+                "the broker cannot be reached; retrying with backoff, events wait in the table"
+            }
+            BridgeState::ConnectionLost => {
+                "the connection to the broker broke; reconnecting, unconfirmed events go again"
+            }
+            BridgeState::RefusedCredentials => {
+                "the broker refused the login: check the user and password in amqp.url"
+            }
+            BridgeState::RefusedVhost => {
+                "the broker refused the virtual host: check that the vhost in amqp.url exists \
+                 and the user may use it"
+            }
+            BridgeState::ExchangeMismatch => {
+                "the exchange exists with another type or other flags: amqp.exchange must name \
+                 a durable topic exchange"
+            }
+            BridgeState::Refused => "the broker refused a request; retrying with backoff",
+            BridgeState::Nacked => "the broker refused to take events (nack); publishing again",
+            BridgeState::DatabaseError => {
+                "the bridge cannot read the events or write its cursor; retrying"
+            }
+        }
+    }
+}
+
+/// Where a session was when it failed: the same AMQP error means different things there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Opening the connection (TCP, login, virtual host).
+    Connect,
+    /// Declaring the exchange, selecting confirms.
+    Declare,
+    /// Publishing and waiting for confirms.
+    Publish,
+}
+
+/// The state a failure puts the bridge in.
+fn classify(error: &BridgeError, phase: Phase) -> BridgeState {
+    let amqp = match error {
+        BridgeError::Sqlite(_) => return BridgeState::DatabaseError,
+        BridgeError::Nack(_) => return BridgeState::Nacked,
+        BridgeError::Amqp(e) => e,
+    };
+    match (amqp.kind(), phase) {
+        // 403 ACCESS_REFUSED, 530 NOT_ALLOWED, 406 PRECONDITION_FAILED, 320 CONNECTION_FORCED.
+        (lapin::ErrorKind::ProtocolError(e), Phase::Connect) if e.get_id() == 403 => {
+            BridgeState::RefusedCredentials
+        }
+        (lapin::ErrorKind::ProtocolError(e), _) if e.get_id() == 530 => BridgeState::RefusedVhost,
+        (lapin::ErrorKind::ProtocolError(e), Phase::Declare) if e.get_id() == 406 => {
+            BridgeState::ExchangeMismatch
+        }
+        (lapin::ErrorKind::ProtocolError(e), _) if e.get_id() == 320 => BridgeState::ConnectionLost,
+        (lapin::ErrorKind::ProtocolError(_), _) => BridgeState::Refused,
+        (_, Phase::Connect) => BridgeState::Unreachable,
+        _ => BridgeState::ConnectionLost,
+    }
+}
+
+/// The bridge's state as `stats`, `/metrics` and `/readyz` show it.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct BridgeHealth {
+    /// [`BridgeState::code`].
+    pub state: String,
+    /// Connected and publishing.
+    pub connected: bool,
+    /// When the state began, ns since the Unix epoch.
+    pub since_ns: u64,
+    /// When the broker went away (the bridge last left `connected`, or started without
+    /// reaching it), ns since the Unix epoch; 0 while connected.
+    pub down_since_ns: u64,
+    /// Committed events the broker has not confirmed.
+    pub lag_events: u64,
+    /// Age of the oldest of them, in ms.
+    pub lag_ms: u64,
+    /// The last failure, as the AMQP client or SQLite reported it (empty if none yet).
+    pub last_error: String,
+}
+
+impl BridgeHealth {
+    /// Seconds since the broker went away (0 while connected), as of `now_ns`.
+    pub fn down_for_seconds(&self, now_ns: u64) -> f64 {
+        if self.down_since_ns == 0 {
+            0.0
+        } else {
+            now_ns.saturating_sub(self.down_since_ns) as f64 / 1e9
+        }
+    }
+
+    /// [`BridgeHealth::lag_ms`] in seconds.
+    pub fn lag_seconds(&self) -> f64 {
+        self.lag_ms as f64 / 1e3
+    }
+}
+
+/// JSON: the fields, with the lag and the outage in seconds.
+impl serde::Serialize for BridgeHealth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(8))?;
+        m.serialize_entry("state", &self.state)?;
+        m.serialize_entry("connected", &self.connected)?;
+        m.serialize_entry("since_ns", &self.since_ns)?;
+        m.serialize_entry("down_since_ns", &self.down_since_ns)?;
+        m.serialize_entry("down_for_seconds", &self.down_for_seconds(wall_ns()))?;
+        m.serialize_entry("lag_events", &self.lag_events)?;
+        m.serialize_entry("lag_seconds", &self.lag_seconds())?;
+        m.serialize_entry("last_error", &self.last_error)?;
+        m.end()
+    }
+}
+
+/// JSON back into the fields (for `orderpipe stats`).
+impl<'de> serde::Deserialize<'de> for BridgeHealth {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        struct Json {
+            state: String,
+            connected: bool,
+            since_ns: u64,
+            down_since_ns: u64,
+            lag_events: u64,
+            lag_seconds: f64,
+            last_error: String,
+        }
+        let j = Json::deserialize(d)?;
+        Ok(BridgeHealth {
+            state: j.state,
+            connected: j.connected,
+            since_ns: j.since_ns,
+            down_since_ns: j.down_since_ns,
+            lag_events: j.lag_events,
+            lag_ms: (j.lag_seconds * 1e3).round() as u64,
+            last_error: j.last_error,
+        })
+    }
+}
+
+#[derive(Debug)]
+struct StatusInner {
+    state: BridgeState,
+    since_ns: u64,
+    down_since_ns: u64,
+    last_error: String,
+}
+
+/// The bridge's state, shared with whoever reports it. Written only when the state changes or
+/// a retry fails (never per event), so a mutex costs nothing that matters.
+#[derive(Debug)]
+pub struct BridgeStatus {
+    inner: std::sync::Mutex<StatusInner>,
+    counters: Arc<Counters>,
+}
+
+impl BridgeStatus {
+    fn new(counters: Arc<Counters>) -> BridgeStatus {
+        let now = wall_ns();
+        BridgeStatus {
+            inner: std::sync::Mutex::new(StatusInner {
+                state: BridgeState::Connecting,
+                since_ns: now,
+                down_since_ns: now,
+                last_error: String::new(),
+            }),
+            counters,
+        }
+    }
+
+    /// Enters `state` (logging it if it is a change) with the error that caused it.
+    fn set(&self, state: BridgeState, error: Option<&BridgeError>, url: &str) {
+        let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = error {
+            s.last_error = e.to_string();
+        }
+        self.counters.bus.amqp_connected.store(
+            u64::from(state == BridgeState::Connected),
+            Ordering::Relaxed,
+        );
+        if s.state == state {
+            return;
+        }
+        let now = wall_ns();
+        if state == BridgeState::Connected {
+            s.down_since_ns = 0;
+        } else if s.down_since_ns == 0 {
+            s.down_since_ns = now;
+        }
+        s.state = state;
+        s.since_ns = now;
+        let lag = self.counters.amqp_lag_events();
+        if state == BridgeState::Connected {
+            tracing::info!(
+                state = state.code(),
+                lag_events = lag,
+                "amqp bridge: {}",
+                state.meaning()
+            );
+        } else {
+            tracing::warn!(
+                state = state.code(),
+                error = %s.last_error,
+                url = %redact(url),
+                lag_events = lag,
+                "amqp bridge: {}",
+                state.meaning()
+            );
+        }
+    }
+
+    /// The state now, with the lag.
+    pub fn health(&self) -> BridgeHealth {
+        let s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        BridgeHealth {
+            state: s.state.code().to_string(),
+            connected: s.state == BridgeState::Connected,
+            since_ns: s.since_ns,
+            down_since_ns: s.down_since_ns,
+            lag_events: self.counters.amqp_lag_events(),
+            lag_ms: self.counters.bus.amqp_lag_ms.load(Ordering::Relaxed),
+            last_error: s.last_error.clone(),
+        }
+    }
+}
+
 /// The running bridge.
 #[derive(Debug)]
 pub struct Bridge {
@@ -52,6 +325,8 @@ pub struct Bridge {
     stop: watch::Sender<bool>,
     /// Told when the bridge's thread ends.
     done: tokio::sync::oneshot::Receiver<()>,
+    /// Its state, for `stats`, `/metrics` and `/readyz`.
+    status: Arc<BridgeStatus>,
 }
 
 impl Bridge {
@@ -66,6 +341,18 @@ impl Bridge {
         let (done_tx, done) = tokio::sync::oneshot::channel();
         let amqp = config.amqp.clone();
         let database = config.daemon.database_path.clone();
+        // The lag counts from the cursor the last run left, not from 0, from the first moment.
+        if let Ok(cursor) =
+            super::open_reader(&database).and_then(|c| read_cursor(&c, &amqp.cursor))
+        {
+            counters
+                .bus
+                .amqp_confirmed_seq
+                .store(cursor, Ordering::Relaxed);
+        }
+        counters.bus.amqp_enabled.store(1, Ordering::Relaxed);
+        let status = Arc::new(BridgeStatus::new(counters.clone()));
+        let shared = status.clone();
         std::thread::Builder::new()
             .name("amqp".into())
             .spawn(move || {
@@ -85,6 +372,8 @@ impl Bridge {
                     counters,
                     committed,
                     stop: stop_rx,
+                    status: shared,
+                    phase: Phase::Connect,
                     cursor: 0,
                     reader: None,
                     writer: None,
@@ -93,7 +382,12 @@ impl Bridge {
                 runtime.block_on(outbox.run());
                 let _ = done_tx.send(());
             })?;
-        Ok(Bridge { stop, done })
+        Ok(Bridge { stop, done, status })
+    }
+
+    /// The bridge's state, shared with the reporting side.
+    pub fn status(&self) -> Arc<BridgeStatus> {
+        self.status.clone()
     }
 
     /// Asks the bridge to publish everything committed and stop, and waits up to `timeout`
@@ -146,6 +440,9 @@ struct Outbox {
     counters: Arc<Counters>,
     committed: Arc<tokio::sync::Notify>,
     stop: watch::Receiver<bool>,
+    status: Arc<BridgeStatus>,
+    /// Where the current session is, for naming what a failure means.
+    phase: Phase,
     /// Highest sequence number the broker has confirmed (and the cursor in SQLite holds).
     cursor: u64,
     reader: Option<Connection>,
@@ -163,17 +460,14 @@ enum Ended {
 impl Outbox {
     async fn run(&mut self) {
         let mut backoff = FIRST_BACKOFF;
-        let mut first = true;
         loop {
+            self.phase = Phase::Connect;
             match self.session(&mut backoff).await {
                 Ok(Ended::Finished) => break,
                 Err(e) => {
-                    if first {
-                        tracing::warn!(error = %e, url = %redact(&self.amqp.url), "amqp bridge: cannot publish; retrying with backoff");
-                    } else {
-                        tracing::warn!(error = %e, "amqp bridge: connection lost; reconnecting");
-                    }
-                    first = false;
+                    // One log line per change of state, not per retry (BridgeStatus::set).
+                    let state = classify(&e, self.phase);
+                    self.status.set(state, Some(&e), &self.amqp.url);
                 }
             }
             if *self.stop.borrow() && self.caught_up() {
@@ -217,6 +511,7 @@ impl Outbox {
         let props = lapin::ConnectionProperties::default()
             .with_connection_name("orderpipe amqp bridge".into());
         let conn = lapin::Connection::connect(&self.amqp.url, props).await?;
+        self.phase = Phase::Declare;
         let channel = conn.create_channel().await?;
         channel
             .exchange_declare(
@@ -232,7 +527,10 @@ impl Outbox {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        tracing::info!(exchange = %self.amqp.exchange, from_seq = self.cursor + 1, "amqp bridge connected");
+        self.phase = Phase::Publish;
+        tracing::debug!(exchange = %self.amqp.exchange, from_seq = self.cursor + 1, "amqp bridge connected");
+        self.status
+            .set(BridgeState::Connected, None, &self.amqp.url);
         *backoff = FIRST_BACKOFF;
         let exchange: lapin::types::ShortString = self.amqp.exchange.as_str().into();
         let source: lapin::types::ShortString = self.amqp.source.as_str().into();
@@ -242,10 +540,6 @@ impl Outbox {
             let committed = self.committed.clone();
             let commit = committed.notified();
             let durable = self.counters.journal.durable_seq.load(Ordering::Acquire);
-            self.counters
-                .bus
-                .amqp_lag
-                .store(durable.saturating_sub(self.cursor), Ordering::Relaxed);
             if self.cursor >= durable {
                 if *self.stop.borrow() {
                     return Ok(Ended::Finished);
@@ -254,6 +548,14 @@ impl Outbox {
                     _ = commit => {}
                     _ = tokio::time::sleep(POLL) => {}
                     _ = self.stop.changed() => {}
+                }
+                if !conn.status().connected() {
+                    // Broken while there was nothing to publish: say so now, not at the next
+                    // publication.
+                    return Err(BridgeError::Amqp(lapin::Error::from(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionAborted,
+                        "the connection to the broker closed",
+                    ))));
                 }
                 continue;
             }
@@ -321,11 +623,10 @@ impl Outbox {
             rusqlite::params![self.amqp.cursor, seq as i64, wall_ns() as i64],
         )?;
         self.cursor = seq;
-        let c = &self.counters.bus;
-        c.amqp_confirmed_seq.store(seq, Ordering::Relaxed);
-        let durable = self.counters.journal.durable_seq.load(Ordering::Acquire);
-        c.amqp_lag
-            .store(durable.saturating_sub(seq), Ordering::Relaxed);
+        self.counters
+            .bus
+            .amqp_confirmed_seq
+            .store(seq, Ordering::Release);
         Ok(())
     }
 }

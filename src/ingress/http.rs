@@ -903,7 +903,26 @@ async fn healthz() -> Response {
 
 async fn readyz(State(s): State<Arc<Http>>) -> Answer {
     let (code, reason) = match s.ready.load(Ordering::Relaxed) {
-        readiness::READY => return Ok(axum::Json(json!({"status": "ready"})).into_response()),
+        readiness::READY => {
+            // Orders do not depend on the bridge: still ready, but the body names it.
+            let degraded: Vec<Value> = s
+                .ingress
+                .bridge
+                .iter()
+                .map(|b| b.health())
+                .filter(|h| !h.connected)
+                .map(|h| {
+                    json!({"component": "amqp", "state": h.state, "since_ns": h.since_ns,
+                           "lag_events": h.lag_events, "reason": h.last_error})
+                })
+                .collect();
+            let body = if degraded.is_empty() {
+                json!({"status": "ready"})
+            } else {
+                json!({"status": "ready", "degraded": degraded})
+            };
+            return Ok(axum::Json(body).into_response());
+        }
         readiness::ENGINE_STALLED => ("engine_stalled", "the engine's heartbeat has stopped"),
         readiness::JOURNAL_FAILING => ("journal_failing", "the journal's commits are failing"),
         readiness::STOPPING => ("stopping", "the daemon is shutting down"),
@@ -945,6 +964,20 @@ async fn metrics(State(s): State<Arc<Http>>) -> Answer {
         out.push_str(&format!(
             "orderpipe_stage_latency_ns_count{{stage=\"{stage}\"}} {}\n",
             l.count
+        ));
+    }
+    if let Some(a) = &report.amqp {
+        let now = crate::telemetry::wall_ns();
+        out.push_str(&format!(
+            "# HELP orderpipe_amqp_lag_seconds Age of the oldest committed event RabbitMQ has not confirmed.\n\
+             # TYPE orderpipe_amqp_lag_seconds gauge\norderpipe_amqp_lag_seconds {:.3}\n\
+             # HELP orderpipe_amqp_down_seconds How long the broker has been away (0 while connected).\n\
+             # TYPE orderpipe_amqp_down_seconds gauge\norderpipe_amqp_down_seconds {:.3}\n\
+             # HELP orderpipe_amqp_state The bridge's state (docs/EVENTS.md), 1 for the current one.\n\
+             # TYPE orderpipe_amqp_state gauge\norderpipe_amqp_state{{state=\"{}\"}} 1\n",
+            a.lag_seconds(),
+            a.down_for_seconds(now),
+            a.state
         ));
     }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())

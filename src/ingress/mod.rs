@@ -82,6 +82,8 @@ pub struct Ingress {
     pub committed: Arc<tokio::sync::Notify>,
     /// Subscriptions to committed events.
     pub bus: crate::bus::BusLink,
+    /// The RabbitMQ bridge's state, if it runs.
+    pub bridge: Option<Arc<crate::bus::amqp::BridgeStatus>>,
 }
 
 impl Ingress {
@@ -202,6 +204,7 @@ impl Ingress {
             cseq: engine.cseq,
             digest: format!("{:016x}", engine.digest),
         };
+        report.amqp = self.bridge.as_ref().map(|b| b.health());
         WireReply::Stats(report)
     }
 }
@@ -234,5 +237,6 @@ fn report(counters: &Counters, stages: &[(Stage, &LatencyHistogram)]) -> StatsRe
             .map(|(s, h)| (s.name().to_string(), h.summary()))
             .collect(),
         state: StateDigest::default(),
+        amqp: None,
     }
 }

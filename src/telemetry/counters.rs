@@ -84,10 +84,29 @@ pub struct BusCounters {
     pub read_back: AtomicU64,
     /// Highest sequence number RabbitMQ has confirmed (the bridge's cursor).
     pub amqp_confirmed_seq: AtomicU64,
-    /// Events committed but not yet confirmed by RabbitMQ, as of the bridge's last look.
-    pub amqp_lag: AtomicU64,
+    /// 1 while the bridge runs (`amqp.enabled`): only then is there a lag to speak of.
+    pub amqp_enabled: AtomicU64,
+    /// 1 while the bridge holds a working connection to the broker, 0 otherwise.
+    pub amqp_connected: AtomicU64,
+    /// Age of the oldest committed event RabbitMQ has not confirmed, in ms (0 when none is
+    /// waiting). Written by the supervisor, which samples commits every 100 ms.
+    pub amqp_lag_ms: AtomicU64,
     /// Connections to RabbitMQ made after the first (each follows a failure).
     pub amqp_reconnects: AtomicU64,
+}
+
+impl Counters {
+    /// Events committed but not confirmed by RabbitMQ: the last committed sequence number minus
+    /// the last confirmed one, read now from the two counters (the journal's commits move the
+    /// first, the bridge's confirms the second), so that it grows while the broker is away.
+    /// 0 without a bridge.
+    pub fn amqp_lag_events(&self) -> u64 {
+        if self.bus.amqp_enabled.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        let committed = self.journal.durable_seq.load(Ordering::Acquire);
+        committed.saturating_sub(self.bus.amqp_confirmed_seq.load(Ordering::Acquire))
+    }
 }
 
 /// All counters of the daemon, each group on its own cache lines.
@@ -158,15 +177,17 @@ pub enum Counter {
     BusReadBack,
     /// [`BusCounters::amqp_confirmed_seq`]
     AmqpConfirmedSeq,
-    /// [`BusCounters::amqp_lag`]
+    /// [`Counters::amqp_lag_events`]
     AmqpLag,
+    /// [`BusCounters::amqp_connected`]
+    AmqpConnected,
     /// [`BusCounters::amqp_reconnects`]
     AmqpReconnects,
 }
 
 impl Counter {
     /// All counters, in display order.
-    pub const ALL: [Counter; 28] = [
+    pub const ALL: [Counter; 29] = [
         Counter::Commands,
         Counter::OrdersAccepted,
         Counter::OrdersRejected,
@@ -194,6 +215,7 @@ impl Counter {
         Counter::BusReadBack,
         Counter::AmqpConfirmedSeq,
         Counter::AmqpLag,
+        Counter::AmqpConnected,
         Counter::AmqpReconnects,
     ];
 
@@ -227,6 +249,7 @@ impl Counter {
             Counter::BusReadBack => "orderpipe_bus_read_back_events_total",
             Counter::AmqpConfirmedSeq => "orderpipe_amqp_confirmed_seq",
             Counter::AmqpLag => "orderpipe_amqp_lag_events",
+            Counter::AmqpConnected => "orderpipe_amqp_connected",
             Counter::AmqpReconnects => "orderpipe_amqp_reconnects_total",
         }
     }
@@ -234,6 +257,7 @@ impl Counter {
     /// The counter's current value.
     pub fn read(self, c: &Counters) -> u64 {
         let atomic = match self {
+            Counter::AmqpLag => return c.amqp_lag_events(),
             Counter::Commands => &c.engine.commands,
             Counter::OrdersAccepted => &c.engine.orders_accepted,
             Counter::OrdersRejected => &c.engine.orders_rejected,
@@ -260,7 +284,7 @@ impl Counter {
             Counter::BusCutOff => &c.bus.cut_off,
             Counter::BusReadBack => &c.bus.read_back,
             Counter::AmqpConfirmedSeq => &c.bus.amqp_confirmed_seq,
-            Counter::AmqpLag => &c.bus.amqp_lag,
+            Counter::AmqpConnected => &c.bus.amqp_connected,
             Counter::AmqpReconnects => &c.bus.amqp_reconnects,
         };
         atomic.load(Ordering::Relaxed)

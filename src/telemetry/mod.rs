@@ -6,11 +6,13 @@
 //! `metrics` facade by a background task, so the engine never goes through a recorder.
 
 mod counters;
+mod lag;
 mod latency;
 
 pub use counters::{
     BusCounters, Counter, Counters, EngineCounters, IngressCounters, JournalCounters, bump,
 };
+pub use lag::LagClock;
 pub use latency::{LatencyHistogram, Stage, StageSummary};
 
 use std::sync::OnceLock;

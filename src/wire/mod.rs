@@ -659,6 +659,8 @@ pub struct StatsReport {
     pub latency: Vec<(String, StageSummary)>,
     /// The engine's state digest when it answered.
     pub state: StateDigest,
+    /// The RabbitMQ bridge's state, if it runs (`amqp.enabled`).
+    pub amqp: Option<crate::bus::amqp::BridgeHealth>,
 }
 
 /// A state digest and the command it was taken after: two daemons (or a daemon and a replay of
@@ -694,10 +696,13 @@ impl serde::Serialize for StatsReport {
                 m.end()
             }
         }
-        let mut m = s.serialize_map(Some(3))?;
+        let mut m = s.serialize_map(Some(3 + usize::from(self.amqp.is_some())))?;
         m.serialize_entry("counters", &Pairs(&self.counters))?;
         m.serialize_entry("latency_ns", &Pairs(&self.latency))?;
         m.serialize_entry("state", &self.state)?;
+        if let Some(a) = &self.amqp {
+            m.serialize_entry("amqp", a)?;
+        }
         m.end()
     }
 }

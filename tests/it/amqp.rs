@@ -19,12 +19,30 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use serde_json::Value;
 
-use crate::support::{Daemon, HANG_GUARD, JsonClient, committed, committed_seq, counter, trade};
+use crate::support::{
+    Daemon, HANG_GUARD, JsonClient, assert_still_serving, committed, committed_seq, counter, trade,
+};
 
 const BROKER: &str = "127.0.0.1:5672";
 
+/// Tests that stop the broker take it for themselves; the others share it.
+static BROKER_USE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// The broker for a test that leaves it running, or `None` (skip) when it is not reachable
+/// and not required; fails when it is required.
+fn broker() -> Option<std::sync::RwLockReadGuard<'static, ()>> {
+    let guard = BROKER_USE.read().unwrap_or_else(|p| p.into_inner());
+    reachable().then_some(guard)
+}
+
+/// The broker for a test that stops and starts it: no other broker test runs meanwhile.
+fn broker_alone() -> Option<std::sync::RwLockWriteGuard<'static, ()>> {
+    let guard = BROKER_USE.write().unwrap_or_else(|p| p.into_inner());
+    reachable().then_some(guard)
+}
+
 /// True if the broker answers; otherwise skips (returns false) or, when required, fails.
-fn broker() -> bool {
+fn reachable() -> bool {
     let addr = BROKER.parse().unwrap();
     if TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_ok() {
         return true;
@@ -75,12 +93,21 @@ struct Consumer {
     connection: Connection,
     consumer: lapin::Consumer,
     exchange: String,
+    /// A durable queue to delete with the consumer (empty: its own exclusive one).
+    queue: String,
 }
 
 impl Consumer {
     /// Declares the exchange as the daemon does (so that the binding exists before anything
-    /// is published), a queue, and its bindings.
+    /// is published), an exclusive queue of its own, and its bindings.
     fn bind(exchange: &str, keys: &[&str]) -> Consumer {
+        Consumer::on_queue(exchange, "", keys)
+    }
+
+    /// As [`Consumer::bind`], on the durable queue `queue` (declared if missing), which keeps
+    /// what it holds across a restart of the broker and is deleted with the consumer.
+    fn on_queue(exchange: &str, queue_name: &str, keys: &[&str]) -> Consumer {
+        let durable = !queue_name.is_empty();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -104,10 +131,11 @@ impl Consumer {
                 .unwrap();
             let queue = channel
                 .queue_declare(
-                    "".into(),
+                    queue_name.into(),
                     QueueDeclareOptions {
-                        exclusive: true,
-                        auto_delete: true,
+                        exclusive: !durable,
+                        auto_delete: !durable,
+                        durable,
                         ..QueueDeclareOptions::default()
                     },
                     FieldTable::default(),
@@ -145,6 +173,7 @@ impl Consumer {
             connection,
             consumer,
             exchange: exchange.to_string(),
+            queue: queue_name.to_string(),
         }
     }
 
@@ -203,12 +232,18 @@ impl Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         let exchange = self.exchange.clone();
+        let queue = self.queue.clone();
         let connection = &self.connection;
         self.runtime.block_on(async {
             if let Ok(ch) = connection.create_channel().await {
                 let _ = ch
                     .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
                     .await;
+                if !queue.is_empty() {
+                    let _ = ch
+                        .queue_delete(queue.as_str().into(), Default::default())
+                        .await;
+                }
             }
             let _ = connection.close(200, "done".into()).await;
         });
@@ -306,9 +341,9 @@ fn cursor(daemon: &Daemon) -> u64 {
 
 #[test]
 fn a_queue_bound_to_order_star_receives_every_order_event_in_order() {
-    if !broker() {
+    let Some(_broker) = broker() else {
         return;
-    }
+    };
     let x = exchange("order-star");
     let mut consumer = Consumer::bind(&x, &["order.*"]);
     let daemon = Daemon::start_with(&amqp_section(&direct_url(), &x, ""), &[]);
@@ -332,9 +367,9 @@ fn a_queue_bound_to_order_star_receives_every_order_event_in_order() {
 
 #[test]
 fn a_broken_broker_connection_delays_events_but_loses_none() {
-    if !broker() {
+    let Some(_broker) = broker() else {
         return;
-    }
+    };
     let proxy = Proxy::start();
     let x = exchange("outage");
     let mut consumer = Consumer::bind(&x, &["order.*"]);
@@ -372,9 +407,9 @@ fn a_broken_broker_connection_delays_events_but_loses_none() {
 
 #[test]
 fn a_restarted_daemon_resumes_publishing_from_its_cursor() {
-    if !broker() {
+    let Some(_broker) = broker() else {
         return;
-    }
+    };
     let proxy = Proxy::start();
     let x = exchange("restart");
     let mut consumer = Consumer::bind(&x, &["#"]);
@@ -438,9 +473,9 @@ USD = "100000000"
 
 #[test]
 fn two_daemons_with_different_markets_share_one_exchange() {
-    if !broker() {
+    let Some(_broker) = broker() else {
         return;
-    }
+    };
     let x = exchange("scale-out");
     let mut consumer = Consumer::bind(&x, &["#"]);
     let section = |source: &str| {
@@ -488,4 +523,239 @@ fn two_daemons_with_different_markets_share_one_exchange() {
             assert_eq!(m.routing_key, format!("{topic}.{suffix}"));
         }
     }
+}
+
+/// Runs `rabbitmqctl` with `args`; panics if it fails.
+fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Stops the broker's application and starts it again when dropped, also when the test fails.
+struct StoppedBroker {
+    started: bool,
+}
+
+impl StoppedBroker {
+    fn stop() -> StoppedBroker {
+        rabbitmqctl(&["stop_app"]);
+        StoppedBroker { started: false }
+    }
+
+    fn start(&mut self) {
+        rabbitmqctl(&["start_app"]);
+        rabbitmqctl(&["await_startup", "--timeout", "120"]);
+        self.started = true;
+    }
+}
+
+impl Drop for StoppedBroker {
+    fn drop(&mut self) {
+        if !self.started {
+            let _ = std::process::Command::new("rabbitmqctl")
+                .arg("start_app")
+                .status();
+            let _ = std::process::Command::new("rabbitmqctl")
+                .args(["await_startup", "--timeout", "120"])
+                .status();
+        }
+    }
+}
+
+/// The bridge's part of `stats`.
+fn bridge(daemon: &Daemon) -> Value {
+    let s = daemon.json().request(r#"{"type":"stats"}"#);
+    s["amqp"].clone()
+}
+
+/// Asks `stats` until `done` holds for the bridge's part (each answer is a fresh reading; the
+/// state changes when the bridge sees the broker change). Fails after the hang guard.
+fn until_bridge(daemon: &Daemon, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    loop {
+        let b = bridge(daemon);
+        if done(&b) {
+            return b;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bridge never got {what}: {b}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn while_the_broker_is_stopped_the_lag_grows_and_afterwards_everything_arrives() {
+    let Some(_broker) = broker_alone() else {
+        return;
+    };
+    let x = exchange("stopped");
+    let queue = format!("{x}-q");
+    let consumer = Consumer::on_queue(&x, &queue, &["#"]);
+    let daemon = Daemon::start_with(&amqp_section(&direct_url(), &x, ""), &[]);
+    let mut trader = daemon.json();
+    trade(&mut trader, 50, "BTC-USD");
+    let before = committed_seq(&daemon);
+    until_bridge(&daemon, "everything confirmed", |b| {
+        b["lag_events"] == 0 && b["connected"] == true
+    });
+    // This consumer's connection goes with the broker; the durable queue keeps what reached
+    // it, and a new consumer reads it afterwards.
+    let _before = consumer;
+
+    let mut broker = StoppedBroker::stop();
+    let away = until_bridge(&daemon, "disconnected", |b| b["connected"] == false);
+    assert_ne!(away["state"], "connected", "{away}");
+    assert_eq!(counter(&mut daemon.json(), "orderpipe_amqp_connected"), 0);
+    // Orders go on; every sample of the lag is larger than the one before.
+    let mut lags = Vec::new();
+    for _ in 0..3 {
+        trade(&mut trader, 40, "BTC-USD");
+        let committed = committed_seq(&daemon);
+        let b = bridge(&daemon);
+        let lag = b["lag_events"].as_u64().unwrap();
+        assert!(
+            lag >= committed - before,
+            "lag {lag} is less than what was committed since the broker left: {b}"
+        );
+        lags.push(lag);
+    }
+    assert!(
+        lags.windows(2).all(|w| w[0] < w[1]),
+        "lag did not grow: {lags:?}"
+    );
+    let b = until_bridge(&daemon, "a lag in seconds", |b| {
+        b["lag_seconds"].as_f64().unwrap() > 0.0 && b["down_for_seconds"].as_f64().unwrap() > 0.0
+    });
+    assert!(!b["last_error"].as_str().unwrap().is_empty(), "{b}");
+    let (status, ready) = readyz(&daemon);
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["degraded"][0]["component"], "amqp", "{ready}");
+
+    broker.start();
+    let last = committed_seq(&daemon);
+    let mut consumer = Consumer::on_queue(&x, &queue, &["#"]);
+    let (seen, _) = consumer.until_all(&((before + 1)..=last).collect::<Vec<_>>());
+    assert!(((before + 1)..=last).all(|s| seen.contains_key(&s)));
+    let b = until_bridge(&daemon, "caught up", |b| {
+        b["lag_events"] == 0 && b["connected"] == true
+    });
+    assert_eq!(b["state"], "connected");
+    assert_eq!(b["lag_seconds"].as_f64(), Some(0.0), "{b}");
+    assert_eq!(counter(&mut daemon.json(), "orderpipe_amqp_connected"), 1);
+}
+
+/// `GET /readyz`: status and body.
+fn readyz(daemon: &Daemon) -> (u16, Value) {
+    let mut s = TcpStream::connect(daemon.http()).unwrap();
+    s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    s.write_all(b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or("");
+    // A chunked body holds one chunk: its size line, the JSON, and the end.
+    let json = body.lines().find(|l| l.starts_with('{')).unwrap_or("null");
+    (status, serde_json::from_str(json).unwrap())
+}
+
+#[test]
+fn wrong_credentials_are_a_state_and_nothing_is_lost_once_fixed() {
+    let Some(_broker) = broker() else {
+        return;
+    };
+    let x = exchange("credentials");
+    let mut consumer = Consumer::bind(&x, &["#"]);
+    let wrong = format!("amqp://guest:not-the-password@{BROKER}/%2f");
+    let mut daemon = Daemon::start_with(&amqp_section(&wrong, &x, ""), &[]);
+    let b = until_bridge(&daemon, "refused_credentials", |b| {
+        b["state"] == "refused_credentials"
+    });
+    assert!(
+        b["last_error"].as_str().unwrap().contains("ACCESS_REFUSED"),
+        "{b}"
+    );
+    // Orders are not affected.
+    trade(&mut daemon.json(), 60, "BTC-USD");
+    let last = committed_seq(&daemon);
+    let b = bridge(&daemon);
+    assert_eq!(b["lag_events"].as_u64(), Some(last), "{b}");
+    assert_eq!(b["state"], "refused_credentials", "{b}");
+    daemon.stop();
+    assert_eq!(cursor(&daemon), 0);
+
+    // Fixed, the next run publishes everything from the start.
+    let text = std::fs::read_to_string(&daemon.config).unwrap();
+    std::fs::write(&daemon.config, text.replace(&wrong, &direct_url())).unwrap();
+    daemon.start_again();
+    let (seen, order) = consumer.until_all(&(1..=last).collect::<Vec<_>>());
+    assert_eq!(seen.len() as u64, last);
+    assert_eq!(order, (1..=last).collect::<Vec<_>>());
+    daemon.stop();
+    assert_eq!(cursor(&daemon), last);
+}
+
+#[test]
+fn a_missing_vhost_and_an_exchange_of_another_type_are_named_states() {
+    let Some(_broker) = broker() else {
+        return;
+    };
+    let vhost = format!("amqp://guest:guest@{BROKER}/orderpipe-no-such-vhost");
+    let d = Daemon::start_with(&amqp_section(&vhost, &exchange("vhost"), ""), &[]);
+    let b = until_bridge(&d, "refused_vhost", |b| b["state"] == "refused_vhost");
+    assert!(
+        b["last_error"].as_str().unwrap().contains("NOT_ALLOWED"),
+        "{b}"
+    );
+    assert_still_serving(&d);
+
+    // An exchange of the same name, but of type direct.
+    let x = exchange("direct");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let connection = runtime.block_on(async {
+        let c = Connection::connect(&direct_url(), ConnectionProperties::default())
+            .await
+            .unwrap();
+        let ch = c.create_channel().await.unwrap();
+        ch.exchange_declare(
+            x.as_str().into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+        c
+    });
+    let d = Daemon::start_with(&amqp_section(&direct_url(), &x, ""), &[]);
+    let b = until_bridge(&d, "exchange_mismatch", |b| {
+        b["state"] == "exchange_mismatch"
+    });
+    assert!(
+        b["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("PRECONDITION_FAILED"),
+        "{b}"
+    );
+    assert_still_serving(&d);
+    runtime.block_on(async {
+        let ch = connection.create_channel().await.unwrap();
+        let _ = ch
+            .exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+        let _ = connection.close(200, "done".into()).await;
+    });
 }
