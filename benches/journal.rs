@@ -1,154 +1,168 @@
-//! Orders per second into SQLite through the journal thread (ring in, batches of
-//! `journal.batch_size`, one transaction each), against a plain rusqlite loop writing the same
-//! records with the same statements in one big transaction, in the same run.
+//! The two stages of recording, each against a plain rusqlite loop in the same run:
 //!
-//! `cargo bench --bench journal`
+//! 1. the command journal: the pipeline bench's trading stream (pairs that trade, about five
+//!    events per order) through the engine and the journal thread, until `durable_cseq`
+//!    covers the last command, against a plain loop writing one row per command (the layout
+//!    before blocks) in one transaction;
+//! 2. the projection: the same journal projected into the tables (`Events`, `Orders`,
+//!    `Trades`, `Balances`) as start-up does, against a plain loop writing only the same
+//!    `Events` rows one statement each in one transaction.
+//!
+//! `cargo bench --bench journal` (`-- --quick` for a short run)
 
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::workload::limit;
+use common::journal::{build_journal, project};
+use common::load::order;
 use common::{machine, spread};
-use orderpipe::config::{Config, Synchronous};
-use orderpipe::engine::{
-    BalanceReason, CommandRecord, Event, EventKind, OrderRecord, OrderType, Record, Side, Text,
-    TimeInForce,
-};
-use orderpipe::journal::{self, JournalHandle};
-use orderpipe::telemetry::Counters;
+use orderpipe::config::Config;
+use orderpipe::engine::{Command, Engine, Recorder};
+use orderpipe::wire::{Request, binary};
 
-/// Orders as the engine records them: each order's `order.created`, the `balance.changed` of
-/// its reservation and the command itself, five rows (Events twice, Orders, Balances, Commands).
-fn records(n: u64) -> Vec<Record> {
-    let mut out = Vec::with_capacity(3 * n as usize);
-    for i in 1..=n {
-        let user = Text::new(&format!("user{}", i % 100));
-        let side = if i % 3 == 0 { Side::Sell } else { Side::Buy };
-        out.push(Record::Event(Event {
-            seq: 2 * i - 1,
-            recv_ns: 1_796_040_000_000_000_000 + i * 1_000,
-            engine_mono: 0,
-            kind: EventKind::OrderCreated(OrderRecord {
-                order_id: i,
-                market: (i % 2) as u32,
-                side,
-                order_type: OrderType::Limit,
-                tif: TimeInForce::Gtc,
-                post_only: false,
-                price_ticks: 400_000 + i % 1000,
-                size_lots: 100 + i % 50,
-                username: user,
-                client_order_id: Text::new(&format!("c-{i}")),
-                client_timestamp: Text::EMPTY,
-            }),
-        }));
-        out.push(Record::Event(Event {
-            seq: 2 * i,
-            recv_ns: 1_796_040_000_000_000_000 + i * 1_000,
-            engine_mono: 0,
-            kind: EventKind::BalanceChanged {
-                username: user,
-                asset: 2,
-                available: 1_000_000_000 - i,
-                reserved: i,
-                reason: BalanceReason::Trading,
-            },
-        }));
-        out.push(Record::Command(CommandRecord {
-            cseq: i,
-            recv_ns: 1_796_040_000_000_000_000 + i * 1_000,
-            engine_mono: 0,
-            body: limit(
-                (i % 100) as usize,
-                side,
-                400_000 + i % 1000,
-                100 + i % 50,
-                TimeInForce::Gtc,
-            )
-            .body,
-        }));
-    }
-    out
+fn commands(n: usize) -> Vec<Command> {
+    (0..n)
+        .map(|i| {
+            Request::NewOrder(order(i))
+                .to_command(1_796_040_000_000_000_000 + i as u64 * 1_000, 0)
+                .unwrap()
+        })
+        .collect()
 }
 
-/// The journal thread: push every record, wait until `durable_cseq` covers the last command.
-fn through_journal(config: &Config, path: &Path, records: &[Record]) -> Duration {
-    let conn = journal::open(path, Synchronous::Normal).unwrap();
-    let counters = Arc::new(Counters::default());
-    let (mut tx, rx) = rtrb::RingBuffer::new(config.engine.journal_ring);
-    let committed = Arc::new(tokio::sync::Notify::new());
-    let handle = JournalHandle::spawn(conn, rx, config, counters.clone(), committed, None).unwrap();
-    let bell = handle.bell();
-    let last = records.len() as u64 / 3;
-    let start = Instant::now();
-    for r in records {
-        let mut e = *r;
-        loop {
-            match tx.push(e) {
-                Ok(()) => break,
-                Err(rtrb::PushError::Full(back)) => {
-                    e = back;
-                    bell.ring();
-                    std::thread::yield_now();
-                }
-            }
-        }
-    }
-    bell.ring();
-    while counters.journal.durable_cseq.load(Ordering::Acquire) < last {
-        std::thread::yield_now();
-    }
-    let elapsed = start.elapsed();
-    drop(tx);
-    bell.ring();
-    handle.join().unwrap();
-    elapsed
+fn config(dir: &Path) -> Config {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, common::funded_config(&[])).unwrap();
+    Config::load(&path).unwrap()
 }
 
-/// The baseline: one transaction, the same statements, a plain loop, no thread.
-fn plain_loop(config: &Config, path: &Path, records: &[Record]) -> Duration {
-    let mut conn = journal::open(path, Synchronous::Normal).unwrap();
+/// One row per command, one transaction, as the journal wrote before blocks.
+fn plain_commands(path: &Path, commands: &[Command]) -> Duration {
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    conn.execute_batch(
+        "CREATE TABLE Commands (cseq INTEGER PRIMARY KEY, recv_ns INTEGER, body BLOB)",
+    )
+    .unwrap();
     let start = Instant::now();
     let tx = conn.transaction().unwrap();
-    journal::store::write_records(&tx, records.iter(), config).unwrap();
+    {
+        let mut stmt = tx
+            .prepare("INSERT INTO Commands (cseq, recv_ns, body) VALUES (?1, ?2, ?3)")
+            .unwrap();
+        for (i, c) in commands.iter().enumerate() {
+            stmt.execute(rusqlite::params![
+                i as i64 + 1,
+                c.recv_ns as i64,
+                binary::encode(&c.body)
+            ])
+            .unwrap();
+        }
+    }
     tx.commit().unwrap();
     start.elapsed()
 }
 
-fn main() {
-    let quick = common::quick();
-    let (rounds, n) = if quick { (3, 20_000) } else { (7, 500_000) };
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("config.toml");
-    std::fs::write(&config_path, common::config_text(&[])).unwrap();
-    let config = Config::load(&config_path).unwrap();
-    let rows = records(n);
-    println!(
-        "journal, {rounds} rounds of {n} orders (2 events and the command, 5 rows each), batch_size {}, synchronous=normal; {}",
-        config.journal.batch_size,
-        machine()
-    );
-    println!("round  journal_orders/s  plain_orders/s  ratio");
-    let (mut ratios, mut j, mut p) = (vec![], vec![], vec![]);
-    for round in 0..rounds {
-        let a = through_journal(&config, &dir.path().join(format!("j{round}.db")), &rows);
-        let b = plain_loop(&config, &dir.path().join(format!("p{round}.db")), &rows);
-        let (jr, pr) = (n as f64 / a.as_secs_f64(), n as f64 / b.as_secs_f64());
-        println!("{round:>5}  {jr:>16.0}  {pr:>14.0}  {:.3}", jr / pr);
-        ratios.push(jr / pr);
-        j.push(jr);
-        p.push(pr);
-        for f in ["j", "p"] {
-            for ext in ["db", "db-wal", "db-shm"] {
-                let _ = std::fs::remove_file(dir.path().join(format!("{f}{round}.{ext}")));
-            }
+/// The events of the stream (made by an engine in process, untimed), then only their `Events`
+/// rows, one statement each, one transaction.
+fn plain_events(path: &Path, config: &Config, commands: &[Command]) -> (Duration, usize) {
+    let mut engine = Engine::new(config);
+    let mut out = Recorder::default();
+    for c in commands {
+        engine.process(c, 0, 0, &mut out);
+    }
+    let mut payload = Vec::new();
+    let rows: Vec<(u64, &str, String, u64)> = out
+        .events
+        .iter()
+        .map(|e| {
+            payload.clear();
+            orderpipe::journal::payload::write(e, config, &mut payload);
+            (
+                e.seq,
+                e.kind.topic(),
+                String::from_utf8(payload.clone()).unwrap(),
+                e.recv_ns,
+            )
+        })
+        .collect();
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    conn.execute_batch(
+        "CREATE TABLE Events (seq INTEGER PRIMARY KEY, topic TEXT, payload TEXT, recv_ns INTEGER)",
+    )
+    .unwrap();
+    let start = Instant::now();
+    let tx = conn.transaction().unwrap();
+    {
+        let mut stmt = tx
+            .prepare("INSERT INTO Events (seq, topic, payload, recv_ns) VALUES (?1, ?2, ?3, ?4)")
+            .unwrap();
+        for (seq, topic, payload, recv_ns) in &rows {
+            stmt.execute(rusqlite::params![
+                *seq as i64,
+                topic,
+                payload,
+                *recv_ns as i64
+            ])
+            .unwrap();
         }
     }
-    println!("journal orders/s {}", spread(&j));
-    println!("plain orders/s   {}", spread(&p));
-    println!("ratio            {}   (target >= 0.8)", spread(&ratios));
+    tx.commit().unwrap();
+    (start.elapsed(), rows.len())
+}
+
+fn main() {
+    let quick = common::quick();
+    let (rounds, n) = if quick { (2, 100_000) } else { (5, 1_000_000) };
+    let stream = commands(n);
+    println!(
+        "journal and projection, {rounds} rounds of {n} orders of the pipeline stream; {}",
+        machine()
+    );
+    println!(
+        "round  journal_cmds/s  plain_rows/s  ratio   projection_cmds/s  events/s  plain_events/s  ratio"
+    );
+    let (mut j, mut jr, mut p, mut pr) = (vec![], vec![], vec![], vec![]);
+    for round in 0..rounds {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        let config = config(dir.path());
+        // BENCH_ONLY=projection skips the baselines (for profiling one part).
+        let only_projection = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "projection");
+        let (_, journaled) = build_journal(&config, &stream);
+        let plain = if only_projection {
+            journaled
+        } else {
+            plain_commands(&dir.path().join("plain.db"), &stream)
+        };
+        let projected = project(&config);
+        let (plain_ev, events) = if only_projection {
+            (projected, n * 5)
+        } else {
+            plain_events(&dir.path().join("events.db"), &config, &stream)
+        };
+        let rate = |d: Duration| n as f64 / d.as_secs_f64();
+        let (jrate, prate) = (rate(journaled), rate(plain));
+        let projection = rate(projected);
+        let events_per_sec = events as f64 / projected.as_secs_f64();
+        let plain_events_per_sec = events as f64 / plain_ev.as_secs_f64();
+        println!(
+            "{round:>5}  {jrate:>14.0}  {prate:>12.0}  {:>5.2}   {projection:>17.0}  {events_per_sec:>8.0}  {plain_events_per_sec:>14.0}  {:>5.2}",
+            jrate / prate,
+            events_per_sec / plain_events_per_sec
+        );
+        j.push(jrate);
+        jr.push(jrate / prate);
+        p.push(projection);
+        pr.push(events_per_sec / plain_events_per_sec);
+    }
+    println!("journal commands/s      {}", spread(&j));
+    println!("journal / plain rows    {}", spread(&jr));
+    println!("projection commands/s   {}", spread(&p));
+    println!("projection events / plain event rows  {}", spread(&pr));
 }

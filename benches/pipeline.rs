@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::load::{binary_orders, json_orders, run};
+use common::load::{binary_orders, json_orders, run_projected};
 use common::{Daemon, machine, spread};
 
 fn main() {
@@ -26,21 +26,51 @@ fn main() {
     );
     let bin = binary_orders(n);
     let json = json_orders(n);
-    let (mut b, mut j) = (vec![], vec![]);
-    println!("round  binary_orders/s  (busy)   json_orders/s  (busy)");
+    let null = std::env::var_os("BENCH_NULL").is_some();
+    let (mut b, mut j, mut bp, mut jp) = (vec![], vec![], vec![], vec![]);
+    println!(
+        "round  binary_orders/s  (busy)  binary_projected/s   json_orders/s  (busy)  json_projected/s"
+    );
     for round in 0..rounds {
         // A fresh daemon per run: every run starts at seq 1 on an empty database.
-        let d = Daemon::start(&common::funded_config(&overrides));
-        let (tb, busy_b) = run(&d, &bin, true);
+        let start = |config: &str| {
+            if null {
+                Daemon::start_with_env(config, &[(orderpipe::app::NULL_JOURNAL, "1")])
+            } else {
+                Daemon::start(config)
+            }
+        };
+        let d = start(&common::funded_config(&overrides));
+        let (tb, tbp, busy_b) = run_projected(&d, &bin, true, !null);
         d.stop();
-        let d = Daemon::start(&common::funded_config(&overrides));
-        let (tj, busy_j) = run(&d, &json, false);
+        let d = start(&common::funded_config(&overrides));
+        let (tj, tjp, busy_j) = run_projected(&d, &json, false, !null);
         d.stop();
-        let (rb, rj) = (n as f64 / tb.as_secs_f64(), n as f64 / tj.as_secs_f64());
-        println!("{round:>5}  {rb:>15.0}  {busy_b:>6}   {rj:>13.0}  {busy_j:>6}");
+        let rate = |t: std::time::Duration| n as f64 / t.as_secs_f64();
+        let (rb, rj, rbp, rjp) = (rate(tb), rate(tj), rate(tbp), rate(tjp));
+        println!(
+            "{round:>5}  {rb:>15.0}  {busy_b:>6}  {rbp:>18.0}   {rj:>13.0}  {busy_j:>6}  {rjp:>16.0}"
+        );
         b.push(rb);
         j.push(rj);
+        bp.push(rbp);
+        jp.push(rjp);
     }
-    println!("binary orders/s  {}   (target >= 500000)", spread(&b));
-    println!("json orders/s    {}", spread(&j));
+    let what = if null { " (null journal)" } else { "" };
+    println!(
+        "binary orders/s, every command durable{what}  {}",
+        spread(&b)
+    );
+    println!(
+        "json orders/s, every command durable{what}    {}",
+        spread(&j)
+    );
+    println!(
+        "binary orders/s until every table complete{what}  {}",
+        spread(&bp)
+    );
+    println!(
+        "json orders/s until every table complete{what}    {}",
+        spread(&jp)
+    );
 }

@@ -1,35 +1,36 @@
 //! Restart time: how long the daemon takes from its start to READY=1 with the socket accepting,
-//! on a journal of a million commands, loading the newest snapshot and replaying the commands
-//! after it, against a full replay of the same journal, in the same run.
+//! on a command journal of a million commands, in three cases measured in the same rounds:
 //!
-//! The journal is built in process by the daemon's own engine and journal thread (the same
-//! code and the same rows as a running daemon writes), from the venue-shaped mixed stream of
-//! the engine benchmark. Snapshots are taken every 100,000 commands up to 900,000; the last
-//! 100,000 commands come after the newest snapshot, as when a daemon is killed just before its
-//! next snapshot: the worst case for this interval.
+//! - **snapshot**: the tables are complete; the newest snapshot is 100,000 commands before the
+//!   end (a daemon killed just before its next snapshot: the worst case for this interval), so
+//!   100,000 commands are replayed;
+//! - **full replay**: the same files without snapshots: every command replayed;
+//! - **catch-up**: the same journal, but the tables (and their snapshots) stop 100,000 commands
+//!   before its end, as after a kill while the projection lagged: those commands are replayed
+//!   and projected (their rows written) before READY=1.
+//!
+//! The files are built in process by the daemon's own engine, journal thread and projection,
+//! from the venue-shaped mixed stream of the engine benchmark.
 //!
 //! `cargo bench --bench recovery` (`-- --quick`: 200,000 commands, snapshots every 20,000)
 
 mod common;
 
 use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::journal::{build_journal, copy_db, project};
 use common::workload::{CONFIG, USERS, mixed_stream};
 use common::{BIN, machine, spread};
 use orderpipe::config::Config;
-use orderpipe::engine::{CommandRecord, Engine, Event, Output, Owner, Record, Report};
-use orderpipe::journal::{self, JournalHandle};
-use orderpipe::telemetry::Counters;
-use orderpipe::wake::Doorbell;
 
 fn config_text(every: u64) -> String {
     let mut text = format!(
         "[daemon]\ndata_dir = \"data\"\nlog = \"warn\"\n\
-         [journal]\nsnapshot_every_commands = {every}\nsnapshot_every_secs = 0\n{CONFIG}"
+         [journal]\nsnapshot_every_commands = {every}\nsnapshot_every_secs = 0\n\
+         snapshot_keep = 100\n{CONFIG}"
     );
     for u in 0..USERS {
         text.push_str(&format!(
@@ -39,60 +40,27 @@ fn config_text(every: u64) -> String {
     text
 }
 
-/// The engine's outputs into the journal ring, waiting for room as the daemon's engine does
-/// (it answers `busy` instead; here nothing may be refused).
-struct Ring {
-    tx: rtrb::Producer<Record>,
-    bell: Arc<Doorbell>,
+/// The two files of a daemon folder.
+fn files(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join("data/commands.db"), dir.join("data/orderpipe.db"))
 }
 
-impl Output for Ring {
-    fn has_room(&mut self, n: usize) -> bool {
-        while self.tx.slots() < n {
-            self.bell.ring();
-            std::thread::yield_now();
-        }
-        true
-    }
-    fn event(&mut self, e: Event) {
-        let _ = self.tx.push(Record::Event(e));
-    }
-    fn command(&mut self, c: CommandRecord) {
-        let _ = self.tx.push(Record::Command(c));
-    }
-    fn report(&mut self, _: Owner, _: Report) {}
+/// Copies a daemon folder's config and files.
+fn copy_folder(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to.join("data")).unwrap();
+    std::fs::copy(from.join("config.toml"), to.join("config.toml")).unwrap();
+    let (fj, ft) = files(from);
+    let (tj, tt) = files(to);
+    copy_db(&fj, &tj);
+    copy_db(&ft, &tt);
 }
 
-/// Writes the journal of `n` commands with snapshots every `every` up to `last_snapshot`;
-/// returns the final state digest.
-fn build_journal(config: &Config, db: &Path, n: usize, every: usize, last_snapshot: usize) -> u64 {
-    let (stream, _) = mixed_stream(config, n);
-    let stream = &stream[..n];
-    let conn = journal::open(db, config.journal.synchronous).unwrap();
-    let counters = Arc::new(Counters::default());
-    let (tx, rx) = rtrb::RingBuffer::new(config.engine.journal_ring);
-    let committed = Arc::new(tokio::sync::Notify::new());
-    let handle = JournalHandle::spawn(conn, rx, config, counters.clone(), committed, None).unwrap();
-    let snapshots = handle.snapshot_sender();
-    let mut out = Ring {
-        tx,
-        bell: handle.bell(),
-    };
-    let mut engine = Engine::new(config);
-    for (i, cmd) in stream.iter().enumerate() {
-        engine.process(cmd, 0, 0, &mut out);
-        let done = i + 1;
-        if done.is_multiple_of(every) && done <= last_snapshot {
-            snapshots.send(Box::new(engine.snapshot(config))).unwrap();
-            out.bell.ring();
-        }
-    }
-    let digest = engine.digest();
-    drop(out);
-    drop(snapshots);
-    handle.bell().ring();
-    handle.join().unwrap();
-    digest
+fn sql(db: &Path, statement: &str) {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .execute_batch(statement)
+        .unwrap();
 }
 
 /// Starts the daemon on `dir`'s config and data; returns the time to READY=1 with the socket
@@ -146,55 +114,88 @@ fn main() {
     );
     let base = tempfile::Builder::new().prefix("oprec").tempdir().unwrap();
     let with = base.path().join("with");
-    let without = base.path().join("without");
-    for dir in [&with, &without] {
-        std::fs::create_dir_all(dir.join("data")).unwrap();
-        std::fs::write(dir.join("config.toml"), config_text(every as u64)).unwrap();
-    }
+    std::fs::create_dir_all(with.join("data")).unwrap();
+    std::fs::write(with.join("config.toml"), config_text(every as u64)).unwrap();
     let config = Config::load(&with.join("config.toml")).unwrap();
-    let built = Instant::now();
-    let digest = build_journal(
-        &config,
-        &with.join("data/orderpipe.db"),
-        n,
-        every,
-        last_snapshot,
-    );
-    let db = with.join("data/orderpipe.db");
-    let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    let (stream, _) = mixed_stream(&config, n);
+    let (digest, journaled) = build_journal(&config, &stream[..n]);
+    let projected = project(&config);
+    let (journal, tables) = files(&with);
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
     println!(
-        "journal built in {:.1} s, {:.0} MB; final state digest {digest:016x}",
-        built.elapsed().as_secs_f64(),
-        size as f64 / 1e6
+        "journal of {n} commands committed in {:.2} s ({:.0} commands/s), {:.0} MB; projected \
+         in {:.2} s ({:.0} commands/s), tables {:.0} MB; final state digest {digest:016x}",
+        journaled.as_secs_f64(),
+        n as f64 / journaled.as_secs_f64(),
+        size(&journal),
+        projected.as_secs_f64(),
+        n as f64 / projected.as_secs_f64(),
+        size(&tables),
     );
-    // The same journal without its snapshots.
-    let copy = rusqlite::Connection::open(&db).unwrap();
-    copy.execute(
-        "VACUUM INTO ?1",
-        [without.join("data/orderpipe.db").to_str().unwrap()],
-    )
-    .unwrap();
-    drop(copy);
-    rusqlite::Connection::open(without.join("data/orderpipe.db"))
+    // The catch-up case: tables projected from the journal cut 100,000 commands short.
+    let catch_up = base.path().join("catch-up");
+    copy_folder(&with, &catch_up);
+    let (cj, ct) = files(&catch_up);
+    let _ = std::fs::remove_file(&ct);
+    let short = base.path().join("short.db");
+    copy_db(&journal, &short);
+    sql(
+        &short,
+        &format!("DELETE FROM CommandBlocks WHERE last_cseq > {last_snapshot}"),
+    );
+    let mut short_config = config.clone();
+    short_config.daemon.journal_path = short.clone();
+    short_config.daemon.database_path = ct.clone();
+    project(&short_config);
+    let cut: i64 = rusqlite::Connection::open(&ct)
         .unwrap()
-        .execute("DELETE FROM Snapshots", [])
+        .query_row("SELECT cseq FROM Projection", [], |r| r.get(0))
         .unwrap();
+    assert!(cut > 0 && (cut as usize) <= last_snapshot);
+    let _ = cj;
+    // The snapshot case: snapshots after the cut-off removed.
+    sql(
+        &tables,
+        &format!("DELETE FROM Snapshots WHERE cseq > {last_snapshot}"),
+    );
+    let newest: i64 = rusqlite::Connection::open(&tables)
+        .unwrap()
+        .query_row("SELECT MAX(cseq) FROM Snapshots", [], |r| r.get(0))
+        .unwrap();
+    let without = base.path().join("without");
+    copy_folder(&with, &without);
+    sql(&files(&without).1, "DELETE FROM Snapshots");
+    println!(
+        "snapshot case: newest snapshot after command {newest}; catch-up case: tables end at \
+         command {cut}"
+    );
 
     let expected = format!("{digest:016x}");
-    println!("round  snapshot_s  full_replay_s  ratio");
-    let (mut s, mut f, mut r) = (vec![], vec![], vec![]);
+    println!("round  snapshot_s  full_replay_s  catch_up_s  catch_up_commands/s");
+    let (mut s, mut f, mut c, mut rate) = (vec![], vec![], vec![], vec![]);
+    let scratch = base.path().join("scratch");
     for round in 0..rounds {
         let (ts, ds) = time_start(&with);
         let (tf, df) = time_start(&without);
+        // A start that catches up writes the tables: each round starts from a fresh copy.
+        copy_folder(&catch_up, &scratch);
+        let (tc, dc) = time_start(&scratch);
         assert_eq!(ds, expected, "recovered from the snapshot to another state");
         assert_eq!(df, expected, "a full replay reached another state");
-        let (ts, tf) = (ts.as_secs_f64(), tf.as_secs_f64());
-        println!("{round:>5}  {ts:>10.3}  {tf:>13.3}  {:.2}", tf / ts);
+        assert_eq!(dc, expected, "catching up reached another state");
+        let (ts, tf, tc) = (ts.as_secs_f64(), tf.as_secs_f64(), tc.as_secs_f64());
+        let r = (n as f64 - cut as f64) / tc;
+        println!("{round:>5}  {ts:>10.3}  {tf:>13.3}  {tc:>10.3}  {r:>19.0}");
         s.push(ts);
         f.push(tf);
-        r.push(tf / ts);
+        c.push(tc);
+        rate.push(r);
     }
-    println!("with snapshot s  {}   (target < 2 s)", spread(&s));
+    println!("with snapshot s  {}   (target < 1 s)", spread(&s));
     println!("full replay s    {}", spread(&f));
-    println!("full / snapshot  {}", spread(&r));
+    println!("catch-up s       {}", spread(&c));
+    println!(
+        "catch-up commands/s (replayed and projected at start-up, all of start-up counted) {}",
+        spread(&rate)
+    );
 }

@@ -12,11 +12,16 @@ use tokio::sync::watch;
 
 use crate::bus::{BusHandle, amqp};
 use crate::config::Config;
-use crate::engine::{Control, EngineHandle, SnapshotLink};
+use crate::engine::{Control, EngineHandle};
 use crate::ingress::http::readiness;
 use crate::ingress::{self, Ingress, uds};
+use crate::journal::checkpoint::{self, Checkpointer};
 use crate::journal::{self, JournalError, JournalHandle};
 use crate::telemetry::{self, Counters};
+
+/// Set in the environment (benchmarks only), the journal records nothing and the tables are not
+/// written: the baseline that measures what recording costs.
+pub const NULL_JOURNAL: &str = "ORDERPIPE_NULL_JOURNAL";
 
 /// How often the supervisor looks at the threads and exports counters.
 const SUPERVISE_EVERY: Duration = Duration::from_millis(100);
@@ -81,22 +86,46 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         path: d.data_dir.display().to_string(),
         source,
     })?;
-    let db = journal::open(&d.database_path, config.journal.synchronous).map_err(|source| {
-        AppError::Journal {
-            path: d.database_path.display().to_string(),
-            source,
-        }
-    })?;
+    let journal_error = |source| AppError::Journal {
+        path: d.database_path.display().to_string(),
+        source,
+    };
+    let counters = Arc::new(Counters::default());
+    let committed = Arc::new(tokio::sync::Notify::new());
+    let projected = Arc::new(tokio::sync::Notify::new());
     let started = std::time::Instant::now();
-    let (engine, recovered) =
-        journal::recovery::recover(&db, &config).map_err(|source| AppError::Journal {
-            path: d.database_path.display().to_string(),
-            source,
-        })?;
+    let files = journal::recovery::open(&config).map_err(journal_error)?;
+    // The bus takes what the projection writes, from the tables' cursor on: recovery's own
+    // projection (the rows a crash kept out of the tables) reaches subscribers too.
+    let projected_at_start: u64 = files
+        .tables
+        .query_row("SELECT seq FROM Projection", [], |r| r.get::<_, i64>(0))
+        .map(|s| s as u64)
+        .map_err(|e| journal_error(e.into()))?;
+    let bus = BusHandle::spawn(
+        &d.database_path,
+        &config.bus,
+        projected_at_start + 1,
+        counters.clone(),
+    )
+    .map_err(|e| AppError::Spawn("bus", e))?;
+    let recovery = journal::recovery::recover(
+        files,
+        config.clone(),
+        counters.clone(),
+        journal::Outputs {
+            projected: projected.clone(),
+            bus: Some(bus.sender()),
+        },
+    )
+    .map_err(journal_error)?;
+    let recovered = &recovery.info;
+    let engine = recovery.engine;
     tracing::info!(
         snapshot_cseq = recovered.snapshot_cseq,
         skipped_snapshots = recovered.skipped_snapshots,
         replayed = recovered.replayed,
+        projected = recovered.projected,
         last_cseq = recovered.last_cseq,
         last_seq = engine.last_seq(),
         state_digest = %format_args!("{:016x}", recovered.digest),
@@ -106,50 +135,74 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Also for `systemctl status`, and for whoever supervises the start.
     let _ = sd_notify::notify(&[NotifyState::Status(&format!(
         "recovered: snapshot after command {}, {} snapshot(s) skipped, {} command(s) replayed, \
-         last command {}, state digest {:016x}",
+         {} projected, last command {}, state digest {:016x}",
         recovered.snapshot_cseq,
         recovered.skipped_snapshots,
         recovered.replayed,
+        recovered.projected,
         recovered.last_cseq,
         recovered.digest
     ))]);
-    let counters = Arc::new(Counters::default());
+    let null_sink = std::env::var_os(NULL_JOURNAL).is_some();
+    if null_sink {
+        tracing::warn!(
+            "{NULL_JOURNAL} is set: the journal records nothing and the tables are not written \
+             (a benchmark baseline; every acknowledgement is a lie)"
+        );
+    }
     let (records_tx, records_rx) =
-        rtrb::RingBuffer::<crate::engine::Record>::new(config.engine.journal_ring);
-    let committed = Arc::new(tokio::sync::Notify::new());
-    let bus = BusHandle::spawn(
-        &d.database_path,
-        &config.bus,
-        engine.last_seq() + 1,
-        counters.clone(),
-    )
-    .map_err(|e| AppError::Spawn("bus", e))?;
+        rtrb::RingBuffer::<crate::engine::CommandRecord>::new(config.engine.journal_ring);
     let bridge = if config.amqp.enabled {
         Some(
-            amqp::Bridge::spawn(&config, counters.clone(), committed.clone())
+            amqp::Bridge::spawn(&config, counters.clone(), projected.clone())
                 .map_err(|e| AppError::Spawn("amqp", e))?,
         )
     } else {
         None
     };
+    let projector_bell = journal::ProjectorHandle::bell();
     let journal = JournalHandle::spawn(
-        db,
+        (!null_sink).then_some(recovery.journal),
         records_rx,
         &config,
         counters.clone(),
-        committed.clone(),
-        Some(bus.sender()),
+        journal::Followers {
+            committed: committed.clone(),
+            projector: (!null_sink).then(|| projector_bell.clone()),
+        },
     )
     .map_err(|e| AppError::Spawn("journal", e))?;
+    let projector = if null_sink {
+        None
+    } else {
+        Some(
+            journal::ProjectorHandle::start(
+                recovery.projector,
+                projector_bell,
+                config.projection.nice,
+            )
+            .map_err(|e| AppError::Spawn("projection", e))?,
+        )
+    };
+    let checkpointer = Checkpointer::spawn(
+        vec![
+            checkpoint::File {
+                path: d.journal_path.clone(),
+                commits: |c| c.journal.batches.load(Ordering::Relaxed),
+            },
+            checkpoint::File {
+                path: d.database_path.clone(),
+                commits: |c| c.projection.batches.load(Ordering::Relaxed),
+            },
+        ],
+        counters.clone(),
+    )
+    .map_err(|e| AppError::Spawn("checkpoint", e))?;
     let engine = EngineHandle::spawn(
         &config,
         engine,
         records_tx,
         journal.bell(),
-        SnapshotLink {
-            to_journal: Some(journal.snapshot_sender()),
-            newest: recovered.snapshot_cseq,
-        },
         counters.clone(),
     )
     .map_err(|e| AppError::Spawn("engine", e))?;
@@ -179,6 +232,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         counters: counters.clone(),
         open: AtomicUsize::new(0),
         committed,
+        projected,
+        projection: projector.as_ref().map(|p| p.link()),
         bus: bus.link(),
         bridge: bridge.as_ref().map(amqp::Bridge::status),
     });
@@ -222,7 +277,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         NotifyState::Custom(&http_var),
     ]);
 
-    let failure = supervise(&engine, &journal, &counters, &ready, shutdown).await;
+    let failure = supervise(
+        &engine,
+        &journal,
+        projector.as_ref(),
+        &counters,
+        &ready,
+        shutdown,
+    )
+    .await;
     ready.store(readiness::STOPPING, Ordering::Relaxed);
 
     let _ = sd_notify::notify(&[NotifyState::Stopping, NotifyState::Status("draining")]);
@@ -249,13 +312,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let journal_result = tokio::task::spawn_blocking(move || journal.join())
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
+    // Everything is committed: the projection writes the rest of it, and a last snapshot.
+    let projection_result = match projector {
+        Some(p) => tokio::task::spawn_blocking(move || p.finish())
+            .await
+            .unwrap_or_else(|e| Err(e.to_string())),
+        None => Ok(()),
+    };
+    checkpointer.finish();
     let bus_result = tokio::task::spawn_blocking(move || bus.join())
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
     if let Some(bridge) = bridge {
-        // Everything is committed: the bridge publishes up to the end (while the broker is
-        // reachable, for at most drain_timeout) and keeps its cursor; the rest goes at the
-        // next start.
+        // Everything is committed and projected: the bridge publishes up to the end (while
+        // the broker is reachable, for at most drain_timeout) and keeps its cursor; the rest
+        // goes at the next start.
         bridge.finish(d.drain_timeout).await;
     }
     let _ = std::fs::remove_file(&d.socket_path);
@@ -270,6 +341,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     engine_result.map_err(|e| AppError::ThreadFailed("engine", e))?;
     journal_result.map_err(|e| AppError::ThreadFailed("journal", e))?;
+    projection_result.map_err(|e| AppError::ThreadFailed("projection", e))?;
     bus_result.map_err(|e| AppError::ThreadFailed("bus", e))?;
     Ok(())
 }
@@ -279,6 +351,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 async fn supervise(
     engine: &EngineHandle,
     journal: &JournalHandle,
+    projector: Option<&journal::ProjectorHandle>,
     counters: &Counters,
     ready: &AtomicU8,
     shutdown: impl Future<Output = ()>,
@@ -317,6 +390,13 @@ async fn supervise(
             return Some(AppError::ThreadFailed(
                 "journal",
                 "ended unexpectedly".into(),
+            ));
+        }
+        if projector.is_some_and(|p| p.is_finished()) {
+            tracing::error!("projection thread ended unexpectedly");
+            return Some(AppError::ThreadFailed(
+                "projection",
+                "ended unexpectedly (the log says why)".into(),
             ));
         }
         if counters.bus.amqp_enabled.load(Ordering::Relaxed) != 0 {

@@ -241,6 +241,12 @@ impl Decimal {
         format_scaled(mantissa, i32::from(unit.exponent), unit.mantissa < 0)
     }
 
+    /// Appends [`Decimal::format_units`]'s text to `out` without allocating.
+    pub fn write_units(units: u64, unit: Decimal, out: &mut Vec<u8>) {
+        let mantissa = u128::from(units) * unit.mantissa.unsigned_abs() as u128;
+        write_scaled(mantissa, i32::from(unit.exponent), unit.mantissa < 0, out);
+    }
+
     /// The value of `units` whole grid units as the nearest `f64`, for the seed-compatible REAL
     /// columns. Goes through the exact text so that the rounding is the correctly rounded one.
     pub fn units_to_f64(units: u64, unit: Decimal) -> f64 {
@@ -281,26 +287,37 @@ impl Decimal {
 }
 
 fn format_scaled(mantissa: u128, exponent: i32, negative: bool) -> String {
-    let sign = if negative && mantissa != 0 { "-" } else { "" };
+    let mut out = Vec::with_capacity(24);
+    write_scaled(mantissa, exponent, negative, &mut out);
+    // Only ASCII digits, a sign and a point were written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `mantissa × 10^exponent` (negated if `negative`) as the shortest exact decimal text
+/// to `out`: no exponent, no trailing zeros after the point. No allocation but `out`'s growth.
+fn write_scaled(mantissa: u128, exponent: i32, negative: bool, out: &mut Vec<u8>) {
+    if negative && mantissa != 0 {
+        out.push(b'-');
+    }
+    let mut buf = itoa::Buffer::new();
     if exponent >= 0 {
-        return format!("{sign}{}", mantissa * POW10[exponent as usize]);
+        out.extend_from_slice(buf.format(mantissa * POW10[exponent as usize]).as_bytes());
+        return;
     }
     let scale = (-exponent) as usize;
-    let digits = mantissa.to_string();
-    let (int, frac) = if digits.len() > scale {
+    let digits = buf.format(mantissa).as_bytes();
+    let (int, zeros, frac): (&[u8], usize, &[u8]) = if digits.len() > scale {
         let split = digits.len() - scale;
-        (digits[..split].to_string(), digits[split..].to_string())
+        (&digits[..split], 0, &digits[split..])
     } else {
-        (
-            "0".to_string(),
-            format!("{}{}", "0".repeat(scale - digits.len()), digits),
-        )
+        (b"0", scale - digits.len(), digits)
     };
-    let frac = frac.trim_end_matches('0');
-    if frac.is_empty() {
-        format!("{sign}{int}")
-    } else {
-        format!("{sign}{int}.{frac}")
+    let significant = frac.iter().rposition(|&d| d != b'0').map_or(0, |i| i + 1);
+    out.extend_from_slice(int);
+    if significant > 0 {
+        out.push(b'.');
+        out.extend(std::iter::repeat_n(b'0', zeros));
+        out.extend_from_slice(&frac[..significant]);
     }
 }
 

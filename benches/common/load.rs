@@ -110,6 +110,19 @@ pub fn read_reply(
 /// Streams every order, then the ones answered `busy`, until all are accepted and durable.
 /// Returns the elapsed time and how many `busy` replies there were.
 pub fn run(daemon: &Daemon, orders: &Orders, binary_framing: bool) -> (Duration, u64) {
+    let (durable, _, busy) = run_projected(daemon, orders, binary_framing, true);
+    (durable, busy)
+}
+
+/// As [`run`], and then (if `projection`) until the tables hold every command too. Returns the
+/// time until every command was durable, the time until every command was projected, and the
+/// `busy` count.
+pub fn run_projected(
+    daemon: &Daemon,
+    orders: &Orders,
+    binary_framing: bool,
+    projection: bool,
+) -> (Duration, Duration, u64) {
     let n = orders.starts.len();
     let s = UnixStream::connect(&daemon.socket).unwrap();
     let mut w = s.try_clone().unwrap();
@@ -141,12 +154,17 @@ pub fn run(daemon: &Daemon, orders: &Orders, binary_framing: bool) -> (Duration,
         busy_total += again.len() as u64;
         todo = again;
     }
-    // Everything persisted: wait for the journal to cover the last event.
-    let last = daemon.counter("orderpipe_last_seq");
-    while daemon.counter("orderpipe_durable_seq") < last {
+    // Everything durable: wait for the command journal to cover the last command.
+    let last = daemon.counter("orderpipe_last_cseq");
+    while daemon.counter("orderpipe_durable_cseq") < last {
         std::thread::sleep(Duration::from_micros(200));
     }
-    (start.elapsed(), busy_total)
+    let durable = start.elapsed();
+    // Every table complete: wait for the projection to cover it too.
+    while projection && daemon.counter("orderpipe_projected_cseq") < last {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (durable, start.elapsed(), busy_total)
 }
 
 /// A binary frame: a bid of 0.01 BTC on BTC-USD at `price_ticks` tenths from `bench{user}`.

@@ -2,6 +2,7 @@
 //! a description of the machine.
 #![allow(dead_code)]
 
+pub mod journal;
 pub mod load;
 pub mod workload;
 
@@ -76,12 +77,21 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &str) -> Daemon {
+        Daemon::start_with_env(config, &[])
+    }
+
+    /// A daemon with extra environment variables.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::Builder::new().prefix("opb").tempdir().unwrap();
-        Daemon::start_in(dir, config)
+        Daemon::start_in_with_env(dir, config, env)
     }
 
     /// Starts a daemon in `dir` (a new folder, or one a stopped daemon left) on `config`.
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> Daemon {
+        Daemon::start_in_with_env(dir, config, &[])
+    }
+
+    fn start_in_with_env(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Daemon {
         let path = dir.path().join("config.toml");
         std::fs::write(&path, config).unwrap();
         let notify_path = dir.path().join("notify.sock");
@@ -95,6 +105,7 @@ impl Daemon {
             .args(["run", "--config"])
             .arg(&path)
             .env("NOTIFY_SOCKET", &notify_path)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .spawn()
             .unwrap();

@@ -21,8 +21,9 @@ use lapin::{BasicProperties, Confirmation, ExchangeKind};
 use rusqlite::Connection;
 use tokio::sync::watch;
 
-use super::{Batch, read_events, topic_name};
+use super::{Batch, topic_name};
 use crate::config::{AmqpConfig, Config, RoutingKey};
+use crate::journal::read::{open_reader, read_cursor, read_events};
 use crate::telemetry::{Counters, bump, wall_ns};
 
 /// First pause after a failed connection; it doubles up to `amqp.max_backoff`.
@@ -335,16 +336,14 @@ impl Bridge {
     pub fn spawn(
         config: &Config,
         counters: Arc<Counters>,
-        committed: Arc<tokio::sync::Notify>,
+        projected: Arc<tokio::sync::Notify>,
     ) -> std::io::Result<Bridge> {
         let (stop, stop_rx) = watch::channel(false);
         let (done_tx, done) = tokio::sync::oneshot::channel();
         let amqp = config.amqp.clone();
         let database = config.daemon.database_path.clone();
         // The lag counts from the cursor the last run left, not from 0, from the first moment.
-        if let Ok(cursor) =
-            super::open_reader(&database).and_then(|c| read_cursor(&c, &amqp.cursor))
-        {
+        if let Ok(cursor) = open_reader(&database).and_then(|c| read_cursor(&c, &amqp.cursor)) {
             counters
                 .bus
                 .amqp_confirmed_seq
@@ -370,7 +369,7 @@ impl Bridge {
                     amqp,
                     database,
                     counters,
-                    committed,
+                    projected,
                     stop: stop_rx,
                     status: shared,
                     phase: Phase::Connect,
@@ -403,19 +402,6 @@ impl Bridge {
     }
 }
 
-/// Reads a named cursor (0 if there is none yet).
-pub fn read_cursor(conn: &Connection, name: &str) -> rusqlite::Result<u64> {
-    let seq: Option<i64> = conn
-        .query_row("SELECT seq FROM BusCursors WHERE name = ?1", [name], |r| {
-            r.get(0)
-        })
-        .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(e),
-        })?;
-    Ok(seq.unwrap_or(0) as u64)
-}
-
 /// The routing key of an event.
 pub fn routing_key(mode: RoutingKey, topic: &str, payload: &str) -> String {
     match mode {
@@ -438,7 +424,7 @@ struct Outbox {
     amqp: AmqpConfig,
     database: PathBuf,
     counters: Arc<Counters>,
-    committed: Arc<tokio::sync::Notify>,
+    projected: Arc<tokio::sync::Notify>,
     stop: watch::Receiver<bool>,
     status: Arc<BridgeStatus>,
     /// Where the current session is, for naming what a failure means.
@@ -485,7 +471,12 @@ impl Outbox {
     }
 
     fn caught_up(&self) -> bool {
-        self.cursor >= self.counters.journal.durable_seq.load(Ordering::Acquire)
+        self.cursor
+            >= self
+                .counters
+                .projection
+                .projected_seq
+                .load(Ordering::Acquire)
     }
 
     fn open(&mut self) -> Result<(), BridgeError> {
@@ -499,7 +490,7 @@ impl Outbox {
             self.writer = Some(w);
         }
         if self.reader.is_none() {
-            self.reader = Some(super::open_reader(&self.database)?);
+            self.reader = Some(open_reader(&self.database)?);
         }
         Ok(())
     }
@@ -536,10 +527,15 @@ impl Outbox {
         let source: lapin::types::ShortString = self.amqp.source.as_str().into();
         let mut confirms = Vec::with_capacity(self.amqp.max_in_flight);
         loop {
-            // Created before `durable_seq` is read, so a commit in between is not missed.
-            let committed = self.committed.clone();
-            let commit = committed.notified();
-            let durable = self.counters.journal.durable_seq.load(Ordering::Acquire);
+            // Created before `projected_seq` is read, so a projection commit in between is not
+            // missed. The bridge follows `Events`: what the projection has written.
+            let projected = self.projected.clone();
+            let commit = projected.notified();
+            let durable = self
+                .counters
+                .projection
+                .projected_seq
+                .load(Ordering::Acquire);
             if self.cursor >= durable {
                 if *self.stop.borrow() {
                     return Ok(Ended::Finished);
@@ -717,8 +713,12 @@ mod tests {
     fn a_missing_cursor_reads_as_zero_and_a_stored_one_as_itself() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
-        drop(crate::journal::open(&path, crate::config::Synchronous::Normal).unwrap());
+        drop(Connection::open(&path).unwrap());
         let w = open_writer(&path).unwrap();
+        w.execute_batch(
+            "CREATE TABLE BusCursors (name TEXT PRIMARY KEY, seq INTEGER, updated_ns INTEGER)",
+        )
+        .unwrap();
         assert_eq!(read_cursor(&w, "amqp").unwrap(), 0);
         w.execute(
             "INSERT INTO BusCursors (name, seq, updated_ns) VALUES ('amqp', 42, 0)",

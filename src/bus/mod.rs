@@ -1,13 +1,14 @@
 //! The bus: committed events, fanned out to local subscribers and published to RabbitMQ.
 //!
-//! The journal hands every committed batch of events to the bus thread over a bounded channel
-//! ([`BusHandle::sender`]); the bus keeps one list of subscribers and gives each a reference to
-//! the batch and how many of its events match. Nothing reaches the bus before it is committed,
-//! so nothing a subscriber sees can be lost by a crash.
+//! The projection hands every batch of events it has written to the tables to the bus thread
+//! over a bounded channel ([`BusHandle::sender`]); the bus keeps one list of subscribers and
+//! gives each a reference to the batch and how many of its events match. Nothing reaches the
+//! bus before its command is committed and its rows are in `Events`, so nothing a subscriber
+//! sees can be lost by a crash, and a subscriber that falls back to `Events` finds it there.
 //!
 //! | queue | bounded by | when full |
 //! |---|---|---|
-//! | journal → bus | `bus.handover` batches | the journal drops the batch (it never waits); the bus reads those events back from SQLite before the next batch, so subscribers see no gap |
+//! | projection → bus | `bus.handover` batches | the projection drops the batch (it never waits); the bus reads those events back from SQLite before the next batch, so subscribers see no gap |
 //! | bus → subscriber | `bus.subscriber_buffer` events | the subscriber is cut off with a last line naming the sequence number to resume from; nobody else waits |
 //!
 //! A subscription that starts in the past (`from_seq`) reads the events before the bus's
@@ -27,7 +28,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
+
+use crate::journal::read::{open_reader, read_events};
 
 use crate::config::BusConfig;
 use crate::telemetry::Counters;
@@ -182,44 +185,6 @@ impl Batch {
     }
 }
 
-/// Opens the database read-only, for reading events back.
-pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(Duration::from_millis(500))?;
-    Ok(conn)
-}
-
-/// Reads committed events with `from <= seq <= to`, at most `limit`, into `out` (cleared).
-pub fn read_events(
-    conn: &Connection,
-    from: u64,
-    to: u64,
-    limit: usize,
-    out: &mut Batch,
-) -> rusqlite::Result<()> {
-    out.clear();
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, topic, payload, recv_ns FROM Events WHERE seq >= ?1 AND seq <= ?2 \
-         ORDER BY seq LIMIT ?3",
-    )?;
-    let mut rows = stmt.query(rusqlite::params![
-        from.min(i64::MAX as u64) as i64,
-        to.min(i64::MAX as u64) as i64,
-        limit as i64
-    ])?;
-    while let Some(row) = rows.next()? {
-        let seq: i64 = row.get(0)?;
-        let topic = row.get_ref(1)?.as_str()?;
-        let payload = row.get_ref(2)?.as_str()?;
-        let recv_ns: i64 = row.get(3)?;
-        out.push(seq as u64, topic, recv_ns as u64, payload);
-    }
-    Ok(())
-}
-
 /// What a subscriber receives: a committed batch, the first sequence number in it that is
 /// meant for this subscriber, and how many of its events match.
 #[derive(Debug)]
@@ -322,7 +287,7 @@ pub struct BusHandle {
 }
 
 impl BusHandle {
-    /// Starts the bus thread. `next_seq` is the first sequence number not yet committed when
+    /// Starts the bus thread. `next_seq` is the first sequence number not yet in `Events` when
     /// the daemon starts (everything before it is in SQLite).
     pub fn spawn(
         database: &Path,
@@ -355,8 +320,8 @@ impl BusHandle {
         })
     }
 
-    /// Where the journal hands committed batches (try_send: a full channel drops the batch,
-    /// and the bus reads it back from SQLite).
+    /// Where the projection hands the batches it wrote (try_send: a full channel drops the
+    /// batch, and the bus reads it back from SQLite).
     pub fn sender(&self) -> Sender<Arc<Batch>> {
         self.batches.clone()
     }
@@ -369,8 +334,8 @@ impl BusHandle {
         }
     }
 
-    /// Waits for the bus to end: it ends once every sender of batches (the journal, and this
-    /// handle) is gone and what they sent is delivered. Subscribers are let go.
+    /// Waits for the bus to end: it ends once every sender of batches (the projection, and
+    /// this handle) is gone and what they sent is delivered. Subscribers are let go.
     pub fn join(mut self) -> Result<(), String> {
         let thread = self.thread.take();
         drop(self);
@@ -394,7 +359,7 @@ struct Subscriber {
 struct Router {
     batches: Receiver<Arc<Batch>>,
     control: Receiver<BusControl>,
-    /// Read-only connection for reading back batches the journal could not hand over.
+    /// Read-only connection for reading back batches the projection could not hand over.
     reader: Connection,
     subscribers: Vec<Subscriber>,
     /// The next sequence number to hand out: everything before it has been fanned out.
@@ -423,14 +388,18 @@ impl Router {
                     }
                 }
                 default(IDLE_CHECK) => {
-                    let durable = self.counters.journal.durable_seq.load(Ordering::Acquire);
-                    self.catch_up(durable + 1);
+                    let projected = self.counters.projection.projected_seq.load(Ordering::Acquire);
+                    self.catch_up(projected + 1);
                 }
             }
         }
-        // The journal has stopped: everything it committed is delivered.
-        let durable = self.counters.journal.durable_seq.load(Ordering::Acquire);
-        self.catch_up(durable + 1);
+        // The projection has stopped: everything it wrote is delivered.
+        let projected = self
+            .counters
+            .projection
+            .projected_seq
+            .load(Ordering::Acquire);
+        self.catch_up(projected + 1);
         self.counters.bus.subscribers.store(0, Ordering::Relaxed);
     }
 
@@ -466,8 +435,8 @@ impl Router {
         }
     }
 
-    /// Reads back from SQLite, and fans out, every committed event before `until` that the bus
-    /// has not handed out (batches the journal dropped because the hand-over channel was full).
+    /// Reads back from SQLite, and fans out, every event before `until` that the bus has not
+    /// handed out (batches the projection dropped because the hand-over channel was full).
     fn catch_up(&mut self, until: u64) {
         while self.next_seq < until {
             let mut batch = std::mem::take(&mut self.scratch);

@@ -107,6 +107,7 @@ pub(super) fn read_http(
         &[
             ("accepted", AckMode::Accepted),
             ("durable", AckMode::Durable),
+            ("projected", AckMode::Projected),
         ],
         errors,
     );

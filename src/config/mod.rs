@@ -94,14 +94,17 @@ pub enum Synchronous {
 }
 
 /// When a connection's reply to a command is sent. Also a protocol value (the binary
-/// protocol's `Hello` carries it: `Accepted` is variant 0, `Durable` 1).
+/// protocol's `Hello` carries it: `Accepted` is variant 0, `Durable` 1, `Projected` 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, bincode::Encode, bincode::Decode)]
 pub enum AckMode {
     /// As soon as the engine has processed the command (the journal may not have it yet).
     #[default]
     Accepted,
-    /// Once the journal has committed the command (and everything before it).
+    /// Once the command journal has committed the command (and everything before it).
     Durable,
+    /// Once the command's effects are in the tables (`Orders`, `Trades`, `Balances`,
+    /// `Events`): durable, and projected.
+    Projected,
 }
 
 impl AckMode {
@@ -110,6 +113,7 @@ impl AckMode {
         match self {
             AckMode::Accepted => "accepted",
             AckMode::Durable => "durable",
+            AckMode::Projected => "projected",
         }
     }
 
@@ -118,6 +122,7 @@ impl AckMode {
         match word {
             "accepted" => Some(AckMode::Accepted),
             "durable" => Some(AckMode::Durable),
+            "projected" => Some(AckMode::Projected),
             _ => None,
         }
     }
@@ -132,8 +137,10 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// The engine thread.
     pub engine: EngineConfig,
-    /// The journal thread.
+    /// The command journal's writer thread, and snapshots.
     pub journal: JournalConfig,
+    /// The projection thread.
+    pub projection: ProjectionConfig,
     /// Configured assets, sorted by name; an asset's index here is its id in the engine.
     pub assets: Vec<AssetConfig>,
     /// Configured markets, sorted by name; a market's index here is its id in the engine.
@@ -202,8 +209,11 @@ pub struct DaemonConfig {
     pub data_dir: PathBuf,
     /// The Unix socket clients connect to.
     pub socket_path: PathBuf,
-    /// The SQLite database file.
+    /// The SQLite database with the tables (`Orders`, `Trades`, `Balances`, `Events`): the
+    /// projection of the command journal.
     pub database_path: PathBuf,
+    /// The SQLite file of the command journal: the durability point.
+    pub journal_path: PathBuf,
     /// Permission bits of the socket file (`0o660` by default).
     pub socket_mode: u32,
     /// Worker threads of the I/O runtime.
@@ -239,25 +249,25 @@ pub struct EngineConfig {
     pub command_ring: usize,
     /// Capacity of each connection's reply ring (engine → connection).
     pub reply_ring: usize,
-    /// Capacity of the journal ring (engine → journal).
+    /// Capacity of the journal ring (engine → journal), in commands.
     pub journal_ring: usize,
     /// Most resting orders over all markets; a new order that would rest beyond it is refused.
     pub max_orders: usize,
     /// Most accounts; a deposit for a new user beyond it is refused.
     pub max_accounts: usize,
     /// Most fills one incoming order may make; the rest of it is cancelled. Bounds the events
-    /// one command produces, so that the engine can check the journal ring's room up front.
+    /// and reports one command produces.
     pub max_fills: usize,
     /// How many recent deposit and withdrawal idempotency keys are remembered.
     pub idempotency_window: usize,
 }
 
-/// `[journal]`: the SQLite writer thread.
+/// `[journal]`: the command journal's writer thread, and snapshots.
 #[derive(Debug, Clone)]
 pub struct JournalConfig {
-    /// Most records in one transaction.
+    /// Most commands in one transaction (one block).
     pub batch_size: usize,
-    /// Longest a record waits for its batch to fill before the batch is committed anyway.
+    /// Longest a command waits for its batch to fill before the batch is committed anyway.
     pub max_delay: Duration,
     /// SQLite `synchronous` level.
     pub synchronous: Synchronous,
@@ -270,6 +280,19 @@ pub struct JournalConfig {
     pub snapshot_every: Duration,
     /// Snapshots kept in the database (the newest ones); older ones are deleted.
     pub snapshot_keep: usize,
+}
+
+/// `[projection]`: the thread that derives the tables from the command journal.
+#[derive(Debug, Clone)]
+pub struct ProjectionConfig {
+    /// Commands committed but not yet projected above which connections stop reading
+    /// (admission control); reading resumes below three quarters of it.
+    pub max_lag_commands: u64,
+    /// Most commands projected in one transaction.
+    pub batch_commands: usize,
+    /// Nice value of the projection thread (0 to 19): it yields to everything on the order
+    /// path and uses the CPU they leave.
+    pub nice: i32,
 }
 
 impl Config {
@@ -305,6 +328,7 @@ impl Config {
         let daemon = read_daemon(top.section("daemon", &mut errors), base, &mut errors);
         let engine = read_engine(top.section("engine", &mut errors), &mut errors);
         let journal = read_journal(top.section("journal", &mut errors), &mut errors);
+        let projection = read_projection(top.section("projection", &mut errors), &mut errors);
         let assets = trading::read_assets(&mut top, &mut errors);
         let mut markets = Vec::new();
         let has_markets = top.has("markets");
@@ -344,25 +368,30 @@ impl Config {
             ));
         }
         top.finish(&mut errors);
-        match (daemon, engine, journal, bus, amqp, http) {
-            (Some(daemon), Some(engine), Some(journal), Some(bus), Some(amqp), Some(http))
-                if errors.is_empty() =>
-            {
-                Ok(Config {
-                    path: path.to_path_buf(),
-                    daemon,
-                    engine,
-                    journal,
-                    assets,
-                    markets,
-                    compliance,
-                    accounts,
-                    bus,
-                    amqp,
-                    http,
-                    access,
-                })
-            }
+        match (daemon, engine, journal, projection, bus, amqp, http) {
+            (
+                Some(daemon),
+                Some(engine),
+                Some(journal),
+                Some(projection),
+                Some(bus),
+                Some(amqp),
+                Some(http),
+            ) if errors.is_empty() => Ok(Config {
+                path: path.to_path_buf(),
+                daemon,
+                engine,
+                journal,
+                projection,
+                assets,
+                markets,
+                compliance,
+                accounts,
+                bus,
+                amqp,
+                http,
+                access,
+            }),
             _ => Err(ConfigErrors {
                 path: path.to_path_buf(),
                 errors,
@@ -386,6 +415,7 @@ fn read_daemon(
         .map(|d| base.join(d));
     let socket = t.string("socket", Some("orderpipe.sock"), errors);
     let database = t.string("database", Some("orderpipe.db"), errors);
+    let journal = t.string("journal", Some("commands.db"), errors);
     let socket_mode = t.string("socket_mode", Some("0660"), errors).and_then(|m| {
         match u32::from_str_radix(&m, 8) {
             Ok(v) if v <= 0o777 => Some(v),
@@ -417,6 +447,7 @@ fn read_daemon(
         &[
             ("accepted", AckMode::Accepted),
             ("durable", AckMode::Durable),
+            ("projected", AckMode::Projected),
         ],
         errors,
     );
@@ -440,6 +471,7 @@ fn read_daemon(
     t.finish(errors);
     Some(DaemonConfig {
         database_path: data_dir.as_ref()?.join(database?),
+        journal_path: data_dir.as_ref()?.join(journal?),
         data_dir: data_dir?,
         socket_path: socket_path?,
         socket_mode: socket_mode?,
@@ -494,17 +526,6 @@ fn read_engine(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Engine
     let max_accounts = t.u64("max_accounts", Some(100_000), 1, 1 << 26, errors);
     let max_fills = t.u64("max_fills", Some(1000), 1, 100_000, errors);
     let idempotency_window = t.u64("idempotency_window", Some(100_000), 1, 1 << 24, errors);
-    if let (Some(ring), Some(fills)) = (journal_ring, max_fills)
-        && ring < crate::engine::records_bound(fills as usize) as u64
-    {
-        errors.push(ConfigError::new(
-            &t.key("journal_ring"),
-            format!(
-                "must hold the records of one command ({} for max_fills = {fills})",
-                crate::engine::records_bound(fills as usize)
-            ),
-        ));
-    }
     t.finish(errors);
     Some(EngineConfig {
         core: core?,
@@ -543,6 +564,18 @@ fn read_journal(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Journ
         snapshot_every_commands: every?,
         snapshot_every: Duration::from_secs(every_secs?),
         snapshot_keep: keep? as usize,
+    })
+}
+
+fn read_projection(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<ProjectionConfig> {
+    let max_lag = t.u64("max_lag_commands", Some(2_000_000), 1, 1 << 40, errors);
+    let batch = t.u64("batch_commands", Some(8192), 1, 1 << 20, errors);
+    let nice = t.u64("nice", Some(19), 0, 19, errors);
+    t.finish(errors);
+    Some(ProjectionConfig {
+        max_lag_commands: max_lag?,
+        batch_commands: batch? as usize,
+        nice: nice? as i32,
     })
 }
 

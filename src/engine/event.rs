@@ -1,6 +1,7 @@
-//! Events: everything that happened, in sequence order. The engine sends them to the journal,
-//! which records them (the `Events` table and the tables derived from them) and, from there,
-//! to subscribers. docs/EVENTS.md lists the topics and their JSON payloads.
+//! Events: everything that happened, in sequence order. The live engine journals only its
+//! commands; the projection thread's replica of the engine, fed the committed commands, makes
+//! the same events again and records them (the `Events` table and the tables derived from them)
+//! and, from there, hands them to subscribers. docs/EVENTS.md lists the topics and payloads.
 
 use super::command::{
     AssetIndex, CancelReason, ClientOrderId, HaltTarget, MAX_CLIENT_TIMESTAMP, MarketId,
@@ -9,7 +10,7 @@ use super::command::{
 use super::text::Text;
 
 /// Most events one command produces when its incoming order makes `fills` fills (or cancels
-/// that many orders), so that the engine can check the journal ring's room before it starts.
+/// that many orders): the most a projection holds for one command.
 ///
 /// Per fill: the trade, the maker's fill, the taker's fill, the maker's two balances; per
 /// self-trade cancel: the cancel and one balance; plus the order's own creation, its end, and
@@ -18,39 +19,17 @@ pub const fn events_bound(fills: usize) -> usize {
     8 + 5 * fills
 }
 
-/// Most journal records one command produces: its events and itself.
-pub const fn records_bound(fills: usize) -> usize {
-    events_bound(fills) + 1
-}
-
-/// What the engine sends the journal: for each command, its events, then the command itself.
-/// The command comes last so that the journal can commit at command boundaries only: a command
-/// and its events are always in the same transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Record {
-    /// Something that happened.
-    Event(Event),
-    /// A command the engine processed (ends its group of records).
-    Command(CommandRecord),
-}
-
-impl Record {
-    /// Monotonic time the engine produced it (latency measurement only).
-    pub fn engine_mono(&self) -> u64 {
-        match self {
-            Record::Event(e) => e.engine_mono,
-            Record::Command(c) => c.engine_mono,
-        }
-    }
-}
-
-/// A command the engine processed, as replay needs it: replaying every command in `cseq` order
-/// through the same engine code gives the same state.
+/// A command the engine processed, as the command journal records it: replaying every command
+/// in `cseq` order through the same engine code gives the same state and the same events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommandRecord {
     /// Command sequence number: gap-free over every command the engine processed (a command
     /// answered `busy` was not processed and has none).
     pub cseq: u64,
+    /// The sequence number of the last event after this command (its own last event, or the
+    /// last one before it if it made none): once the command is committed, every event up to
+    /// this one is durable.
+    pub seq_end: u64,
     /// The ingress time the engine used.
     pub recv_ns: u64,
     /// Monotonic time the engine processed it (latency measurement only).

@@ -22,7 +22,7 @@ use super::command::{
 };
 use super::custody::{Accounts, Balance, CustodyError, Idempotency};
 use super::event::{
-    BalanceReason, CommandRecord, Event, EventKind, OrderRecord, TradeRecord, records_bound,
+    BalanceReason, CommandRecord, Event, EventKind, OrderRecord, TradeRecord, events_bound,
 };
 use super::hash::FnvBuild;
 use super::risk::{Approved, Compliance, Exposure};
@@ -325,9 +325,9 @@ impl Engine {
         self.next_cseq - 1
     }
 
-    /// Most journal records (events and the command) one command can produce.
+    /// Most events one command can produce.
     pub fn events_per_command(&self) -> usize {
-        records_bound(self.max_fills)
+        events_bound(self.max_fills)
     }
 
     /// Processes one command from the connection `origin`. `engine_mono` is the monotonic time
@@ -377,6 +377,7 @@ impl Engine {
         self.next_cseq += 1;
         em.out.command(CommandRecord {
             cseq,
+            seq_end: self.next_seq - 1,
             recv_ns: cmd.recv_ns,
             engine_mono,
             body: cmd.body,
@@ -1208,6 +1209,12 @@ impl Engine {
             book.depth(Side::Buy, n).collect(),
             book.depth(Side::Sell, n).collect(),
         ))
+    }
+
+    /// The owner of a resting order (`None`: no such order rests).
+    pub fn order_owner(&self, order_id: u64) -> Option<Username> {
+        let slot = self.orders.find(order_id)?;
+        Some(*self.accounts.name(self.orders.get(slot).account))
     }
 
     /// The id of a market by name.

@@ -26,10 +26,9 @@ pub use command::{
 };
 pub use custody::Balance;
 pub use event::{
-    BalanceReason, CommandRecord, Event, EventKind, OrderRecord, Record, TradeRecord, events_bound,
-    records_bound,
+    BalanceReason, CommandRecord, Event, EventKind, OrderRecord, TradeRecord, events_bound,
 };
 pub use machine::{Depth, Engine, Output, Recorder, ValidOrder};
-pub use runner::{Connection, Control, EngineHandle, EngineLink, EngineSnapshot, SnapshotLink};
+pub use runner::{Connection, Control, EngineHandle, EngineLink, EngineSnapshot};
 pub use snapshot::Snapshot;
 pub use text::Text;

@@ -11,10 +11,9 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::command::{Command, MarketName, Outbound, Outcome, Owner, Report, Username};
 use super::custody::Balance;
-use super::event::{CommandRecord, Event, Record};
+use super::event::{CommandRecord, Event};
 use super::hash::IdBuild;
 use super::machine::{Depth, Engine, Output};
-use super::snapshot::Snapshot;
 use crate::config::{Config, IdleStrategy};
 use crate::telemetry::{Counters, LatencyHistogram, bump, mono_ns};
 use crate::wake::{Doorbell, TaskBell};
@@ -79,6 +78,13 @@ pub enum Control {
         /// Where to answer.
         reply: tokio::sync::oneshot::Sender<Option<Vec<Balance>>>,
     },
+    /// Send the owner of a resting order (`None`: no such order rests).
+    OrderOwner {
+        /// The order.
+        order_id: u64,
+        /// Where to answer.
+        reply: tokio::sync::oneshot::Sender<Option<Username>>,
+    },
     /// Finish every registered connection's commands, then stop.
     Shutdown,
 }
@@ -126,9 +132,8 @@ impl EngineHandle {
     pub fn spawn(
         config: &Config,
         engine: Engine,
-        journal: rtrb::Producer<Record>,
+        journal: rtrb::Producer<CommandRecord>,
         journal_bell: Arc<Doorbell>,
-        snapshots: SnapshotLink,
         counters: Arc<Counters>,
     ) -> std::io::Result<EngineHandle> {
         let (control, control_rx) = crossbeam_channel::bounded(CONTROL_CAPACITY);
@@ -143,7 +148,6 @@ impl EngineHandle {
         ] {
             counter.store(value, Ordering::Relaxed);
         }
-        let engine_cseq = engine.last_cseq();
         let per_command = engine.events_per_command();
         let max_conns = config.daemon.max_connections.min(1 << 16);
         let mut runner = Runner {
@@ -169,17 +173,6 @@ impl EngineHandle {
             spin: config.engine.spin,
             stats: EngineSnapshot::default(),
             stopping: false,
-            snapshots: SnapshotSchedule {
-                last_cseq: snapshots.newest.min(engine_cseq),
-                last_at: mono_ns(),
-                every_commands: config.journal.snapshot_every_commands,
-                every_ns: config.journal.snapshot_every.as_nanos() as u64,
-                to_journal: snapshots.to_journal.filter(|_| {
-                    config.journal.snapshot_every_commands > 0
-                        || !config.journal.snapshot_every.is_zero()
-                }),
-                config: Arc::new(config.clone()),
-            },
         };
         let core = config.engine.core;
         let thread = std::thread::Builder::new()
@@ -334,7 +327,9 @@ struct Runner {
     /// Most messages held for one connection beyond its reply ring.
     backlog_limit: usize,
     control: Receiver<Control>,
-    journal: rtrb::Producer<Record>,
+    /// Every processed command, to the command journal (the only thing the engine records:
+    /// the projection's replica makes the events again from the committed commands).
+    journal: rtrb::Producer<CommandRecord>,
     journal_bell: Arc<Doorbell>,
     doorbell: Arc<Doorbell>,
     heartbeat: Arc<AtomicU64>,
@@ -344,39 +339,11 @@ struct Runner {
     stats: EngineSnapshot,
     /// Shutdown was requested: stop once every connection is finished.
     stopping: bool,
-    /// When to copy the state for the journal to store.
-    snapshots: SnapshotSchedule,
-}
-
-/// Where the engine's snapshots go.
-#[derive(Debug, Clone)]
-pub struct SnapshotLink {
-    /// To the journal; `None`: no snapshots.
-    pub to_journal: Option<Sender<Box<Snapshot>>>,
-    /// The command the newest stored snapshot was taken after (0: none). The schedule counts
-    /// from it, so that a start that replayed many commands takes one soon.
-    pub newest: u64,
-}
-
-/// When the engine hands the journal a snapshot of its state: every `every_commands` commands,
-/// and every `every_ns` while commands arrive. A snapshot due while the journal still holds the
-/// previous one is skipped (counted), never waited for.
-struct SnapshotSchedule {
-    /// To the journal; `None` when snapshots are off.
-    to_journal: Option<Sender<Box<Snapshot>>>,
-    /// Names of markets and assets, for the snapshot.
-    config: Arc<Config>,
-    every_commands: u64,
-    every_ns: u64,
-    /// The command the last snapshot (taken or skipped) was due at.
-    last_cseq: u64,
-    /// When it was (monotonic ns).
-    last_at: u64,
 }
 
 /// The engine's outputs while one command is processed.
 struct Sink<'a> {
-    journal: &'a mut rtrb::Producer<Record>,
+    journal: &'a mut rtrb::Producer<CommandRecord>,
     connections: &'a mut [Entry],
     tokens: &'a HashMap<Owner, usize, IdBuild>,
     origin: Owner,
@@ -386,21 +353,22 @@ struct Sink<'a> {
 }
 
 impl Output for Sink<'_> {
+    /// Room for the command's record: the engine journals the command only, whatever the
+    /// number of its events.
     #[inline]
-    fn has_room(&mut self, events: usize) -> bool {
+    fn has_room(&mut self, _events: usize) -> bool {
         // The cached count avoids touching the consumer's cache line on most calls.
-        self.journal.cached_slots() >= events || self.journal.slots() >= events
+        self.journal.cached_slots() >= 1 || self.journal.slots() >= 1
     }
 
+    /// The live engine's events are not recorded: the projection's replica makes them again
+    /// from the committed command, so that the order path pays for one record per command.
     #[inline]
-    fn event(&mut self, event: Event) {
-        let pushed = self.journal.push(Record::Event(event));
-        debug_assert!(pushed.is_ok(), "room was checked for the whole command");
-    }
+    fn event(&mut self, _event: Event) {}
 
     fn command(&mut self, record: CommandRecord) {
-        let pushed = self.journal.push(Record::Command(record));
-        debug_assert!(pushed.is_ok(), "room was checked for the whole command");
+        let pushed = self.journal.push(record);
+        debug_assert!(pushed.is_ok(), "room was checked for the command");
     }
 
     fn report(&mut self, owner: Owner, report: Report) {
@@ -453,7 +421,6 @@ impl Runner {
                 break;
             }
             if work > 0 {
-                self.maybe_snapshot(rounds.is_multiple_of(64), false);
                 idle_since = None;
                 continue;
             }
@@ -472,56 +439,10 @@ impl Runner {
                 }
             }
         }
-        // A last snapshot, so that the next start replays nothing.
-        self.maybe_snapshot(true, true);
         tracing::info!(last_seq = self.engine.last_seq(), "engine stopped");
         // Dropping the producer tells the journal that nothing more will come.
         let (dead, _) = rtrb::RingBuffer::new(1);
         drop(std::mem::replace(&mut self.journal, dead));
-        self.journal_bell.ring();
-    }
-
-    /// Hands the journal a snapshot if one is due (`final_one`: at shutdown, if anything
-    /// changed since the last). The clock is read only when `look_at_clock`.
-    fn maybe_snapshot(&mut self, look_at_clock: bool, final_one: bool) {
-        let sched = &mut self.snapshots;
-        let Some(to_journal) = &sched.to_journal else {
-            return;
-        };
-        let cseq = self.engine.last_cseq();
-        if cseq == sched.last_cseq {
-            return;
-        }
-        let by_count = sched.every_commands > 0 && cseq - sched.last_cseq >= sched.every_commands;
-        let by_time = look_at_clock
-            && sched.every_ns > 0
-            && mono_ns().saturating_sub(sched.last_at) >= sched.every_ns;
-        if !(by_count || by_time || final_one) {
-            return;
-        }
-        let now = mono_ns();
-        sched.last_cseq = cseq;
-        sched.last_at = now;
-        let c = &self.counters.engine;
-        if to_journal.is_full() && !final_one {
-            bump(&c.snapshots_skipped);
-            return;
-        }
-        let snapshot = Box::new(self.engine.snapshot(&sched.config));
-        c.snapshot_copy_ns
-            .store(mono_ns().saturating_sub(now), Ordering::Relaxed);
-        // At shutdown the journal is still running and takes it; a full channel waits for
-        // it (or fails if the journal died, which the supervisor reports).
-        let sent = if final_one {
-            to_journal.send(snapshot).is_ok()
-        } else {
-            to_journal.try_send(snapshot).is_ok()
-        };
-        bump(if sent {
-            &c.snapshots_taken
-        } else {
-            &c.snapshots_skipped
-        });
         self.journal_bell.ring();
     }
 
@@ -718,6 +639,9 @@ impl Runner {
                 }
                 Control::Balances { username, reply } => {
                     let _ = reply.send(self.engine.balances(username.as_str()));
+                }
+                Control::OrderOwner { order_id, reply } => {
+                    let _ = reply.send(self.engine.order_owner(order_id));
                 }
                 Control::Shutdown => self.stopping = true,
             }

@@ -27,7 +27,7 @@ use crate::wire::{Request, WireReply};
 /// One command from a handler, and where its answer goes.
 struct Job {
     request: Request,
-    durable: bool,
+    ack: AckMode,
     reply: oneshot::Sender<WireReply>,
 }
 
@@ -44,6 +44,8 @@ pub enum GatewayError {
 pub struct Gateway {
     jobs: mpsc::Sender<Job>,
     ack: AckMode,
+    /// The highest command the gateway has answered.
+    answered: Arc<AtomicU64>,
 }
 
 impl Gateway {
@@ -63,7 +65,9 @@ impl Gateway {
             }))
             .map_err(|_| GatewayError::Unavailable)?;
         let (jobs, rx) = mpsc::channel(cfg.command_ring);
+        let answered = Arc::new(AtomicU64::new(0));
         let dispatcher = Dispatcher {
+            answered: answered.clone(),
             ingress: ingress.clone(),
             jobs: rx,
             commands,
@@ -72,7 +76,16 @@ impl Gateway {
             pending: VecDeque::new(),
         };
         tokio::spawn(dispatcher.run());
-        Ok(Gateway { jobs, ack })
+        Ok(Gateway {
+            jobs,
+            ack,
+            answered,
+        })
+    }
+
+    /// The highest command sequence number the gateway has answered (0: none yet).
+    pub fn answered_cseq(&self) -> u64 {
+        self.answered.load(Ordering::Acquire)
     }
 
     /// Sends `request` (a command) to the engine and waits for its reply: once processed, or
@@ -81,7 +94,7 @@ impl Gateway {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             request,
-            durable: self.ack == AckMode::Durable,
+            ack: self.ack,
             reply,
         };
         self.jobs
@@ -94,22 +107,28 @@ impl Gateway {
 
 struct Dispatcher {
     ingress: Arc<Ingress>,
+    /// Shared with the gateway: the highest command answered.
+    answered: Arc<AtomicU64>,
     jobs: mpsc::Receiver<Job>,
     commands: rtrb::Producer<crate::engine::Command>,
     replies: rtrb::Consumer<Outbound>,
     bell: Arc<TaskBell>,
-    /// Answers owed, in command order, and whether each waits for its commit.
-    pending: VecDeque<(oneshot::Sender<WireReply>, bool)>,
+    /// Answers owed, in command order, and how far each waits for its command to get.
+    pending: VecDeque<(oneshot::Sender<WireReply>, AckMode)>,
 }
 
 impl Dispatcher {
     async fn run(mut self) {
         let committed = self.ingress.committed.clone();
+        let projected = self.ingress.projected.clone();
         let mut open = true;
         let mut paused = false;
         loop {
+            // Created before the counters are read (src/wake.rs, replies held for a commit).
             let commit = committed.notified();
             tokio::pin!(commit);
+            let projection = projected.notified();
+            tokio::pin!(projection);
             // Admission control, as for socket connections: while the journal is far behind,
             // no new command is taken (handlers wait), instead of the engine answering `busy`.
             paused = self.ingress.should_pause(paused);
@@ -136,7 +155,7 @@ impl Dispatcher {
                 break;
             }
             let replies = &self.replies;
-            if !held && self.bell.prepare(|| !replies.is_empty()) {
+            if held.is_none() && self.bell.prepare(|| !replies.is_empty()) {
                 continue;
             }
             let want_jobs = open && !paused && !self.commands.is_full();
@@ -148,8 +167,9 @@ impl Dispatcher {
                     }
                     None => open = false,
                 },
-                _ = self.bell.wait(), if !held => {}
-                _ = &mut commit, if held || paused => {}
+                _ = self.bell.wait(), if held.is_none() => {}
+                _ = &mut commit, if held == Some(AckMode::Durable) || paused => {}
+                _ = &mut projection, if held == Some(AckMode::Projected) || paused => {}
             }
         }
         // Owed answers that will never come (the engine stopped) are dropped: their handlers
@@ -166,24 +186,32 @@ impl Dispatcher {
         };
         // The caller checked that the ring has room.
         if self.commands.push(command).is_ok() {
-            self.pending.push_back((job.reply, job.durable));
+            self.pending.push_back((job.reply, job.ack));
         }
     }
 
-    /// Hands every reply that may go to its handler; drops execution reports. True if the
-    /// next reply waits for a commit.
-    fn answer(&mut self) -> bool {
-        let journal = &self.ingress.counters.journal;
+    /// Hands every reply that may go to its handler; drops execution reports. Returns the
+    /// commit the next reply waits for (the journal's or the projection's), if it waits.
+    fn answer(&mut self) -> Option<AckMode> {
+        let (journal, projection) = (
+            &self.ingress.counters.journal,
+            &self.ingress.counters.projection,
+        );
         let mut popped = false;
-        let mut held = false;
+        let mut held = None;
         loop {
             match self.replies.peek() {
                 Ok(Outbound::Report(_)) => {}
                 Ok(Outbound::Reply(r)) => {
-                    let durable = self.pending.front().is_some_and(|(_, d)| *d);
-                    if durable && r.cseq > journal.durable_cseq.load(Ordering::Acquire) {
+                    let ack = self.pending.front().map_or(AckMode::Accepted, |(_, a)| *a);
+                    let reached = match ack {
+                        AckMode::Accepted => u64::MAX,
+                        AckMode::Durable => journal.durable_cseq.load(Ordering::Acquire),
+                        AckMode::Projected => projection.projected_cseq.load(Ordering::Acquire),
+                    };
+                    if r.cseq > reached {
                         self.ingress.journal.hurry(r.cseq, 0);
-                        held = true;
+                        held = Some(ack);
                         break;
                     }
                 }
@@ -196,6 +224,7 @@ impl Dispatcher {
             if let Outbound::Reply(r) = message
                 && let Some((reply, _)) = self.pending.pop_front()
             {
+                self.answered.fetch_max(r.cseq, Ordering::AcqRel);
                 let _ = reply.send(WireReply::from_engine(&r, &self.ingress.config));
             }
         }

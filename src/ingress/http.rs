@@ -38,6 +38,10 @@ use crate::wire::{
     json as wire_json,
 };
 
+/// Longest a read of the tables waits for the projection to reach the commands the gateway
+/// has answered; after it the read answers from the tables as they are.
+const READ_YOUR_WRITES: Duration = Duration::from_secs(2);
+
 /// Read-only SQLite connections kept for historic reads.
 const READERS: usize = 4;
 
@@ -142,7 +146,7 @@ impl Http {
         let database = ingress.config.daemon.database_path.clone();
         let (spare, readers) = crossbeam_channel::bounded(READERS);
         for _ in 0..READERS {
-            let conn = crate::bus::open_reader(&database).map_err(|e| e.to_string())?;
+            let conn = crate::journal::read::open_reader(&database).map_err(|e| e.to_string())?;
             let _ = spare.try_send(conn);
         }
         Ok(Http {
@@ -205,18 +209,32 @@ impl Http {
             .map_err(|e| ApiError::unavailable(e.to_string()))
     }
 
-    /// Runs `f` on a read-only connection, off the I/O thread.
+    /// Runs `f` on a read-only connection, off the I/O thread, once the tables hold every
+    /// command the gateway has answered (read-your-writes over HTTP: an order placed and
+    /// answered is found by the next read; waiting at most [`READ_YOUR_WRITES`]).
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
+        let answered = self.gateway.answered_cseq();
+        let projected = &self.ingress.counters.projection.projected_cseq;
+        let wait = async {
+            loop {
+                let told = self.ingress.projected.notified();
+                if projected.load(Ordering::Acquire) >= answered {
+                    return;
+                }
+                told.await;
+            }
+        };
+        let _ = tokio::time::timeout(READ_YOUR_WRITES, wait).await;
         let readers = self.readers.clone();
         let spare = self.spare.clone();
         let database = self.database.clone();
         tokio::task::spawn_blocking(move || {
             let conn = match readers.recv_timeout(Duration::from_secs(5)) {
                 Ok(c) => c,
-                Err(_) => crate::bus::open_reader(&database)?,
+                Err(_) => crate::journal::read::open_reader(&database)?,
             };
             let result = f(&conn);
             let _ = spare.try_send(conn);
@@ -424,8 +442,19 @@ fn order_json(row: &rusqlite::Row<'_>, config: &crate::config::Config) -> rusqli
 const ORDER_COLUMNS: &str = "id, seq, username, client_order_id, market, side, order_type, \
      tif, status, price_ticks, size_lots, filled_lots, timestamp, recv_ns";
 
-/// The owner of an order, from the database.
+/// The owner of an order: the engine's, while it rests (so that an order placed a moment ago
+/// is found before the projection has written its row), else the tables'.
 async fn owner(s: &Http, id: u64) -> Result<String, ApiError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let asked = s.ingress.engine.send(crate::engine::Control::OrderOwner {
+        order_id: id,
+        reply: tx,
+    });
+    if asked.is_ok()
+        && let Ok(Ok(Some(user))) = tokio::time::timeout(Duration::from_secs(2), rx).await
+    {
+        return Ok(user.as_str().to_string());
+    }
     let found = s
         .read(move |c| {
             c.query_row(

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::config::{Config, Grant};
 use crate::engine::{Control, EngineLink, MarketName, Username};
-use crate::journal::{JournalControl, JournalLink};
+use crate::journal::{JournalControl, JournalLink, ProjectionControl};
 use crate::telemetry::{Counter, Counters, LatencyHistogram, Stage};
 use crate::wire::{ErrorCode, Request, StateDigest, StatsReport, WireReply};
 
@@ -80,6 +80,10 @@ pub struct Ingress {
     pub open: AtomicUsize,
     /// Told by the journal after every commit.
     pub committed: Arc<tokio::sync::Notify>,
+    /// Told by the projection after every commit.
+    pub projected: Arc<tokio::sync::Notify>,
+    /// Stats requests to the projection (`None` with the benchmarks' null journal).
+    pub projection: Option<crate::journal::ProjectionLink>,
     /// Subscriptions to committed events.
     pub bus: crate::bus::BusLink,
     /// The RabbitMQ bridge's state, if it runs.
@@ -87,26 +91,35 @@ pub struct Ingress {
 }
 
 impl Ingress {
-    /// Journal records (events and commands) produced by the engine and not yet committed.
+    /// Commands processed by the engine and not yet committed to the journal.
     pub fn journal_backlog(&self) -> u64 {
-        let (e, j) = (&self.counters.engine, &self.counters.journal);
-        let events = e.last_seq.load(Ordering::Relaxed);
-        let commands = e.last_cseq.load(Ordering::Relaxed);
-        events.saturating_sub(j.durable_seq.load(Ordering::Acquire))
-            + commands.saturating_sub(j.durable_cseq.load(Ordering::Acquire))
+        let commands = self.counters.engine.last_cseq.load(Ordering::Relaxed);
+        commands.saturating_sub(self.counters.journal.durable_cseq.load(Ordering::Acquire))
     }
 
-    /// Admission control with hysteresis: a connection stops reading while the journal's
-    /// backlog is above three quarters of its ring, and starts again once it is below half.
-    /// Under a sustained flood this turns into flow control on the sockets instead of a storm
-    /// of `busy` replies; `busy` stays as the last line of defence.
+    /// Admission control with hysteresis, for two bounds. A connection stops reading while the
+    /// journal's backlog is above three quarters of its ring (it starts again below half), or
+    /// while the projection is more than `projection.max_lag_commands` behind the journal (it
+    /// starts again below three quarters of that). Under a sustained flood this turns into
+    /// flow control on the sockets instead of a storm of `busy` replies; `busy` stays as the
+    /// last line of defence.
     pub fn should_pause(&self, paused: bool) -> bool {
         let ring = self.config.engine.journal_ring as u64;
         let backlog = self.journal_backlog();
+        let lag = self.counters.projection_lag();
+        let max_lag = self.config.projection.max_lag_commands;
         if paused {
-            backlog > ring / 2
+            backlog > ring / 2 || lag > max_lag / 4 * 3
+        } else if backlog > ring / 4 * 3 {
+            true
+        } else if lag > max_lag {
+            self.counters
+                .ingress
+                .projection_pauses
+                .fetch_add(1, Ordering::Relaxed);
+            true
         } else {
-            backlog > ring / 4 * 3
+            false
         }
     }
 
@@ -177,19 +190,29 @@ impl Ingress {
     pub async fn stats(&self) -> WireReply {
         let (etx, erx) = tokio::sync::oneshot::channel();
         let (jtx, jrx) = tokio::sync::oneshot::channel();
+        let (ptx, prx) = tokio::sync::oneshot::channel();
+        let projection_asked = match &self.projection {
+            Some(p) => p.send(ProjectionControl::Stats(ptx)),
+            None => {
+                let _ = ptx.send(LatencyHistogram::new());
+                true
+            }
+        };
         if self.engine.send(Control::Stats(etx)).is_err()
             || !self.journal.send(JournalControl::Stats(jtx))
+            || !projection_asked
         {
             return WireReply::error(
                 ErrorCode::Unavailable,
-                "the engine or journal is not taking requests",
+                "the engine, journal or projection is not taking requests",
             );
         }
-        let answers = tokio::time::timeout(STATS_TIMEOUT, async { (erx.await, jrx.await) }).await;
-        let Ok((Ok(engine), Ok(journal))) = answers.map_err(|_| ()) else {
+        let answers =
+            tokio::time::timeout(STATS_TIMEOUT, async { (erx.await, jrx.await, prx.await) }).await;
+        let Ok((Ok(engine), Ok(journal), Ok(projection))) = answers.map_err(|_| ()) else {
             return WireReply::error(
                 ErrorCode::Unavailable,
-                "the engine or journal did not answer within 2 s",
+                "the engine, journal or projection did not answer within 2 s",
             );
         };
         let mut report = report(
@@ -198,6 +221,7 @@ impl Ingress {
                 (Stage::IngressToEngine, &engine.ingress_to_engine),
                 (Stage::EngineProcess, &engine.engine_process),
                 (Stage::EngineToCommit, &journal),
+                (Stage::CommitToProjection, &projection),
             ],
         );
         report.state = StateDigest {

@@ -212,9 +212,15 @@ impl Stream<'_> {
             let read = tokio::task::spawn_blocking(move || {
                 let conn = match conn {
                     Some(c) => c,
-                    None => bus::open_reader(&path)?,
+                    None => crate::journal::read::open_reader(&path)?,
                 };
-                let r = bus::read_events(&conn, pos, up_to - 1, READ_CHUNK, &mut batch);
+                let r = crate::journal::read::read_events(
+                    &conn,
+                    pos,
+                    up_to - 1,
+                    READ_CHUNK,
+                    &mut batch,
+                );
                 r.map(|()| (conn, batch))
             })
             .await;

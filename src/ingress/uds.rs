@@ -121,11 +121,11 @@ pub(super) async fn write_all(stream: &UnixStream, mut data: &[u8]) -> io::Resul
 
 /// One answer owed to the client, in request order.
 enum Pending {
-    /// The next reply from the engine's ring; if `durable`, written only once the journal has
-    /// committed its command.
+    /// The next reply from the engine's ring; written once the command is as far as `ack`
+    /// asks (processed, committed to the journal, or in the tables).
     Engine {
-        /// The request asked for a `durable` acknowledgement.
-        durable: bool,
+        /// The request's acknowledgement mode.
+        ack: AckMode,
     },
     /// An answer the task already has (an error it found).
     Ready(WireReply),
@@ -275,7 +275,7 @@ async fn requests(
         paused: false,
         write_dead: false,
         ack: ingress.config.daemon.ack,
-        held: false,
+        held: None,
         recv_ns: wall_ns(),
         recv_mono: mono_ns(),
         subscribing: false,
@@ -329,10 +329,12 @@ struct Conn {
     /// Writing failed or timed out: output is discarded from now on.
     write_dead: bool,
     /// The connection's acknowledgement mode (the config's, until a hello changes it). In
-    /// `durable` mode execution reports are also held until their events are committed.
+    /// `durable` (`projected`) mode execution reports are also held until their events are
+    /// committed (in the tables).
     ack: AckMode,
-    /// The ring's next message waits for a commit.
-    held: bool,
+    /// The ring's next message waits for the journal's commit (`Durable`) or the projection's
+    /// (`Projected`); `None` when it does not wait, or this round has not seen it yet.
+    held: Option<AckMode>,
     /// Ingress stamps of the latest read.
     recv_ns: u64,
     recv_mono: u64,
@@ -351,6 +353,7 @@ enum Event {
     Shutdown,
     DrainTimeout,
     Committed,
+    Projected,
 }
 
 impl Conn {
@@ -363,13 +366,16 @@ impl Conn {
         let drain_timeout = self.ingress.config.daemon.drain_timeout;
         let mut last_write = Instant::now();
         let committed = self.ingress.committed.clone();
+        let projected = self.ingress.projected.clone();
         loop {
             // Created before the backlog is read: a `Notified` receives every notify_waiters
             // from its creation on, so a commit between the check and the wait is not missed.
             let commit = committed.notified();
             tokio::pin!(commit);
+            let projection = projected.notified();
+            tokio::pin!(projection);
             self.paused = self.ingress.should_pause(self.paused);
-            self.held = false;
+            self.held = None;
             if self.paused {
                 // Requests stay in the socket until the journal catches up.
             } else if !self.stop_input() {
@@ -408,7 +414,7 @@ impl Conn {
             }
             if engine_gone
                 && matches!(self.pending.front(), Some(Pending::Engine { .. }))
-                && !self.held
+                && self.held.is_none()
             {
                 tracing::warn!("engine released the connection with replies owed; closing it");
                 return None;
@@ -422,11 +428,13 @@ impl Conn {
             // wait for a commit would only burn the core the journal needs to commit it.
             let quick_reply_owed = matches!(
                 self.pending.front(),
-                Some(Pending::Engine { durable: false })
+                Some(Pending::Engine {
+                    ack: AckMode::Accepted
+                })
             );
             let held = self.held;
             let want_answer = matches!(self.pending.front(), Some(Pending::Query(_, Some(_))));
-            if want_ring && quick_reply_owed && !held && self.spin_for_replies() {
+            if want_ring && quick_reply_owed && held.is_none() && self.spin_for_replies() {
                 continue;
             }
             if want_ring {
@@ -441,7 +449,7 @@ impl Conn {
                     replies.is_abandoned()
                         || match gate.next(replies, front) {
                             Next::Ready => true,
-                            Next::Held(..) => !held,
+                            Next::Held(..) => held.is_none(),
                             Next::Nothing => false,
                         }
                 }) {
@@ -453,7 +461,8 @@ impl Conn {
                 let bell = &self.bell;
                 let pending = &mut self.pending;
                 tokio::select! {
-                    _ = &mut commit, if paused || held => Event::Committed,
+                    _ = &mut commit, if paused || held == Some(AckMode::Durable) => Event::Committed,
+                    _ = &mut projection, if paused || held == Some(AckMode::Projected) => Event::Projected,
                     r = stream.readable(), if want_read => Event::Read(r),
                     r = stream.writable(), if unsent => Event::Write(r),
                     _ = bell.wait(), if want_ring => Event::Replies,
@@ -468,7 +477,7 @@ impl Conn {
                     self.eof = true;
                     self.write_dead = true;
                 }
-                Event::Write(Ok(())) | Event::Replies | Event::Committed => {}
+                Event::Write(Ok(())) | Event::Replies | Event::Committed | Event::Projected => {}
                 Event::Answer(reply) => {
                     self.pending.pop_front();
                     self.encode(&reply);
@@ -518,8 +527,8 @@ impl Conn {
     /// What decides whether the ring's next message may be written yet.
     fn gate(&self) -> Gate<'_> {
         Gate {
-            journal: &self.ingress.counters.journal,
-            hold_reports: self.ack == AckMode::Durable,
+            counters: &self.ingress.counters,
+            reports: self.ack,
         }
     }
 
@@ -576,11 +585,11 @@ impl Conn {
             }
             match self.gate().next(&self.replies, self.pending.front()) {
                 Next::Ready => {}
-                Next::Held(cseq, seq) => {
-                    // Durable: the journal commits without waiting for its batch to fill, and
-                    // this task waits for that commit.
-                    self.held = true;
-                    self.ingress.journal.hurry(cseq, seq);
+                Next::Held(wait) => {
+                    // The journal commits without waiting for its batch to fill (the
+                    // projection follows each commit at once), and this task waits for it.
+                    self.held = Some(wait.stage);
+                    self.ingress.journal.hurry(wait.cseq, wait.seq);
                     break;
                 }
                 Next::Nothing => break,
@@ -733,8 +742,8 @@ impl Conn {
             }
             let pushed = ring.push(cmd);
             debug_assert!(pushed.is_ok());
-            let durable = ack.unwrap_or(self.ack) == AckMode::Durable;
-            self.pending.push_back(Pending::Engine { durable });
+            let ack = ack.unwrap_or(self.ack);
+            self.pending.push_back(Pending::Engine { ack });
             return Ok(true);
         }
         let query = match req {
@@ -887,45 +896,64 @@ async fn answer_at_front(pending: &mut VecDeque<Pending>) -> WireReply {
 enum Next {
     /// It can be written now.
     Ready,
-    /// It waits for the commit of command `.0` (a durable reply) or event `.1` (a report in
-    /// `durable` connection mode); 0 for the other.
-    Held(u64, u64),
+    /// It waits for a commit.
+    Held(Wait),
     /// The ring is empty, or its next message is not this connection's next answer yet.
     Nothing,
 }
 
-/// What the journal has committed, and whether this connection's reports wait for it.
+/// The commit a held message waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wait {
+    /// The journal's (`Durable`) or the projection's (`Projected`).
+    stage: AckMode,
+    /// The command it needs committed (a reply), or 0.
+    cseq: u64,
+    /// The event it needs committed (a report), or 0.
+    seq: u64,
+}
+
+/// What the journal and the projection have committed, and how far this connection's reports
+/// wait.
 #[derive(Clone, Copy)]
 struct Gate<'a> {
-    journal: &'a crate::telemetry::JournalCounters,
-    hold_reports: bool,
+    counters: &'a crate::telemetry::Counters,
+    reports: AckMode,
 }
 
 impl Gate<'_> {
-    /// Whether the ring's next message can be written now: a report unless it waits for its
-    /// commit, a reply only when it is the next answer owed and, if that answer is durable,
-    /// once its command is committed.
+    /// Whether the ring's next message can be written now: a report once its event is as far
+    /// as the connection's mode asks, a reply only when it is the next answer owed and its
+    /// command is as far as that answer's mode asks.
     fn next(&self, replies: &rtrb::Consumer<Outbound>, front: Option<&Pending>) -> Next {
         match replies.peek() {
-            Ok(Outbound::Report(r)) => {
-                if !self.hold_reports || r.seq <= self.journal.durable_seq.load(Ordering::Acquire) {
-                    Next::Ready
-                } else {
-                    Next::Held(0, r.seq)
-                }
-            }
+            Ok(Outbound::Report(r)) => self.reached(self.reports, 0, r.seq),
             Ok(Outbound::Reply(r)) => match front {
-                Some(Pending::Engine { durable: false }) => Next::Ready,
-                Some(Pending::Engine { durable: true }) => {
-                    if r.cseq <= self.journal.durable_cseq.load(Ordering::Acquire) {
-                        Next::Ready
-                    } else {
-                        Next::Held(r.cseq, 0)
-                    }
-                }
+                Some(Pending::Engine { ack }) => self.reached(*ack, r.cseq, 0),
                 _ => Next::Nothing,
             },
             Err(_) => Next::Nothing,
+        }
+    }
+
+    /// Ready if command `cseq` and event `seq` are as far as `stage` (0: nothing to wait for).
+    fn reached(&self, stage: AckMode, cseq: u64, seq: u64) -> Next {
+        let (j, p) = (&self.counters.journal, &self.counters.projection);
+        let done = match stage {
+            AckMode::Accepted => true,
+            AckMode::Durable => {
+                cseq <= j.durable_cseq.load(Ordering::Acquire)
+                    && seq <= j.durable_seq.load(Ordering::Acquire)
+            }
+            AckMode::Projected => {
+                cseq <= p.projected_cseq.load(Ordering::Acquire)
+                    && seq <= p.projected_seq.load(Ordering::Acquire)
+            }
+        };
+        if done {
+            Next::Ready
+        } else {
+            Next::Held(Wait { stage, cseq, seq })
         }
     }
 }

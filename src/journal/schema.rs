@@ -1,10 +1,18 @@
-//! The database schema and its forward migrations. The version lives in `PRAGMA user_version`.
+//! The schemas of the two files and their forward migrations. Each file's version lives in its
+//! `PRAGMA user_version`.
+//!
+//! - The tables (`orderpipe.db`): `Orders`, `Trades`, `Balances`, `Events`, `BusCursors`,
+//!   `Snapshots`, and `Projection` (how far the tables follow the journal). Versions 1 to 4
+//!   were written by earlier builds, which kept commands here too (`Commands`); version 5
+//!   moves them into the command journal ([`super::recovery::open`] does the move).
+//! - The command journal (`commands.db`): `CommandBlocks` and `JournalInfo`.
 
 use rusqlite::Connection;
 
 use super::JournalError;
 
-/// Migration `i` takes the schema from version `i` to `i + 1`.
+/// Migration `i` of the tables takes them from version `i` to `i + 1`. The step to version 5
+/// is not SQL alone: see [`TABLES_VERSION`].
 const MIGRATIONS: &[&str] = &[
     // 1: orders. The first six columns are exactly what existing order-logging tools read and
     // write; the rest are the exact integers and the engine's view of the order.
@@ -82,20 +90,74 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
 ];
 
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+/// The last version of the tables that [`MIGRATIONS`] reaches: the one that still holds
+/// `Commands`.
+pub(super) const WITH_COMMANDS: i64 = MIGRATIONS.len() as i64;
 
-/// Brings the database to [`SCHEMA_VERSION`], one transaction per step. Refuses a database
-/// written by a newer build instead of guessing.
-pub fn migrate(conn: &mut Connection) -> Result<(), JournalError> {
+/// The tables' version this build writes. Version 5: `Commands` is gone (moved into the
+/// command journal) and `Projection` says which journal the tables follow and how far.
+pub const TABLES_VERSION: i64 = WITH_COMMANDS + 1;
+
+/// Creates `Projection` and drops `Commands`: the last step to [`TABLES_VERSION`], run in the
+/// same transaction as the cursor it is given.
+pub(super) const TO_VERSION_5: &str = "CREATE TABLE Projection (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        journal_id INTEGER NOT NULL,
+        cseq INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        updated_ns INTEGER NOT NULL
+    );
+    DROP TABLE Commands;";
+
+/// The command journal's migrations.
+const JOURNAL_MIGRATIONS: &[&str] = &[
+    // 1: many commands per row, checksummed; which journal this is, and where its numbering
+    // starts (after the events of a database that had no commands to replay).
+    "CREATE TABLE CommandBlocks (
+        first_cseq INTEGER PRIMARY KEY,
+        last_cseq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        checksum INTEGER NOT NULL,
+        body BLOB NOT NULL,
+        written_ns INTEGER NOT NULL
+    );
+    CREATE TABLE JournalInfo (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        journal_id INTEGER NOT NULL,
+        base_seq INTEGER NOT NULL,
+        base_order_id INTEGER NOT NULL,
+        base_trade_id INTEGER NOT NULL,
+        created_ns INTEGER NOT NULL
+    );",
+];
+
+/// The command journal's version this build writes.
+pub const JOURNAL_VERSION: i64 = JOURNAL_MIGRATIONS.len() as i64;
+
+/// Brings the tables to [`WITH_COMMANDS`] (the SQL steps), one transaction per step, and
+/// returns the version found. Refuses a file written by a newer build instead of guessing.
+pub(super) fn migrate(conn: &mut Connection) -> Result<i64, JournalError> {
+    let found = version(conn, TABLES_VERSION)?;
+    run(conn, MIGRATIONS, found)?;
+    Ok(found)
+}
+
+/// Brings the command journal to [`JOURNAL_VERSION`].
+pub(super) fn migrate_journal(conn: &mut Connection) -> Result<(), JournalError> {
+    let found = version(conn, JOURNAL_VERSION)?;
+    run(conn, JOURNAL_MIGRATIONS, found)
+}
+
+fn version(conn: &Connection, supported: i64) -> Result<i64, JournalError> {
     let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if found > SCHEMA_VERSION {
-        return Err(JournalError::NewerSchema {
-            found,
-            supported: SCHEMA_VERSION,
-        });
+    if found > supported {
+        return Err(JournalError::NewerSchema { found, supported });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+    Ok(found)
+}
+
+fn run(conn: &mut Connection, steps: &[&str], found: i64) -> Result<(), JournalError> {
+    for (i, sql) in steps.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", i as i64 + 1)?;

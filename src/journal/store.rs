@@ -1,5 +1,7 @@
-//! How each event is written: one `Events` row (seq, topic, JSON payload) for every event, and
-//! the row of the table it concerns (`Orders`, `Trades`, `Balances`).
+//! How the projection writes the tables: every event gets its `Events` row and every trade its
+//! `Trades` row, in order; an order or a balance that changes several times within one batch
+//! is written once, in its final state. Rows go in with multi-row `INSERT`s (64 rows a
+//! statement), so a batch of thousands of commands costs tens of statements, not thousands.
 
 use std::collections::HashMap;
 
@@ -7,33 +9,72 @@ use rusqlite::{CachedStatement, Transaction};
 
 use super::payload;
 use super::{RFC3339_LEN, format_rfc3339};
+use crate::bus::{Batch, topic_name};
 use crate::config::Config;
-use crate::engine::{Event, EventKind, OrderRecord, Record, TradeRecord, Username};
+use crate::engine::{CommandRecord, Event, EventKind, OrderRecord, TradeRecord, Username};
 use crate::num::Decimal;
 
-/// Records one command, for replay.
-pub const INSERT_COMMAND: &str = "INSERT INTO Commands (cseq, recv_ns, body) VALUES (?1, ?2, ?3)";
+/// Rows per multi-row statement. 64 × 17 order columns stay far below SQLite's limit of
+/// 32,766 parameters.
+const CHUNK: usize = 64;
 
-/// Records one event of every kind.
-pub const INSERT_EVENT: &str =
-    "INSERT INTO Events (seq, topic, payload, recv_ns) VALUES (?1, ?2, ?3, ?4)";
-
-/// Records an order (with its status and filled size as of the end of the batch).
-pub const INSERT_ORDER: &str = "INSERT INTO Orders (timestamp, username, market, side, size, \
-     price, id, seq, client_order_id, order_type, tif, status, filled_lots, price_ticks, \
-     size_lots, recv_ns, post_only) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
-     ?16, ?17, ?12, ?13, ?14, ?15)";
+const EVENT_COLUMNS: &str = "INSERT INTO Events (seq, topic, payload, recv_ns) VALUES ";
+const ORDER_COLUMNS: &str = "INSERT INTO Orders (timestamp, username, market, side, size, \
+     price, id, seq, client_order_id, order_type, tif, price_ticks, size_lots, recv_ns, \
+     post_only, status, filled_lots) VALUES ";
+const TRADE_COLUMNS: &str = "INSERT INTO Trades (id, seq, timestamp, market, price, size, \
+     price_ticks, size_lots, maker_order_id, taker_order_id, aggressor, maker, taker, \
+     maker_fee, taker_fee) VALUES ";
 
 const UPDATE_STATUS: &str = "UPDATE Orders SET filled_lots = ?2, status = ?3 WHERE id = ?1";
 const UPDATE_AMENDED: &str = "UPDATE Orders SET price_ticks = ?2, price = ?3, size_lots = ?4, \
      size = ?5 WHERE id = ?1";
-const INSERT_TRADE: &str = "INSERT INTO Trades (id, seq, timestamp, market, price, size, \
-     price_ticks, size_lots, maker_order_id, taker_order_id, aggressor, maker, taker, \
-     maker_fee, taker_fee) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-     ?15)";
 const UPSERT_BALANCE: &str = "INSERT INTO Balances (username, asset, available, reserved, seq) \
      VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (username, asset) DO UPDATE SET \
      available = excluded.available, reserved = excluded.reserved, seq = excluded.seq";
+/// How far the tables follow the journal: written in the same transaction as the rows.
+const UPSERT_CURSOR: &str = "UPDATE Projection SET cseq = ?1, seq = ?2, updated_ns = ?3 \
+     WHERE id = 1";
+
+/// One multi-row insert: the statement for a whole chunk and the one for a single row.
+#[derive(Debug)]
+struct Insert {
+    chunk: String,
+    one: String,
+    columns: usize,
+}
+
+impl Insert {
+    fn new(head: &str, columns: usize) -> Insert {
+        let row = format!("({})", vec!["?"; columns].join(", "));
+        Insert {
+            chunk: format!("{head}{}", vec![row.as_str(); CHUNK].join(", ")),
+            one: format!("{head}{row}"),
+            columns,
+        }
+    }
+
+    /// Inserts `rows` rows; `bind(statement, row, first)` binds row `row`'s values to the
+    /// parameters from `first` on (1-based, as SQLite counts them).
+    fn run(
+        &self,
+        tx: &Transaction<'_>,
+        rows: usize,
+        mut bind: impl FnMut(&mut CachedStatement<'_>, usize, usize) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<()> {
+        let mut row = 0;
+        while row < rows {
+            let n = if rows - row >= CHUNK { CHUNK } else { 1 };
+            let mut stmt = tx.prepare_cached(if n == CHUNK { &self.chunk } else { &self.one })?;
+            for k in 0..n {
+                bind(&mut stmt, row + k, 1 + k * self.columns)?;
+            }
+            stmt.raw_execute()?;
+            row += n;
+        }
+        Ok(())
+    }
+}
 
 /// The final state, within one batch, of an order a batch touched.
 #[derive(Debug, Clone, Copy)]
@@ -48,68 +89,111 @@ struct OrderState {
     market: u32,
 }
 
-/// Writes batches of events. Every event gets its `Events` row and every trade its `Trades`
-/// row, in order; an order or a balance that changes several times in one batch is written
-/// once, in its final state (the same result in the same transaction, with a fraction of the
-/// statements: a trade touches two orders and four balances).
-#[derive(Debug, Default)]
+impl OrderState {
+    fn status(&self) -> &'static str {
+        if self.cancelled {
+            return "cancelled";
+        }
+        match self.remaining_lots {
+            Some(0) => "filled",
+            _ if self.filled_lots > 0 => "partially_filled",
+            _ => "open",
+        }
+    }
+}
+
+/// One projection batch: the events of consecutive commands, gathered in memory, then written
+/// in one go inside the caller's transaction. Buffers are kept from batch to batch.
+#[derive(Debug)]
 pub struct Store {
     json: Vec<u8>,
-    /// The committed-events batch for the bus, built as the events are written: the payloads
-    /// one after another, and where each one is.
-    pub bus: crate::bus::Batch,
+    /// Every event of the batch, each already written as the line a subscriber receives: the
+    /// `Events` rows are written from it, and it goes to the bus once committed.
+    pub events: Batch,
     orders: HashMap<u64, OrderState>,
     /// Order ids in first-touched order, so that writes are deterministic.
     order_ids: Vec<u64>,
+    trades: Vec<(Event, TradeRecord)>,
     balances: HashMap<(Username, u32), (u64, u64, u64)>,
     balance_keys: Vec<(Username, u32)>,
+    /// The last command and event the batch covers (0: none yet).
+    last_cseq: u64,
+    last_seq: u64,
+    commands: usize,
+    insert_events: Insert,
+    insert_orders: Insert,
+    insert_trades: Insert,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
 }
 
 impl Store {
-    /// An empty store.
+    /// An empty batch.
     pub fn new() -> Store {
-        Store::default()
+        Store {
+            json: Vec::with_capacity(512),
+            events: Batch::default(),
+            orders: HashMap::new(),
+            order_ids: Vec::new(),
+            trades: Vec::new(),
+            balances: HashMap::new(),
+            balance_keys: Vec::new(),
+            last_cseq: 0,
+            last_seq: 0,
+            commands: 0,
+            insert_events: Insert::new(EVENT_COLUMNS, 4),
+            insert_orders: Insert::new(ORDER_COLUMNS, 17),
+            insert_trades: Insert::new(TRADE_COLUMNS, 15),
+        }
     }
 
-    /// Writes `records` inside the caller's transaction.
-    pub fn write<'a>(
-        &mut self,
-        tx: &Transaction<'_>,
-        records: impl Iterator<Item = &'a Record>,
-        config: &Config,
-    ) -> rusqlite::Result<()> {
+    /// Forgets the batch, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.events.clear();
         self.orders.clear();
         self.order_ids.clear();
+        self.trades.clear();
         self.balances.clear();
         self.balance_keys.clear();
-        self.bus.clear();
-        let mut insert_event = tx.prepare_cached(INSERT_EVENT)?;
-        let mut insert_command = tx.prepare_cached(INSERT_COMMAND)?;
-        for r in records {
-            let e = match r {
-                Record::Event(e) => e,
-                Record::Command(c) => {
-                    let body = crate::wire::binary::encode(&c.body);
-                    insert_command.raw_bind_parameter(1, c.cseq as i64)?;
-                    insert_command.raw_bind_parameter(2, c.recv_ns as i64)?;
-                    insert_command.raw_bind_parameter(3, body.as_slice())?;
-                    insert_command.raw_execute()?;
-                    continue;
-                }
-            };
-            self.json.clear();
-            payload::write(e, config, &mut self.json);
-            // The payload is JSON written by serde_json: valid UTF-8.
-            let text = std::str::from_utf8(&self.json).unwrap_or_default();
-            self.bus.push(e.seq, e.kind.topic(), e.recv_ns, text);
-            insert_event.raw_bind_parameter(1, e.seq as i64)?;
-            insert_event.raw_bind_parameter(2, e.kind.topic())?;
-            insert_event.raw_bind_parameter(3, text)?;
-            insert_event.raw_bind_parameter(4, e.recv_ns as i64)?;
-            insert_event.raw_execute()?;
-            self.note(tx, e, config)?;
-        }
-        self.flush(tx, config)
+        self.last_cseq = 0;
+        self.last_seq = 0;
+        self.commands = 0;
+    }
+
+    /// Commands in the batch.
+    pub fn commands(&self) -> usize {
+        self.commands
+    }
+
+    /// Events in the batch.
+    pub fn event_count(&self) -> usize {
+        self.events.len()
+    }
+
+    /// `(cseq, seq)` the batch reaches (`(0, 0)` if empty).
+    pub fn reach(&self) -> (u64, u64) {
+        (self.last_cseq, self.last_seq)
+    }
+
+    /// Notes the end of a command (after its events).
+    pub fn command(&mut self, c: &CommandRecord) {
+        self.last_cseq = c.cseq;
+        self.last_seq = c.seq_end;
+        self.commands += 1;
+    }
+
+    /// Notes one event: its `Events` row, and what it changes in the other tables.
+    pub fn event(&mut self, e: &Event, config: &Config) {
+        self.json.clear();
+        payload::write(e, config, &mut self.json);
+        // The payload is JSON written by serde_json: valid UTF-8.
+        let text = std::str::from_utf8(&self.json).unwrap_or_default();
+        self.events.push(e.seq, e.kind.topic(), e.recv_ns, text);
+        self.note(e);
     }
 
     fn order(&mut self, id: u64, market: u32) -> &mut OrderState {
@@ -126,7 +210,7 @@ impl Store {
         })
     }
 
-    fn note(&mut self, tx: &Transaction<'_>, e: &Event, config: &Config) -> rusqlite::Result<()> {
+    fn note(&mut self, e: &Event) {
         match &e.kind {
             EventKind::OrderCreated(o) => {
                 self.order(o.order_id, o.market).created = Some((*e, *o));
@@ -163,11 +247,7 @@ impl Store {
                 s.filled_lots = *filled_lots;
                 s.amended = Some((*price_ticks, filled_lots + remaining_lots));
             }
-            EventKind::Trade(t) => {
-                let mut stmt = tx.prepare_cached(INSERT_TRADE)?;
-                bind_trade(&mut stmt, e, t, config)?;
-                stmt.raw_execute()?;
-            }
+            EventKind::Trade(t) => self.trades.push((*e, *t)),
             EventKind::BalanceChanged {
                 username,
                 asset,
@@ -186,36 +266,76 @@ impl Store {
             }
             EventKind::OrderRejected { .. } | EventKind::Halted(_) | EventKind::Resumed(_) => {}
         }
+    }
+
+    /// Writes the batch and the projection cursor inside the caller's transaction.
+    pub fn write(&mut self, tx: &Transaction<'_>, config: &Config) -> rusqlite::Result<()> {
+        let events = &self.events;
+        let list = events.events();
+        self.insert_events.run(tx, list.len(), |stmt, row, p| {
+            let e = &list[row];
+            stmt.raw_bind_parameter(p, e.seq as i64)?;
+            stmt.raw_bind_parameter(p + 1, topic_name(e.topic))?;
+            stmt.raw_bind_parameter(p + 2, events.payload(e))?;
+            stmt.raw_bind_parameter(p + 3, e.recv_ns as i64)
+        })?;
+        self.write_orders(tx, config)?;
+        let trades = &self.trades;
+        self.insert_trades.run(tx, trades.len(), |stmt, row, p| {
+            let (e, t) = &trades[row];
+            bind_trade(stmt, p, e, t, config)
+        })?;
+        for key in &self.balance_keys {
+            let (available, reserved, seq) = self.balances[key];
+            tx.prepare_cached(UPSERT_BALANCE)?.execute((
+                key.0.as_str(),
+                config.assets[key.1 as usize].name.as_str(),
+                available as i64,
+                reserved as i64,
+                seq as i64,
+            ))?;
+        }
+        if self.last_cseq > 0 {
+            let moved = tx.prepare_cached(UPSERT_CURSOR)?.execute((
+                self.last_cseq as i64,
+                self.last_seq as i64,
+                crate::telemetry::wall_ns() as i64,
+            ))?;
+            if moved != 1 {
+                return Err(rusqlite::Error::StatementChangedRows(moved));
+            }
+        }
         Ok(())
     }
 
-    /// Writes the final state of every order and balance the batch touched.
-    fn flush(&mut self, tx: &Transaction<'_>, config: &Config) -> rusqlite::Result<()> {
-        for id in &self.order_ids {
-            let s = self.orders[id];
-            let status = if s.cancelled {
-                "cancelled"
-            } else {
-                match s.remaining_lots {
-                    Some(0) => "filled",
-                    Some(_) if s.filled_lots > 0 => "partially_filled",
-                    _ if s.filled_lots > 0 => "partially_filled",
-                    _ => "open",
-                }
+    /// New orders in one multi-row insert each chunk, in their final state; orders created
+    /// before the batch updated one by one.
+    fn write_orders(&self, tx: &Transaction<'_>, config: &Config) -> rusqlite::Result<()> {
+        let created: Vec<&OrderState> = self
+            .order_ids
+            .iter()
+            .map(|id| &self.orders[id])
+            .filter(|s| s.created.is_some())
+            .collect();
+        self.insert_orders.run(tx, created.len(), |stmt, row, p| {
+            let s = created[row];
+            let Some((e, mut o)) = s.created else {
+                return Ok(());
             };
-            let m = &config.markets[s.market as usize];
-            if let Some((e, mut o)) = s.created {
-                if let Some((price, size)) = s.amended {
-                    o.price_ticks = price;
-                    o.size_lots = size;
-                }
-                let mut stmt = tx.prepare_cached(INSERT_ORDER)?;
-                bind_order(&mut stmt, &e, &o, config)?;
-                stmt.raw_bind_parameter(16, status)?;
-                stmt.raw_bind_parameter(17, s.filled_lots as i64)?;
-                stmt.raw_execute()?;
+            if let Some((price, size)) = s.amended {
+                o.price_ticks = price;
+                o.size_lots = size;
+            }
+            bind_order(stmt, p, &e, &o, config)?;
+            stmt.raw_bind_parameter(p + 15, s.status())?;
+            stmt.raw_bind_parameter(p + 16, s.filled_lots as i64)
+        })?;
+        for id in &self.order_ids {
+            let s = &self.orders[id];
+            if s.created.is_some() {
                 continue;
             }
+            let m = &config.markets[s.market as usize];
             if let Some((price, size)) = s.amended {
                 tx.prepare_cached(UPDATE_AMENDED)?.execute((
                     *id as i64,
@@ -229,37 +349,19 @@ impl Store {
                 tx.prepare_cached(UPDATE_STATUS)?.execute((
                     *id as i64,
                     s.filled_lots as i64,
-                    status,
+                    s.status(),
                 ))?;
             }
-        }
-        for key in &self.balance_keys {
-            let (available, reserved, seq) = self.balances[key];
-            tx.prepare_cached(UPSERT_BALANCE)?.execute((
-                key.0.as_str(),
-                config.assets[key.1 as usize].name.as_str(),
-                available as i64,
-                reserved as i64,
-                seq as i64,
-            ))?;
         }
         Ok(())
     }
 }
 
-/// Writes `records` inside the caller's transaction with a fresh [`Store`].
-pub fn write_records<'a>(
-    tx: &Transaction<'_>,
-    records: impl Iterator<Item = &'a Record>,
-    config: &Config,
-) -> rusqlite::Result<()> {
-    Store::new().write(tx, records, config)
-}
-
-/// Binds [`INSERT_ORDER`]'s parameters 1 to 15 for an accepted order (16 and 17 are its
-/// status and filled size).
-pub fn bind_order(
+/// Binds an accepted order's first fifteen `Orders` columns (as [`ORDER_COLUMNS`] lists them)
+/// from parameter `p` on; the status and filled size follow.
+fn bind_order(
     stmt: &mut CachedStatement<'_>,
+    p: usize,
     e: &Event,
     o: &OrderRecord,
     config: &Config,
@@ -270,46 +372,51 @@ pub fn bind_order(
         Some(t) => t,
         None => format_rfc3339(e.recv_ns, &mut buf),
     };
-    stmt.raw_bind_parameter(1, ts)?;
-    stmt.raw_bind_parameter(2, o.username.as_str())?;
-    stmt.raw_bind_parameter(3, market.name.as_str())?;
-    stmt.raw_bind_parameter(4, o.side.as_str())?;
-    stmt.raw_bind_parameter(5, Decimal::units_to_f64(o.size_lots, market.lot_size))?;
-    stmt.raw_bind_parameter(6, Decimal::units_to_f64(o.price_ticks, market.tick_size))?;
-    stmt.raw_bind_parameter(7, o.order_id as i64)?;
-    stmt.raw_bind_parameter(8, e.seq as i64)?;
-    stmt.raw_bind_parameter(9, o.client_order_id.non_empty())?;
-    stmt.raw_bind_parameter(10, o.order_type.as_str())?;
-    stmt.raw_bind_parameter(11, o.tif.as_str())?;
-    stmt.raw_bind_parameter(12, o.price_ticks as i64)?;
-    stmt.raw_bind_parameter(13, o.size_lots as i64)?;
-    stmt.raw_bind_parameter(14, e.recv_ns as i64)?;
-    stmt.raw_bind_parameter(15, o.post_only)?;
-    Ok(())
+    stmt.raw_bind_parameter(p, ts)?;
+    stmt.raw_bind_parameter(p + 1, o.username.as_str())?;
+    stmt.raw_bind_parameter(p + 2, market.name.as_str())?;
+    stmt.raw_bind_parameter(p + 3, o.side.as_str())?;
+    stmt.raw_bind_parameter(p + 4, Decimal::units_to_f64(o.size_lots, market.lot_size))?;
+    stmt.raw_bind_parameter(
+        p + 5,
+        Decimal::units_to_f64(o.price_ticks, market.tick_size),
+    )?;
+    stmt.raw_bind_parameter(p + 6, o.order_id as i64)?;
+    stmt.raw_bind_parameter(p + 7, e.seq as i64)?;
+    stmt.raw_bind_parameter(p + 8, o.client_order_id.non_empty())?;
+    stmt.raw_bind_parameter(p + 9, o.order_type.as_str())?;
+    stmt.raw_bind_parameter(p + 10, o.tif.as_str())?;
+    stmt.raw_bind_parameter(p + 11, o.price_ticks as i64)?;
+    stmt.raw_bind_parameter(p + 12, o.size_lots as i64)?;
+    stmt.raw_bind_parameter(p + 13, e.recv_ns as i64)?;
+    stmt.raw_bind_parameter(p + 14, o.post_only)
 }
 
 fn bind_trade(
     stmt: &mut CachedStatement<'_>,
+    p: usize,
     e: &Event,
     t: &TradeRecord,
     config: &Config,
 ) -> rusqlite::Result<()> {
     let market = &config.markets[t.market as usize];
     let mut buf = [0u8; RFC3339_LEN];
-    stmt.raw_bind_parameter(1, t.trade_id as i64)?;
-    stmt.raw_bind_parameter(2, e.seq as i64)?;
-    stmt.raw_bind_parameter(3, format_rfc3339(e.recv_ns, &mut buf))?;
-    stmt.raw_bind_parameter(4, market.name.as_str())?;
-    stmt.raw_bind_parameter(5, Decimal::units_to_f64(t.price_ticks, market.tick_size))?;
-    stmt.raw_bind_parameter(6, Decimal::units_to_f64(t.size_lots, market.lot_size))?;
-    stmt.raw_bind_parameter(7, t.price_ticks as i64)?;
-    stmt.raw_bind_parameter(8, t.size_lots as i64)?;
-    stmt.raw_bind_parameter(9, t.maker_order_id as i64)?;
-    stmt.raw_bind_parameter(10, t.taker_order_id as i64)?;
-    stmt.raw_bind_parameter(11, t.aggressor.as_str())?;
-    stmt.raw_bind_parameter(12, t.maker.as_str())?;
-    stmt.raw_bind_parameter(13, t.taker.as_str())?;
-    stmt.raw_bind_parameter(14, t.maker_fee as i64)?;
-    stmt.raw_bind_parameter(15, t.taker_fee as i64)?;
-    Ok(())
+    stmt.raw_bind_parameter(p, t.trade_id as i64)?;
+    stmt.raw_bind_parameter(p + 1, e.seq as i64)?;
+    stmt.raw_bind_parameter(p + 2, format_rfc3339(e.recv_ns, &mut buf))?;
+    stmt.raw_bind_parameter(p + 3, market.name.as_str())?;
+    stmt.raw_bind_parameter(
+        p + 4,
+        Decimal::units_to_f64(t.price_ticks, market.tick_size),
+    )?;
+    stmt.raw_bind_parameter(p + 5, Decimal::units_to_f64(t.size_lots, market.lot_size))?;
+    stmt.raw_bind_parameter(p + 6, t.price_ticks as i64)?;
+    stmt.raw_bind_parameter(p + 7, t.size_lots as i64)?;
+    stmt.raw_bind_parameter(p + 8, t.maker_order_id as i64)?;
+    stmt.raw_bind_parameter(p + 9, t.taker_order_id as i64)?;
+    stmt.raw_bind_parameter(p + 10, t.aggressor.as_str())?;
+    stmt.raw_bind_parameter(p + 11, t.maker.as_str())?;
+    stmt.raw_bind_parameter(p + 12, t.taker.as_str())?;
+    stmt.raw_bind_parameter(p + 13, t.maker_fee as i64)?;
+    stmt.raw_bind_parameter(p + 14, t.taker_fee as i64)
 }

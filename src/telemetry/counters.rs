@@ -32,31 +32,43 @@ pub struct EngineCounters {
     pub last_cseq: AtomicU64,
     /// Connections cut off because they did not read their execution reports.
     pub slow_consumers: AtomicU64,
-    /// Snapshots of the engine state handed to the journal.
-    pub snapshots_taken: AtomicU64,
-    /// Snapshots not taken because the journal was still writing the previous one.
-    pub snapshots_skipped: AtomicU64,
-    /// How long the engine paused to copy its state for the last snapshot, in ns.
-    pub snapshot_copy_ns: AtomicU64,
 }
 
 /// Written by the journal thread only.
 #[derive(Debug, Default)]
 pub struct JournalCounters {
-    /// Transactions committed.
+    /// Transactions (blocks) committed.
     pub batches: AtomicU64,
-    /// Records committed.
+    /// Commands committed.
     pub rows: AtomicU64,
     /// Failed commit attempts (each retried; nothing is dropped).
     pub commit_errors: AtomicU64,
-    /// Highest sequence number whose records are committed: the `durable_seq`.
+    /// Highest sequence number of an event whose command is committed: the `durable_seq`.
     pub durable_seq: AtomicU64,
     /// Highest command sequence number committed: `durable` replies wait for it.
     pub durable_cseq: AtomicU64,
-    /// Snapshots written to the database.
+}
+
+/// Written by the projection thread only.
+#[derive(Debug, Default)]
+pub struct ProjectionCounters {
+    /// Transactions committed to the tables.
+    pub batches: AtomicU64,
+    /// Events written to the tables.
+    pub rows: AtomicU64,
+    /// Failed commit attempts (each retried with the same batch).
+    pub commit_errors: AtomicU64,
+    /// Highest command whose effects are in the tables: `projected` replies wait for it.
+    pub projected_cseq: AtomicU64,
+    /// Highest event in the `Events` table: subscribers and the RabbitMQ bridge follow it.
+    pub projected_seq: AtomicU64,
+    /// Snapshots of the replica written to the database.
     pub snapshots_written: AtomicU64,
     /// The command the newest written snapshot was taken after.
     pub snapshot_cseq: AtomicU64,
+    /// How long the projection took to copy the replica's state for the last snapshot, in
+    /// ns (off the order path: the live engine never pauses for a snapshot).
+    pub snapshot_copy_ns: AtomicU64,
 }
 
 /// Written by connection tasks (several at once, so these use `fetch_add`).
@@ -68,6 +80,9 @@ pub struct IngressCounters {
     pub connections_refused: AtomicU64,
     /// Requests answered with an `error` reply by the ingress (bad JSON, bad frame, ...).
     pub bad_requests: AtomicU64,
+    /// Times a connection stopped reading because the projection was `max_lag_commands`
+    /// behind the journal.
+    pub projection_pauses: AtomicU64,
 }
 
 /// Written by the bus thread (fan-out) and the RabbitMQ bridge (its own fields).
@@ -107,6 +122,12 @@ impl Counters {
         let committed = self.journal.durable_seq.load(Ordering::Acquire);
         committed.saturating_sub(self.bus.amqp_confirmed_seq.load(Ordering::Acquire))
     }
+
+    /// Commands committed to the journal and not yet in the tables.
+    pub fn projection_lag(&self) -> u64 {
+        let durable = self.journal.durable_cseq.load(Ordering::Acquire);
+        durable.saturating_sub(self.projection.projected_cseq.load(Ordering::Acquire))
+    }
 }
 
 /// All counters of the daemon, each group on its own cache lines.
@@ -116,6 +137,8 @@ pub struct Counters {
     pub engine: CachePadded<EngineCounters>,
     /// The journal's counters.
     pub journal: CachePadded<JournalCounters>,
+    /// The projection's counters.
+    pub projection: CachePadded<ProjectionCounters>,
     /// The ingress's counters.
     pub ingress: CachePadded<IngressCounters>,
     /// The bus's counters.
@@ -141,12 +164,6 @@ pub enum Counter {
     SlowConsumers,
     /// [`EngineCounters::last_cseq`]
     LastCseq,
-    /// [`EngineCounters::snapshots_taken`]
-    SnapshotsTaken,
-    /// [`EngineCounters::snapshots_skipped`]
-    SnapshotsSkipped,
-    /// [`EngineCounters::snapshot_copy_ns`]
-    SnapshotCopyNs,
     /// [`JournalCounters::batches`]
     JournalBatches,
     /// [`JournalCounters::rows`]
@@ -157,10 +174,26 @@ pub enum Counter {
     DurableSeq,
     /// [`JournalCounters::durable_cseq`]
     DurableCseq,
-    /// [`JournalCounters::snapshots_written`]
+    /// [`ProjectionCounters::batches`]
+    ProjectionBatches,
+    /// [`ProjectionCounters::rows`]
+    ProjectionRows,
+    /// [`ProjectionCounters::commit_errors`]
+    ProjectionCommitErrors,
+    /// [`ProjectionCounters::projected_cseq`]
+    ProjectedCseq,
+    /// [`ProjectionCounters::projected_seq`]
+    ProjectedSeq,
+    /// [`Counters::projection_lag`]
+    ProjectionLag,
+    /// [`IngressCounters::projection_pauses`]
+    ProjectionPauses,
+    /// [`ProjectionCounters::snapshots_written`]
     SnapshotsWritten,
-    /// [`JournalCounters::snapshot_cseq`]
+    /// [`ProjectionCounters::snapshot_cseq`]
     SnapshotCseq,
+    /// [`ProjectionCounters::snapshot_copy_ns`]
+    SnapshotCopyNs,
     /// [`IngressCounters::connections`]
     Connections,
     /// [`IngressCounters::connections_refused`]
@@ -187,7 +220,7 @@ pub enum Counter {
 
 impl Counter {
     /// All counters, in display order.
-    pub const ALL: [Counter; 29] = [
+    pub const ALL: [Counter; 34] = [
         Counter::Commands,
         Counter::OrdersAccepted,
         Counter::OrdersRejected,
@@ -196,16 +229,21 @@ impl Counter {
         Counter::LastSeq,
         Counter::SlowConsumers,
         Counter::LastCseq,
-        Counter::SnapshotsTaken,
-        Counter::SnapshotsSkipped,
-        Counter::SnapshotCopyNs,
         Counter::JournalBatches,
         Counter::JournalRows,
         Counter::JournalCommitErrors,
         Counter::DurableSeq,
         Counter::DurableCseq,
+        Counter::ProjectionBatches,
+        Counter::ProjectionRows,
+        Counter::ProjectionCommitErrors,
+        Counter::ProjectedCseq,
+        Counter::ProjectedSeq,
+        Counter::ProjectionLag,
+        Counter::ProjectionPauses,
         Counter::SnapshotsWritten,
         Counter::SnapshotCseq,
+        Counter::SnapshotCopyNs,
         Counter::Connections,
         Counter::ConnectionsRefused,
         Counter::BadRequests,
@@ -230,14 +268,19 @@ impl Counter {
             Counter::LastSeq => "orderpipe_last_seq",
             Counter::SlowConsumers => "orderpipe_slow_consumers_total",
             Counter::LastCseq => "orderpipe_last_cseq",
-            Counter::SnapshotsTaken => "orderpipe_snapshots_taken_total",
-            Counter::SnapshotsSkipped => "orderpipe_snapshots_skipped_total",
-            Counter::SnapshotCopyNs => "orderpipe_snapshot_copy_ns",
             Counter::JournalBatches => "orderpipe_journal_batches_total",
             Counter::JournalRows => "orderpipe_journal_rows_total",
             Counter::JournalCommitErrors => "orderpipe_journal_commit_errors_total",
             Counter::DurableSeq => "orderpipe_durable_seq",
             Counter::DurableCseq => "orderpipe_durable_cseq",
+            Counter::ProjectionBatches => "orderpipe_projection_batches_total",
+            Counter::ProjectionRows => "orderpipe_projection_events_total",
+            Counter::ProjectionCommitErrors => "orderpipe_projection_commit_errors_total",
+            Counter::ProjectedCseq => "orderpipe_projected_cseq",
+            Counter::ProjectedSeq => "orderpipe_projected_seq",
+            Counter::ProjectionLag => "orderpipe_projection_lag_commands",
+            Counter::ProjectionPauses => "orderpipe_projection_pauses_total",
+            Counter::SnapshotCopyNs => "orderpipe_snapshot_copy_ns",
             Counter::SnapshotsWritten => "orderpipe_snapshots_written_total",
             Counter::SnapshotCseq => "orderpipe_snapshot_cseq",
             Counter::Connections => "orderpipe_connections_total",
@@ -258,6 +301,7 @@ impl Counter {
     pub fn read(self, c: &Counters) -> u64 {
         let atomic = match self {
             Counter::AmqpLag => return c.amqp_lag_events(),
+            Counter::ProjectionLag => return c.projection_lag(),
             Counter::Commands => &c.engine.commands,
             Counter::OrdersAccepted => &c.engine.orders_accepted,
             Counter::OrdersRejected => &c.engine.orders_rejected,
@@ -266,16 +310,20 @@ impl Counter {
             Counter::LastSeq => &c.engine.last_seq,
             Counter::SlowConsumers => &c.engine.slow_consumers,
             Counter::LastCseq => &c.engine.last_cseq,
-            Counter::SnapshotsTaken => &c.engine.snapshots_taken,
-            Counter::SnapshotsSkipped => &c.engine.snapshots_skipped,
-            Counter::SnapshotCopyNs => &c.engine.snapshot_copy_ns,
             Counter::JournalBatches => &c.journal.batches,
             Counter::JournalRows => &c.journal.rows,
             Counter::JournalCommitErrors => &c.journal.commit_errors,
             Counter::DurableSeq => &c.journal.durable_seq,
             Counter::DurableCseq => &c.journal.durable_cseq,
-            Counter::SnapshotsWritten => &c.journal.snapshots_written,
-            Counter::SnapshotCseq => &c.journal.snapshot_cseq,
+            Counter::ProjectionBatches => &c.projection.batches,
+            Counter::ProjectionRows => &c.projection.rows,
+            Counter::ProjectionCommitErrors => &c.projection.commit_errors,
+            Counter::ProjectedCseq => &c.projection.projected_cseq,
+            Counter::ProjectedSeq => &c.projection.projected_seq,
+            Counter::ProjectionPauses => &c.ingress.projection_pauses,
+            Counter::SnapshotsWritten => &c.projection.snapshots_written,
+            Counter::SnapshotCseq => &c.projection.snapshot_cseq,
+            Counter::SnapshotCopyNs => &c.projection.snapshot_copy_ns,
             Counter::Connections => &c.ingress.connections,
             Counter::ConnectionsRefused => &c.ingress.connections_refused,
             Counter::BadRequests => &c.ingress.bad_requests,

@@ -11,6 +11,8 @@ pub enum Stage {
     EngineProcess,
     /// From the engine processing a command to the journal committing its record.
     EngineToCommit,
+    /// From the journal committing a command to the projection committing its rows.
+    CommitToProjection,
 }
 
 impl Stage {
@@ -20,6 +22,7 @@ impl Stage {
             Stage::IngressToEngine => "ingress_to_engine",
             Stage::EngineProcess => "engine_process",
             Stage::EngineToCommit => "engine_to_commit",
+            Stage::CommitToProjection => "commit_to_projection",
         }
     }
 }

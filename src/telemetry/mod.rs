@@ -10,7 +10,8 @@ mod lag;
 mod latency;
 
 pub use counters::{
-    BusCounters, Counter, Counters, EngineCounters, IngressCounters, JournalCounters, bump,
+    BusCounters, Counter, Counters, EngineCounters, IngressCounters, JournalCounters,
+    ProjectionCounters, bump,
 };
 pub use lag::LagClock;
 pub use latency::{LatencyHistogram, Stage, StageSummary};

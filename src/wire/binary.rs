@@ -96,6 +96,18 @@ pub fn encode<T: bincode::Encode>(value: &T) -> Vec<u8> {
     bincode::encode_to_vec(value, codec()).unwrap_or_default()
 }
 
+/// Appends a value's encoding (the protocol's configuration) to `out`: commands in a
+/// journal block, one after another.
+pub fn encode_into<T: bincode::Encode>(value: &T, out: &mut Vec<u8>) {
+    // Encoding our own types into a Vec cannot fail.
+    let _ = bincode::encode_into_std_write(value, out, codec());
+}
+
+/// Decodes one value from the start of `bytes`; returns it and how many bytes it took.
+pub fn decode_prefix<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<(T, usize), String> {
+    bincode::decode_from_slice(bytes, codec()).map_err(|e| e.to_string())
+}
+
 /// Encodes a value of any size (snapshots can be larger than a frame).
 pub fn encode_large<T: bincode::Encode>(value: &T) -> Vec<u8> {
     bincode::encode_to_vec(value, large()).unwrap_or_default()

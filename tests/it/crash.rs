@@ -273,8 +273,8 @@ fn sigkill_under_accepted_load_loses_only_the_uncommitted_tail() {
             );
             lost += 1;
         }
-        // Each lost order had at least two records in the ring.
-        assert!(lost <= ring / 2, "run {run}: {lost} orders lost");
+        // Each lost order was a command in the ring or in the batch being written.
+        assert!(lost <= ring + 4096, "run {run}: {lost} orders lost");
         let traded = check_state_and_trade(&d);
         traded_runs += u64::from(traded);
         println!(

@@ -162,8 +162,9 @@ fn the_compatible_order_route_logs_orders_and_refuses_what_it_cannot() {
     }
     let id = v["order_id"].as_u64().unwrap();
     assert!(v["seq"].as_u64().unwrap() > 0);
-    // Durable by default: the row is in the database when the answer comes, in the columns
-    // existing order-logging tools read.
+    // Durable by default: the order is in the command journal when the answer comes; its row
+    // follows (the projection), in the columns existing order-logging tools read.
+    crate::support::committed_seq(&daemon);
     let row: (String, String, String, String, f64, f64) = daemon
         .db()
         .query_row(
@@ -366,6 +367,8 @@ fn trading_routes_place_read_list_amend_and_cancel() {
     get(a, "/api/trading/markets/BTC-USD/book?depth=x", Some(BOB)).error(400, "bad_request");
     let r = place("bob", BOB, "sell", "92");
     assert_eq!(r.status, 201);
+    // Trades are read from the tables, which follow the journal.
+    crate::support::committed_seq(&daemon);
     let t = get(a, "/api/trading/markets/BTC-USD/trades", Some(ALICE)).json();
     let trade = &t["trades"][0];
     assert_eq!(

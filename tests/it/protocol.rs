@@ -206,7 +206,12 @@ fn binary_frames_carry_orders_and_stats() {
             let stages: Vec<_> = s.latency.iter().map(|(k, _)| k.as_str()).collect();
             assert_eq!(
                 stages,
-                ["ingress_to_engine", "engine_process", "engine_to_commit"]
+                [
+                    "ingress_to_engine",
+                    "engine_process",
+                    "engine_to_commit",
+                    "commit_to_projection"
+                ]
             );
             assert_eq!(s.latency[0].1.count, 2);
         }

@@ -207,14 +207,19 @@ fn a_journal_without_commands_continues_the_numbering_and_expires_what_was_open(
     assert_eq!(r["type"], "accepted");
     drop(c);
     d.stop();
-    // What a journal written before commands were journaled looks like.
+    // What a database written before commands were journaled looks like: schema version 2,
+    // orders and events, no commands, no snapshots, no command journal.
     let db = rw(&d);
-    db.execute_batch("DELETE FROM Commands; DELETE FROM Snapshots;")
-        .unwrap();
+    db.execute_batch(
+        "DROP TABLE Projection; DROP TABLE Snapshots; DROP TABLE BusCursors; \
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
     let last_seq: i64 = db
         .query_row("SELECT MAX(seq) FROM Events", [], |r| r.get(0))
         .unwrap();
     drop(db);
+    remove_journal(&d);
 
     d.start_again();
     let mut c = d.json();
@@ -243,6 +248,11 @@ fn a_journal_without_commands_continues_the_numbering_and_expires_what_was_open(
             (3, "open".into())
         ]
     );
+    // The numbering base is kept: a second start replays the new command on top of it.
+    d.start_again();
+    assert_eq!(d.recovery().last_cseq, 1);
+    assert_eq!(d.reference_state(), d.state());
+    d.stop();
 }
 
 #[test]
@@ -268,7 +278,7 @@ fn a_transaction_cut_off_by_a_crash_is_rolled_back_at_start_up() {
     // Another process writes commands that would break the replay, spilling its pages into the
     // WAL, and dies before committing.
     let mut sqlite = Command::new("sqlite3")
-        .arg(&d.db)
+        .arg(&d.journal)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -279,7 +289,8 @@ fn a_transaction_cut_off_by_a_crash_is_rolled_back_at_start_up() {
         input,
         "PRAGMA cache_size = 1;\nBEGIN IMMEDIATE;\n\
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)\n\
-         INSERT INTO Commands SELECT 1000000 + i, 0, randomblob(100) FROM n;\n\
+         INSERT INTO CommandBlocks SELECT 1000000 + i, 1000000 + i, 0, 0, randomblob(100), 0 \
+         FROM n;\n\
          SELECT 'written';"
     )
     .unwrap();
@@ -289,7 +300,7 @@ fn a_transaction_cut_off_by_a_crash_is_rolled_back_at_start_up() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "written");
-    let wal = std::fs::metadata(d.db.with_extension("db-wal"))
+    let wal = std::fs::metadata(d.journal.with_extension("db-wal"))
         .unwrap()
         .len();
     assert!(
@@ -307,9 +318,16 @@ fn a_transaction_cut_off_by_a_crash_is_rolled_back_at_start_up() {
     d.stop();
 }
 
-/// A read-write connection (the daemon must be stopped).
+/// A read-write connection to the tables (the daemon must be stopped).
 fn rw(d: &Daemon) -> rusqlite::Connection {
     rusqlite::Connection::open(&d.db).unwrap()
+}
+
+/// Deletes the command journal and its WAL files (the daemon must be stopped).
+fn remove_journal(d: &Daemon) {
+    for ext in ["db", "db-wal", "db-shm"] {
+        let _ = std::fs::remove_file(d.journal.with_extension(ext));
+    }
 }
 
 /// (count, newest cseq, the cseq before it) of the stored snapshots.

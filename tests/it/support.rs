@@ -82,7 +82,10 @@ pub struct Daemon {
     /// Keeps the temporary folder alive as long as the daemon.
     _dir: tempfile::TempDir,
     pub socket: PathBuf,
+    /// The tables (the projection).
     pub db: PathBuf,
+    /// The command journal.
+    pub journal: PathBuf,
     pub config: PathBuf,
     /// Every notify message received so far.
     pub messages: Vec<String>,
@@ -148,6 +151,7 @@ impl Daemon {
             notify,
             socket: data.join("orderpipe.sock"),
             db: data.join("orderpipe.db"),
+            journal: data.join("commands.db"),
             config,
             _dir: dir,
             messages: Vec::new(),
@@ -308,26 +312,53 @@ impl Daemon {
         }
     }
 
+    /// A read-only connection to the daemon's command journal.
+    pub fn journal_db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            &self.journal,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap()
+    }
+
+    /// Every command the journal holds, in order, as `(cseq, recv_ns, body)`; each block's
+    /// checksum is checked.
+    pub fn journaled_commands(&self) -> Vec<(u64, u64, orderpipe::engine::CommandBody)> {
+        let mut blocks = Vec::new();
+        orderpipe::journal::read::read_blocks(&self.journal_db(), 0, usize::MAX, &mut blocks)
+            .unwrap();
+        let mut out = Vec::new();
+        for b in &blocks {
+            b.commands(|cseq, recv_ns, body| out.push((cseq, recv_ns, body)))
+                .unwrap_or_else(|e| panic!("block {}..{}: {e}", b.first_cseq, b.last_cseq));
+        }
+        out
+    }
+
     /// The state a fresh engine reaches on every command the journal holds: the reference
     /// for recovery. Returns the last command and the digest.
     pub fn reference_state(&self) -> (u64, String) {
-        use orderpipe::engine::{Command, CommandBody, Engine, NO_OWNER, Recorder};
+        use orderpipe::engine::{Command, Engine, NO_OWNER, Recorder};
         let config = orderpipe::config::Config::load(&self.config).unwrap();
-        let mut engine = Engine::new(&config);
-        let db = self.db();
-        let mut stmt = db
-            .prepare("SELECT cseq, recv_ns, body FROM Commands ORDER BY cseq")
+        // Numbering starts after the events of a database that had no commands, if any.
+        let (seq, order, trade): (i64, i64, i64) = self
+            .journal_db()
+            .query_row(
+                "SELECT base_seq, base_order_id, base_trade_id FROM JournalInfo",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .unwrap();
-        let mut rows = stmt.query([]).unwrap();
+        let mut engine = if seq > 0 || order > 0 {
+            Engine::resuming(&config, seq as u64, order as u64, trade as u64)
+        } else {
+            Engine::new(&config)
+        };
         let mut out = Recorder::default();
-        while let Some(row) = rows.next().unwrap() {
-            let cseq: i64 = row.get(0).unwrap();
-            let recv_ns: i64 = row.get(1).unwrap();
-            let body: Vec<u8> = row.get(2).unwrap();
-            assert_eq!(cseq as u64, engine.last_cseq() + 1, "gap in Commands");
-            let body: CommandBody = binary::decode(&body).unwrap();
+        for (cseq, recv_ns, body) in self.journaled_commands() {
+            assert_eq!(cseq, engine.last_cseq() + 1, "gap in the command journal");
             let cmd = Command {
-                recv_ns: recv_ns as u64,
+                recv_ns,
                 recv_mono: 0,
                 body,
             };
@@ -550,15 +581,15 @@ pub fn committed(daemon: &Daemon, last: u64) -> Vec<(u64, String, Value)> {
     .collect()
 }
 
-/// The highest sequence number committed: asked with a durable request, so that everything
-/// before its reply is in the database.
+/// The highest sequence number in the tables: asked with a `projected` request, so that
+/// everything before its reply is committed and its rows are in the database.
 pub fn committed_seq(daemon: &Daemon) -> u64 {
     static KEYS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let key = KEYS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut c = daemon.json();
     let r = c.call(
         &json!({"type":"deposit","username":"carol","asset":"USD","amount":"1",
-            "idempotency_key": format!("barrier-{key}"),"ack":"durable"})
+            "idempotency_key": format!("barrier-{key}"),"ack":"projected"})
         .to_string(),
     );
     assert_eq!(r["type"], "balance", "{r}");
