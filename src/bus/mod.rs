@@ -119,6 +119,11 @@ impl Batch {
 
     /// Appends an event. Topics outside [`TOPICS`] are not published.
     pub fn push(&mut self, seq: u64, topic: &str, recv_ns: u64, payload: &str) {
+        self.push_json(seq, topic, recv_ns, payload.as_bytes());
+    }
+
+    /// As [`Batch::push`], for a payload already known to be JSON text (UTF-8).
+    pub fn push_json(&mut self, seq: u64, topic: &str, recv_ns: u64, payload: &[u8]) {
         let Some(topic) = topic_id(topic) else {
             debug_assert!(false, "topic {topic} is not in bus::TOPICS");
             return;
@@ -133,7 +138,7 @@ impl Batch {
         self.text.extend_from_slice(topic_name(topic).as_bytes());
         self.text.extend_from_slice(b"\",\"data\":");
         let data = self.text.len() as u32;
-        self.text.extend_from_slice(payload.as_bytes());
+        self.text.extend_from_slice(payload);
         self.text.extend_from_slice(b"}\n");
         self.events.push(BusEvent {
             seq,
@@ -148,6 +153,11 @@ impl Batch {
     /// The events, in sequence order.
     pub fn events(&self) -> &[BusEvent] {
         &self.events
+    }
+
+    /// An event's JSON payload, as bytes (UTF-8: what was pushed).
+    pub fn payload_bytes(&self, e: &BusEvent) -> &[u8] {
+        &self.text[e.data as usize..e.end as usize - 2]
     }
 
     /// An event's JSON payload.

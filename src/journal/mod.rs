@@ -13,7 +13,7 @@
 //! - [`recovery`]: start-up. Opens and migrates both files, restores the newest snapshot,
 //!   completes the projection from the journal, and hands over the live engine.
 //! - [`read`]: every read-side query (bus, RabbitMQ bridge, HTTP, projection, recovery).
-//! - [`block`], [`store`], [`payload`], `schema`: formats of what is stored.
+//! - [`block`], [`events`], [`store`], [`payload`], `schema`: formats of what is stored.
 //!
 //! The two stages are two SQLite files (`commands.db` and `orderpipe.db`), because SQLite has
 //! one writer per file: the projection's large transactions never make a commit of the command
@@ -21,6 +21,7 @@
 
 pub mod block;
 pub mod checkpoint;
+pub mod events;
 pub mod payload;
 pub mod projector;
 pub mod read;
@@ -35,7 +36,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 pub use projector::{Outputs, ProjectionLink, Projector, ProjectorHandle};
-pub use schema::{JOURNAL_VERSION, TABLES_VERSION};
+pub use schema::{EVENTS_VIEW, JOURNAL_VERSION, TABLES_VERSION};
 pub use writer::{Followers, JournalHandle, JournalLink, Wanted};
 
 use crate::config::Synchronous;
@@ -87,6 +88,7 @@ pub fn open_for_writing(path: &Path, synchronous: Synchronous) -> Result<Connect
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    conn.pragma_update(None, "page_size", 16384)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let sync = match synchronous {
         Synchronous::Normal => "NORMAL",

@@ -9,6 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use super::block::StoredBlock;
+use super::events::unfold;
 use crate::bus::Batch;
 
 /// Opens a database read-only.
@@ -21,7 +22,8 @@ pub fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Reads committed events with `from <= seq <= to`, at most `limit`, into `out` (cleared).
+/// Reads events with `from <= seq <= to`, at most `limit`, into `out` (cleared), from
+/// `EventBlocks`.
 pub fn read_events(
     conn: &Connection,
     from: u64,
@@ -30,15 +32,44 @@ pub fn read_events(
     out: &mut Batch,
 ) -> rusqlite::Result<()> {
     out.clear();
+    let (from, to) = (from.min(i64::MAX as u64), to.min(i64::MAX as u64));
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, topic, payload, recv_ns FROM Events WHERE seq >= ?1 AND seq <= ?2 \
-         ORDER BY seq LIMIT ?3",
+        "SELECT first_seq, events, offsets FROM EventBlocks WHERE first_seq >= \
+         COALESCE((SELECT first_seq FROM EventBlocks WHERE first_seq <= ?1 \
+         ORDER BY first_seq DESC LIMIT 1), 0) AND first_seq <= ?2 ORDER BY first_seq",
     )?;
-    let mut rows = stmt.query(rusqlite::params![
-        from.min(i64::MAX as u64) as i64,
-        to.min(i64::MAX as u64) as i64,
-        limit as i64
-    ])?;
+    let mut rows = stmt.query(rusqlite::params![from as i64, to as i64])?;
+    while out.len() < limit
+        && let Some(row) = rows.next()?
+    {
+        let first = row.get::<_, i64>(0)? as u64;
+        let text = row.get_ref(1)?.as_str()?;
+        let offsets = row.get_ref(2)?.as_blob()?;
+        unfold(first, text, offsets, |seq, topic, recv_ns, payload| {
+            if seq >= from && seq <= to && out.len() < limit {
+                out.push(seq, topic, recv_ns, payload);
+            }
+        })
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into())
+        })?;
+    }
+    Ok(())
+}
+
+/// Reads up to `limit` rows of a version-4 `Events` table after `after` into `out` (cleared):
+/// the migration that moves them into blocks.
+pub(super) fn read_event_rows(
+    conn: &Connection,
+    after: u64,
+    limit: usize,
+    out: &mut Batch,
+) -> rusqlite::Result<()> {
+    out.clear();
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, topic, payload, recv_ns FROM Events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let mut rows = stmt.query(rusqlite::params![after as i64, limit as i64])?;
     while let Some(row) = rows.next()? {
         let seq: i64 = row.get(0)?;
         let topic = row.get_ref(1)?.as_str()?;
@@ -59,8 +90,9 @@ pub fn read_blocks(
 ) -> rusqlite::Result<()> {
     let mut stmt = conn.prepare_cached(
         "SELECT first_cseq, last_cseq, last_seq, checksum, body, written_ns FROM CommandBlocks \
-         WHERE first_cseq >= (SELECT COALESCE(MAX(first_cseq), 0) FROM CommandBlocks \
-         WHERE first_cseq <= ?1 + 1) AND last_cseq > ?1 ORDER BY first_cseq",
+         WHERE first_cseq >= COALESCE((SELECT first_cseq FROM CommandBlocks \
+         WHERE first_cseq <= ?1 + 1 ORDER BY first_cseq DESC LIMIT 1), 0) AND last_cseq > ?1 \
+         ORDER BY first_cseq",
     )?;
     let mut rows = stmt.query([after.min(i64::MAX as u64) as i64])?;
     let mut held = 0;

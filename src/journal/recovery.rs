@@ -21,6 +21,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::block::{BlockWriter, StoredBlock};
+use super::events::{EVENTS_PER_BLOCK, EventBlock};
 use super::projector::{Outputs, Projector};
 use super::read::{journal_end, open_reader, read_blocks};
 use super::schema::{self, TABLES_VERSION, TO_VERSION_5, WITH_COMMANDS};
@@ -219,6 +220,8 @@ fn move_commands(
     };
     let tx = tables.transaction()?;
     tx.execute_batch(TO_VERSION_5)?;
+    let events = move_events(&tx)?;
+    tx.execute_batch(&schema::events_to_view())?;
     tx.execute(
         "INSERT INTO Projection (id, journal_id, cseq, seq, updated_ns) VALUES (1, ?1, ?2, ?3, ?4)",
         [
@@ -230,14 +233,41 @@ fn move_commands(
     )?;
     tx.pragma_update(None, "user_version", TABLES_VERSION)?;
     tx.commit()?;
-    if moved > 0 {
+    if moved > 0 || events > 0 {
         tracing::info!(
             commands = moved,
-            "moved the database's commands into the command journal"
+            events,
+            "moved the database's commands into the command journal and its events into blocks"
         );
     }
     debug_assert_eq!(WITH_COMMANDS + 1, TABLES_VERSION);
     Ok((moved, expired))
+}
+
+/// Moves the rows of the old `Events` table into `EventBlocks`, in order; returns how many.
+fn move_events(tx: &rusqlite::Transaction<'_>) -> Result<u64, JournalError> {
+    let mut batch = crate::bus::Batch::default();
+    let mut block = EventBlock::default();
+    let mut moved = 0u64;
+    let mut after = 0u64;
+    loop {
+        super::read::read_event_rows(tx, after, EVENTS_PER_BLOCK, &mut batch)?;
+        if batch.is_empty() {
+            return Ok(moved);
+        }
+        block.clear();
+        for e in batch.events() {
+            block.push(&batch, e);
+        }
+        let (first, last) = (block.first, block.last);
+        block.finish();
+        tx.execute(
+            "INSERT INTO EventBlocks (first_seq, last_seq, events, offsets) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![first as i64, last as i64, block.text(), block.offsets],
+        )?;
+        moved += batch.len() as u64;
+        after = last;
+    }
 }
 
 /// Writes the old `Commands` rows as blocks, replaying them to learn each block's last event;

@@ -95,11 +95,13 @@ const MIGRATIONS: &[&str] = &[
 pub(super) const WITH_COMMANDS: i64 = MIGRATIONS.len() as i64;
 
 /// The tables' version this build writes. Version 5: `Commands` is gone (moved into the
-/// command journal) and `Projection` says which journal the tables follow and how far.
+/// command journal), `Projection` says which journal the tables follow and how far, and events
+/// are stored many per row (`EventBlocks`, with the view `Events`).
 pub const TABLES_VERSION: i64 = WITH_COMMANDS + 1;
 
-/// Creates `Projection` and drops `Commands`: the last step to [`TABLES_VERSION`], run in the
-/// same transaction as the cursor it is given.
+/// The first half of the step to [`TABLES_VERSION`]: `Projection`, `EventBlocks`, and
+/// `Commands` gone. Run in one transaction with the cursor, the events moved into blocks, and
+/// [`EVENTS_TO_VIEW`].
 pub(super) const TO_VERSION_5: &str = "CREATE TABLE Projection (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         journal_id INTEGER NOT NULL,
@@ -107,7 +109,24 @@ pub(super) const TO_VERSION_5: &str = "CREATE TABLE Projection (
         seq INTEGER NOT NULL,
         updated_ns INTEGER NOT NULL
     );
+    CREATE TABLE EventBlocks (
+        first_seq INTEGER PRIMARY KEY,
+        last_seq INTEGER NOT NULL,
+        events TEXT NOT NULL,
+        offsets BLOB NOT NULL
+    );
     DROP TABLE Commands;";
+
+/// `Events` as a view over `EventBlocks` (see `journal::events`): the same columns and rows as
+/// the table it replaces.
+pub const EVENTS_VIEW: &str = "CREATE VIEW Events (seq, topic, payload, recv_ns) AS
+    SELECT e.value ->> 0, e.value ->> 1, e.value -> 3, e.value ->> 2
+    FROM EventBlocks b, json_each(b.events) e;";
+
+/// The second half: the table of one row per event goes, the view takes its name.
+pub(super) fn events_to_view() -> String {
+    format!("DROP TABLE Events; {EVENTS_VIEW}")
+}
 
 /// The command journal's migrations.
 const JOURNAL_MIGRATIONS: &[&str] = &[

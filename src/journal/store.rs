@@ -1,16 +1,20 @@
-//! How the projection writes the tables: every event gets its `Events` row and every trade its
-//! `Trades` row, in order; an order or a balance that changes several times within one batch
-//! is written once, in its final state. Rows go in with multi-row `INSERT`s (64 rows a
-//! statement), so a batch of thousands of commands costs tens of statements, not thousands.
+//! How the projection writes the tables: events many per row (`EventBlocks`, read through the
+//! view `Events`), every trade its `Trades` row, in order; an order or a balance that changes
+//! several times within one batch is written once, in its final state. Rows go in with
+//! multi-row `INSERT`s (64 rows a statement), so a batch of thousands of commands costs tens of
+//! statements, not thousands.
 
 use std::collections::HashMap;
 
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{CachedStatement, Transaction};
 
+use super::events::{EVENTS_PER_BLOCK, EventBlock};
 use super::payload;
 use super::{RFC3339_LEN, format_rfc3339};
-use crate::bus::{Batch, topic_name};
+use crate::bus::Batch;
 use crate::config::Config;
+use crate::engine::hash::{FnvBuild, IdBuild};
 use crate::engine::{CommandRecord, Event, EventKind, OrderRecord, TradeRecord, Username};
 use crate::num::Decimal;
 
@@ -18,7 +22,8 @@ use crate::num::Decimal;
 /// 32,766 parameters.
 const CHUNK: usize = 64;
 
-const EVENT_COLUMNS: &str = "INSERT INTO Events (seq, topic, payload, recv_ns) VALUES ";
+const INSERT_EVENTS: &str =
+    "INSERT INTO EventBlocks (first_seq, last_seq, events, offsets) VALUES (?1, ?2, ?3, ?4)";
 const ORDER_COLUMNS: &str = "INSERT INTO Orders (timestamp, username, market, side, size, \
      price, id, seq, client_order_id, order_type, tif, price_ticks, size_lots, recv_ns, \
      post_only, status, filled_lots) VALUES ";
@@ -110,17 +115,18 @@ pub struct Store {
     /// Every event of the batch, each already written as the line a subscriber receives: the
     /// `Events` rows are written from it, and it goes to the bus once committed.
     pub events: Batch,
-    orders: HashMap<u64, OrderState>,
+    orders: HashMap<u64, OrderState, IdBuild>,
     /// Order ids in first-touched order, so that writes are deterministic.
     order_ids: Vec<u64>,
     trades: Vec<(Event, TradeRecord)>,
-    balances: HashMap<(Username, u32), (u64, u64, u64)>,
+    balances: HashMap<(Username, u32), (u64, u64, u64), FnvBuild>,
     balance_keys: Vec<(Username, u32)>,
     /// The last command and event the batch covers (0: none yet).
     last_cseq: u64,
     last_seq: u64,
     commands: usize,
-    insert_events: Insert,
+    /// The events' rows, built one block at a time.
+    block: EventBlock,
     insert_orders: Insert,
     insert_trades: Insert,
 }
@@ -137,15 +143,15 @@ impl Store {
         Store {
             json: Vec::with_capacity(512),
             events: Batch::default(),
-            orders: HashMap::new(),
+            orders: HashMap::default(),
             order_ids: Vec::new(),
             trades: Vec::new(),
-            balances: HashMap::new(),
+            balances: HashMap::default(),
             balance_keys: Vec::new(),
             last_cseq: 0,
             last_seq: 0,
             commands: 0,
-            insert_events: Insert::new(EVENT_COLUMNS, 4),
+            block: EventBlock::default(),
             insert_orders: Insert::new(ORDER_COLUMNS, 17),
             insert_trades: Insert::new(TRADE_COLUMNS, 15),
         }
@@ -190,9 +196,9 @@ impl Store {
     pub fn event(&mut self, e: &Event, config: &Config) {
         self.json.clear();
         payload::write(e, config, &mut self.json);
-        // The payload is JSON written by serde_json: valid UTF-8.
-        let text = std::str::from_utf8(&self.json).unwrap_or_default();
-        self.events.push(e.seq, e.kind.topic(), e.recv_ns, text);
+        // `payload::write` writes whole `&str`s and ASCII only.
+        self.events
+            .push_json(e.seq, e.kind.topic(), e.recv_ns, &self.json);
         self.note(e);
     }
 
@@ -270,15 +276,21 @@ impl Store {
 
     /// Writes the batch and the projection cursor inside the caller's transaction.
     pub fn write(&mut self, tx: &Transaction<'_>, config: &Config) -> rusqlite::Result<()> {
-        let events = &self.events;
-        let list = events.events();
-        self.insert_events.run(tx, list.len(), |stmt, row, p| {
-            let e = &list[row];
-            stmt.raw_bind_parameter(p, e.seq as i64)?;
-            stmt.raw_bind_parameter(p + 1, topic_name(e.topic))?;
-            stmt.raw_bind_parameter(p + 2, events.payload(e))?;
-            stmt.raw_bind_parameter(p + 3, e.recv_ns as i64)
-        })?;
+        for chunk in self.events.events().chunks(EVENTS_PER_BLOCK) {
+            self.block.clear();
+            for e in chunk {
+                self.block.push(&self.events, e);
+            }
+            let (first, last) = (self.block.first, self.block.last);
+            self.block.finish();
+            let mut stmt = tx.prepare_cached(INSERT_EVENTS)?;
+            stmt.raw_bind_parameter(1, first as i64)?;
+            stmt.raw_bind_parameter(2, last as i64)?;
+            // The block is text written from `&str`s and ASCII: bound without checking it again.
+            stmt.raw_bind_parameter(3, ToSqlOutput::Borrowed(ValueRef::Text(&self.block.text)))?;
+            stmt.raw_bind_parameter(4, self.block.offsets.as_slice())?;
+            stmt.raw_execute()?;
+        }
         self.write_orders(tx, config)?;
         let trades = &self.trades;
         self.insert_trades.run(tx, trades.len(), |stmt, row, p| {

@@ -211,7 +211,11 @@ fn a_journal_without_commands_continues_the_numbering_and_expires_what_was_open(
     // orders and events, no commands, no snapshots, no command journal.
     let db = rw(&d);
     db.execute_batch(
-        "DROP TABLE Projection; DROP TABLE Snapshots; DROP TABLE BusCursors; \
+        "CREATE TABLE OldEvents (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, \
+         payload TEXT NOT NULL, recv_ns INTEGER NOT NULL); \
+         INSERT INTO OldEvents SELECT seq, topic, payload, recv_ns FROM Events; \
+         DROP VIEW Events; DROP TABLE EventBlocks; ALTER TABLE OldEvents RENAME TO Events; \
+         DROP TABLE Projection; DROP TABLE Snapshots; DROP TABLE BusCursors; \
          PRAGMA user_version = 2;",
     )
     .unwrap();
