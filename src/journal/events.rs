@@ -98,7 +98,7 @@ pub fn unfold(
     mut each: impl FnMut(u64, &str, u64, &str),
 ) -> Result<(), EventBlockError> {
     let fail = |reason| EventBlockError { first, reason };
-    if offsets.len() % 4 != 0 || !text.ends_with(']') {
+    if !offsets.len().is_multiple_of(4) || !text.ends_with(']') {
         return Err(fail("its offsets or its text are cut short"));
     }
     let starts: Vec<usize> = offsets
