@@ -210,13 +210,20 @@ impl Http {
     }
 
     /// Runs `f` on a read-only connection, off the I/O thread, once the tables hold every
-    /// command the gateway has answered (read-your-writes over HTTP: an order placed and
-    /// answered is found by the next read; waiting at most [`READ_YOUR_WRITES`]).
+    /// command committed before the read began and every command the gateway has answered
+    /// (an order placed and answered, over HTTP or the socket, is found by the next read);
+    /// waiting at most [`READ_YOUR_WRITES`], after which it reads the tables as they are.
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let answered = self.gateway.answered_cseq();
+        let answered = self.gateway.answered_cseq().max(
+            self.ingress
+                .counters
+                .journal
+                .durable_cseq
+                .load(Ordering::Acquire),
+        );
         let projected = &self.ingress.counters.projection.projected_cseq;
         let wait = async {
             loop {

@@ -324,7 +324,8 @@ struct Conn {
     skipping_line: bool,
     /// A complete request waits for room in the command ring or the pending queue.
     blocked: bool,
-    /// Reading is paused because the journal is far behind (admission control).
+    /// Commands are held back because the journal or the projection is far behind
+    /// (admission control): the first command read stays unparsed, and reading stops there.
     paused: bool,
     /// Writing failed or timed out: output is discarded from now on.
     write_dead: bool,
@@ -376,9 +377,10 @@ impl Conn {
             tokio::pin!(projection);
             self.paused = self.ingress.should_pause(self.paused);
             self.held = None;
-            if self.paused {
-                // Requests stay in the socket until the journal catches up.
-            } else if !self.stop_input() {
+            if !self.stop_input() {
+                // While paused, commands stay in the socket until the journal and the
+                // projection catch up; queries before the first of them (stats, book) are
+                // still answered, so that an operator can see why.
                 self.parse_input();
             } else {
                 self.rpos = self.rbuf.len();
@@ -419,7 +421,7 @@ impl Conn {
                 tracing::warn!("engine released the connection with replies owed; closing it");
                 return None;
             }
-            let want_read = !input_done && !self.eof && !self.blocked && !self.paused;
+            let want_read = !input_done && !self.eof && !self.blocked;
             let paused = self.paused && !input_done;
             // The ring is listened to all the time: execution reports arrive whenever the
             // client's orders trade, not only in answer to a request.
@@ -737,7 +739,7 @@ impl Conn {
         }
         if let Some(cmd) = req.to_command(self.recv_ns, self.recv_mono) {
             let ring = self.commands.as_mut().ok_or(())?;
-            if ring.is_full() {
+            if ring.is_full() || self.paused {
                 return Err(());
             }
             let pushed = ring.push(cmd);

@@ -101,6 +101,9 @@ pub struct Projector {
     latency: LatencyHistogram,
     schedule: Schedule,
     batch_commands: usize,
+    /// Control messages (the thread's; `None` during start-up). Answered between batches and
+    /// while a failing commit is retried, so that `stats` answers whatever the disk does.
+    control: Option<Receiver<ProjectionControl>>,
 }
 
 impl std::fmt::Debug for Projector {
@@ -147,6 +150,21 @@ impl Projector {
             outputs,
             counters,
             latency: LatencyHistogram::new(),
+            control: None,
+        }
+    }
+
+    /// Answers every waiting control message.
+    fn answer_control(&self) {
+        let Some(control) = &self.control else {
+            return;
+        };
+        while let Ok(message) = control.try_recv() {
+            match message {
+                ProjectionControl::Stats(reply) => {
+                    let _ = reply.send(self.latency.clone());
+                }
+            }
         }
     }
 
@@ -237,6 +255,7 @@ impl Projector {
                     if failures == 1 || failures.is_power_of_two() {
                         tracing::warn!(error = %e, failures, "projection commit failed; retrying the same batch");
                     }
+                    self.answer_control();
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(MAX_RETRY_PAUSE);
                 }
@@ -383,7 +402,8 @@ impl ProjectorHandle {
             .spawn(move || {
                 b.bind_current_thread();
                 lower_priority("projection", nice);
-                projector.follow(&b, &s, &control_rx)
+                projector.control = Some(control_rx);
+                projector.follow(&b, &s)
             })?;
         Ok(ProjectorHandle {
             bell,
@@ -422,21 +442,10 @@ impl ProjectorHandle {
 
 impl Projector {
     /// The thread's loop: project what is committed, sleep on the doorbell when caught up.
-    fn follow(
-        &mut self,
-        bell: &Doorbell,
-        stop: &AtomicBool,
-        control: &Receiver<ProjectionControl>,
-    ) -> Result<(), String> {
+    fn follow(&mut self, bell: &Doorbell, stop: &AtomicBool) -> Result<(), String> {
         let mut pause = Duration::from_millis(10);
         loop {
-            while let Ok(message) = control.try_recv() {
-                match message {
-                    ProjectionControl::Stats(reply) => {
-                        let _ = reply.send(self.latency.clone());
-                    }
-                }
-            }
+            self.answer_control();
             // Read before the step: once the journal has stopped, one step that finds nothing
             // means every committed block is projected.
             let stopping = stop.load(Ordering::Acquire);
@@ -445,16 +454,18 @@ impl Projector {
                 Ok(0) => {
                     let durable = &self.counters.journal.durable_cseq;
                     let cseq = self.replica.last_cseq();
+                    let control = self.control.as_ref();
                     bell.sleep(PARK_TIMEOUT, || {
                         durable.load(Ordering::Acquire) > cseq
                             || stop.load(Ordering::Acquire)
-                            || !control.is_empty()
+                            || control.is_some_and(|c| !c.is_empty())
                     });
                 }
                 Ok(_) => pause = Duration::from_millis(10),
                 Err(JournalError::Sqlite(e)) => {
                     // Reading the journal failed (not the commit, which retries itself).
                     tracing::warn!(error = %e, "projection cannot read the command journal; retrying");
+                    self.answer_control();
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(MAX_RETRY_PAUSE);
                 }

@@ -192,13 +192,7 @@ impl Writer {
         // When the ring was last found empty with nothing to commit.
         let mut idle_since: Option<Instant> = None;
         loop {
-            while let Ok(message) = self.control.try_recv() {
-                match message {
-                    JournalControl::Stats(reply) => {
-                        let _ = reply.send(self.latency.clone());
-                    }
-                }
-            }
+            self.answer_control();
             while self.batch.len() < self.batch_size {
                 let Ok(record) = self.records.pop() else {
                     break;
@@ -233,6 +227,18 @@ impl Writer {
             durable_cseq = self.counters.journal.durable_cseq.load(Ordering::Relaxed),
             "journal stopped: every command committed"
         );
+    }
+
+    /// Answers every waiting control message: between batches, and while a failing commit
+    /// is retried, so that `stats` answers whatever the disk does.
+    fn answer_control(&self) {
+        while let Ok(message) = self.control.try_recv() {
+            match message {
+                JournalControl::Stats(reply) => {
+                    let _ = reply.send(self.latency.clone());
+                }
+            }
+        }
     }
 
     /// True when a connection waits for a commit beyond what is committed.
@@ -274,6 +280,7 @@ impl Writer {
                     if failures == 1 || failures.is_power_of_two() {
                         tracing::warn!(error = %e, failures, "journal commit failed; retrying the same batch");
                     }
+                    self.answer_control();
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(MAX_RETRY_PAUSE);
                 }

@@ -13,6 +13,7 @@ mod events;
 mod held;
 mod http;
 mod model;
+mod projection;
 mod protocol;
 mod restart;
 mod signals;

@@ -121,8 +121,27 @@ impl Daemon {
 
     /// Starts a daemon whose assets, markets and accounts are `markets`.
     pub fn start_with_markets(sections: &str, markets: &str, env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_on(sections, markets, env, None)
+    }
+
+    /// Starts a daemon whose data folder holds a copy of the tables file `tables` (a database
+    /// written by an earlier build) when it starts.
+    pub fn start_on_tables(sections: &str, tables: &Path) -> Daemon {
+        Daemon::start_on(sections, MARKETS, &[], Some(tables))
+    }
+
+    fn start_on(
+        sections: &str,
+        markets: &str,
+        env: &[(&str, &str)],
+        tables: Option<&Path>,
+    ) -> Daemon {
         let dir = tempfile::Builder::new().prefix("op").tempdir().unwrap();
         let config = write_config(dir.path(), sections, markets);
+        if let Some(t) = tables {
+            std::fs::create_dir_all(dir.path().join("data")).unwrap();
+            std::fs::copy(t, dir.path().join("data/orderpipe.db")).unwrap();
+        }
         let notify_path = dir.path().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         notify
