@@ -119,7 +119,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         },
     )
     .map_err(journal_error)?;
-    let recovered = &recovery.info;
+    let recovered = recovery.info.clone();
+    let recovered = &recovered;
     let engine = recovery.engine;
     tracing::info!(
         snapshot_cseq = recovered.snapshot_cseq,
@@ -173,15 +174,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     )
     .map_err(|e| AppError::Spawn("journal", e))?;
     let projector = if null_sink {
+        // Nothing is projected: the projection (and its hand-over to the bus) goes.
+        drop(recovery.projector);
         None
     } else {
         Some(
-            journal::ProjectorHandle::start(
-                recovery.projector,
-                projector_bell,
-                config.projection.nice,
-            )
-            .map_err(|e| AppError::Spawn("projection", e))?,
+            journal::ProjectorHandle::start(recovery.projector, projector_bell)
+                .map_err(|e| AppError::Spawn("projection", e))?,
         )
     };
     let checkpointer = Checkpointer::spawn(
@@ -196,6 +195,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             },
         ],
         counters.clone(),
+        // Copying pages back is background work, like the projection whose pages most are.
+        config.projection.clone(),
     )
     .map_err(|e| AppError::Spawn("checkpoint", e))?;
     let engine = EngineHandle::spawn(

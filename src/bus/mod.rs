@@ -312,6 +312,7 @@ impl BusHandle {
         let mut router = Router {
             batches: batches_rx,
             control: control_rx,
+            control_open: true,
             reader,
             subscribers: Vec::new(),
             next_seq,
@@ -369,6 +370,8 @@ struct Subscriber {
 struct Router {
     batches: Receiver<Arc<Batch>>,
     control: Receiver<BusControl>,
+    /// False once every sender of control messages is gone.
+    control_open: bool,
     /// Read-only connection for reading back batches the projection could not hand over.
     reader: Connection,
     subscribers: Vec<Subscriber>,
@@ -383,7 +386,15 @@ struct Router {
 
 impl Router {
     fn run(&mut self) {
+        // Once every link is gone no more joins come: stop listening for them (a disconnected
+        // channel is always ready, and selecting it would spin).
+        let closed = crossbeam_channel::never();
         loop {
+            let control = if self.control_open {
+                &self.control
+            } else {
+                &closed
+            };
             crossbeam_channel::select! {
                 recv(self.batches) -> batch => match batch {
                     Ok(batch) => {
@@ -392,11 +403,10 @@ impl Router {
                     }
                     Err(_) => break,
                 },
-                recv(self.control) -> message => {
-                    if let Ok(message) = message {
-                        self.control(message);
-                    }
-                }
+                recv(control) -> message => match message {
+                    Ok(message) => self.control(message),
+                    Err(_) => self.control_open = false,
+                },
                 default(IDLE_CHECK) => {
                     let projected = self.counters.projection.projected_seq.load(Ordering::Acquire);
                     self.catch_up(projected + 1);

@@ -290,8 +290,10 @@ pub struct ProjectionConfig {
     pub max_lag_commands: u64,
     /// Most commands projected in one transaction.
     pub batch_commands: usize,
-    /// Nice value of the projection thread (0 to 19): it yields to everything on the order
-    /// path and uses the CPU they leave.
+    /// Run the projection and checkpoint threads in the idle scheduling class: they use only
+    /// CPU that nothing else wants, and yield it at once.
+    pub idle: bool,
+    /// Their nice value (0 to 19) when `idle` is off.
     pub nice: i32,
 }
 
@@ -570,11 +572,13 @@ fn read_journal(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Journ
 fn read_projection(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<ProjectionConfig> {
     let max_lag = t.u64("max_lag_commands", Some(2_000_000), 1, 1 << 40, errors);
     let batch = t.u64("batch_commands", Some(8192), 1, 1 << 20, errors);
+    let idle = t.bool("idle", true, errors);
     let nice = t.u64("nice", Some(19), 0, 19, errors);
     t.finish(errors);
     Some(ProjectionConfig {
         max_lag_commands: max_lag?,
         batch_commands: batch? as usize,
+        idle: idle?,
         nice: nice? as i32,
     })
 }

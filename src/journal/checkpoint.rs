@@ -36,12 +36,19 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts the thread for `files`.
-    pub fn spawn(files: Vec<File>, counters: Arc<Counters>) -> std::io::Result<Checkpointer> {
+    /// Starts the thread for `files`, at the priority `[projection]` gives background work.
+    pub fn spawn(
+        files: Vec<File>,
+        counters: Arc<Counters>,
+        priority: crate::config::ProjectionConfig,
+    ) -> std::io::Result<Checkpointer> {
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
         let thread = std::thread::Builder::new()
             .name("checkpoint".into())
-            .spawn(move || run(&files, &counters, &stopped))?;
+            .spawn(move || {
+                super::background_priority("checkpoint", &priority);
+                run(&files, &counters, &stopped)
+            })?;
         Ok(Checkpointer {
             stop: Some(stop),
             thread: Some(thread),

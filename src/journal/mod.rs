@@ -79,16 +79,37 @@ pub enum ProjectionControl {
     Stats(tokio::sync::oneshot::Sender<LatencyHistogram>),
 }
 
+/// The page size of a new file, in bytes. The command journal commits often and little (a
+/// block of a few commands each time under a light load): small pages keep each commit's WAL
+/// frames small. The tables commit rarely and much: large pages mean fewer frames and
+/// overflow pages for the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pages {
+    /// 4 KiB: the command journal.
+    Small,
+    /// 16 KiB: the tables.
+    Large,
+}
+
 /// Opens (creating if needed) one of the two files for writing: WAL, the configured
 /// `synchronous`, checkpoints left to the checkpoint thread.
-pub fn open_for_writing(path: &Path, synchronous: Synchronous) -> Result<Connection, JournalError> {
+pub fn open_for_writing(
+    path: &Path,
+    synchronous: Synchronous,
+    pages: Pages,
+) -> Result<Connection, JournalError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.pragma_update(None, "page_size", 16384)?;
+    // Takes effect on a new file only (before its first table).
+    let page_size = match pages {
+        Pages::Small => 4096,
+        Pages::Large => 16384,
+    };
+    conn.pragma_update(None, "page_size", page_size)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     let sync = match synchronous {
         Synchronous::Normal => "NORMAL",
@@ -116,6 +137,37 @@ pub(crate) fn lower_priority(thread: &str, nice: i32) {
     match rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
         Ok(()) => tracing::info!(thread, nice, "thread runs at a lower priority"),
         Err(e) => tracing::warn!(thread, nice, error = %e, "cannot lower the thread's priority"),
+    }
+}
+
+/// Puts the calling thread in Linux's idle scheduling class (`SCHED_IDLE`): it runs only on a
+/// core that no other thread wants, and any other thread that wakes takes the core from it at
+/// once. For background work that must never delay the order path. Falls back to nice 19.
+pub(crate) fn idle_priority(thread: &str) {
+    use thread_priority::unix::{
+        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+        thread_native_id,
+    };
+    match set_thread_priority_and_policy(
+        thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    ) {
+        Ok(()) => tracing::info!(thread, "thread runs in the idle scheduling class"),
+        Err(e) => {
+            tracing::warn!(thread, error = ?e, "no idle scheduling class; running at nice 19");
+            lower_priority(thread, 19);
+        }
+    }
+}
+
+/// Lowers the calling thread's priority as `[projection]` says: the idle class, or a nice
+/// value.
+pub(crate) fn background_priority(thread: &str, config: &crate::config::ProjectionConfig) {
+    if config.idle {
+        idle_priority(thread);
+    } else {
+        lower_priority(thread, config.nice);
     }
 }
 

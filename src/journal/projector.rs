@@ -25,7 +25,7 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::block::StoredBlock;
 use super::read::read_blocks;
 use super::store::Store;
-use super::{JournalError, ProjectionControl, lower_priority};
+use super::{JournalError, ProjectionControl, background_priority};
 use crate::bus::Batch;
 use crate::config::Config;
 use crate::engine::snapshot::checksum;
@@ -392,7 +392,6 @@ impl ProjectorHandle {
     pub fn start(
         mut projector: Projector,
         bell: Arc<Doorbell>,
-        nice: i32,
     ) -> std::io::Result<ProjectorHandle> {
         let stop = Arc::new(AtomicBool::new(false));
         let (control, control_rx) = crossbeam_channel::bounded(16);
@@ -401,7 +400,7 @@ impl ProjectorHandle {
             .name("projection".into())
             .spawn(move || {
                 b.bind_current_thread();
-                lower_priority("projection", nice);
+                background_priority("projection", &projector.config.projection);
                 projector.control = Some(control_rx);
                 projector.follow(&b, &s)
             })?;

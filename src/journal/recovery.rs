@@ -25,7 +25,7 @@ use super::events::{EVENTS_PER_BLOCK, EventBlock};
 use super::projector::{Outputs, Projector};
 use super::read::{journal_end, open_reader, read_blocks};
 use super::schema::{self, TABLES_VERSION, TO_VERSION_5, WITH_COMMANDS};
-use super::{JournalError, open_for_writing, resume};
+use super::{JournalError, Pages, open_for_writing, resume};
 use crate::config::Config;
 use crate::engine::snapshot::{Snapshot, checksum};
 use crate::engine::{Command, CommandRecord, Engine, Event, NO_OWNER, Output, Owner, Report};
@@ -92,9 +92,9 @@ pub struct Files {
 pub fn open(config: &Config) -> Result<Files, JournalError> {
     let d = &config.daemon;
     let sync = config.journal.synchronous;
-    let mut tables = open_for_writing(&d.database_path, sync)?;
+    let mut tables = open_for_writing(&d.database_path, sync, Pages::Large)?;
     let found = schema::migrate(&mut tables)?;
-    let mut journal = open_for_writing(&d.journal_path, sync)?;
+    let mut journal = open_for_writing(&d.journal_path, sync, Pages::Small)?;
     schema::migrate_journal(&mut journal)?;
     let mut info = journal_info(&journal)?;
     let (mut moved, mut expired) = (0, 0);
@@ -657,7 +657,8 @@ mod tests {
         drop(files);
         // Opening again is idempotent for the current version, and names the same journal.
         assert_eq!(open(&c).unwrap().info.journal_id, id);
-        let t = open_for_writing(&c.daemon.database_path, Synchronous::Normal).unwrap();
+        let t =
+            open_for_writing(&c.daemon.database_path, Synchronous::Normal, Pages::Large).unwrap();
         t.pragma_update(None, "user_version", TABLES_VERSION + 1)
             .unwrap();
         drop(t);

@@ -133,7 +133,8 @@ fn a_damaged_command_block_stops_start_up_and_names_the_block() {
     let (first, last): (i64, i64) = d
         .journal_db()
         .query_row(
-            "SELECT first_cseq, last_cseq FROM CommandBlocks ORDER BY first_cseq LIMIT 1 OFFSET 3",
+            // The last block: how many there are depends on how the journal's batches fell.
+            "SELECT first_cseq, last_cseq FROM CommandBlocks ORDER BY first_cseq DESC LIMIT 1",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -185,15 +186,23 @@ fn until_stats(d: &Daemon, what: &str, done: impl Fn(&Value) -> bool) -> Value {
 
 #[test]
 fn a_projection_held_at_its_bound_pauses_the_clients_and_loses_nothing() {
-    let max_lag = 300;
+    // Small rings make the overshoot small: a connection checks the bounds before it hands
+    // the engine each ring of commands, and the projection's lag moves only when the journal
+    // commits, so the engine can run ahead of the bound by what the journal has not yet
+    // committed (at most 3/4 of its ring before the journal's own bound pauses) plus one ring.
+    let (max_lag, command_ring, journal_ring) = (300u64, 64u64, 1024u64);
+    let overshoot = journal_ring / 4 * 3 + command_ring;
     let mut d = Daemon::start_with(
-        &format!("[projection]\nmax_lag_commands = {max_lag}\n"),
+        &format!(
+            "[projection]\nmax_lag_commands = {max_lag}\n\
+             [engine]\ncommand_ring = {command_ring}\njournal_ring = {journal_ring}\n"
+        ),
         &[],
     );
     // Hold the projection back: another connection takes the tables' write lock.
     let holder = rusqlite::Connection::open(&d.db).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let n = 1000;
+    let n = 3000;
     let stream = UnixStream::connect(&d.socket).unwrap();
     stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
     let mut writer = stream.try_clone().unwrap();
@@ -216,8 +225,7 @@ fn a_projection_held_at_its_bound_pauses_the_clients_and_loses_nothing() {
     });
     let lag = c["orderpipe_projection_lag_commands"].as_u64().unwrap();
     assert!(lag > max_lag, "lag {lag}");
-    // The client's pipeline holds at most one ring of commands beyond the bound.
-    assert!(lag <= max_lag + 1024 + 256, "lag {lag}");
+    assert!(lag <= max_lag + overshoot, "lag {lag}");
     let accepted = c["orderpipe_orders_accepted_total"].as_u64().unwrap();
     assert!(
         accepted < n,
@@ -226,7 +234,7 @@ fn a_projection_held_at_its_bound_pauses_the_clients_and_loses_nothing() {
     // Nothing projected while it is held, so what the engine took is all lag: at most the
     // bound plus what the connection had handed over before it paused.
     let c = until_stats(&d, "stats", |_| true);
-    assert!(c["orderpipe_orders_accepted_total"].as_u64().unwrap() <= max_lag + 1024 + 256);
+    assert!(c["orderpipe_orders_accepted_total"].as_u64().unwrap() <= max_lag + overshoot);
     assert_eq!(c["orderpipe_projected_cseq"], 0);
 
     holder.execute_batch("COMMIT").unwrap();
