@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use super::gateway::Gateway;
 use super::{Ingress, Query as EngineQuery, authorize};
 use crate::config::Grant;
+use crate::journal::read::{self, OrderRow};
 use crate::num::Decimal;
 use crate::wire::{
     AmendRequest, CancelRequest, HaltRequest, OrderTarget, Request, TransferRequest, WireReply,
@@ -419,35 +420,32 @@ async fn place(
 }
 
 /// An order as the `Orders` table has it, in decimals.
-fn order_json(row: &rusqlite::Row<'_>, config: &crate::config::Config) -> rusqlite::Result<Value> {
-    let market: String = row.get("market")?;
-    let m = config.market(&market);
-    let units = |v: Option<i64>, unit: Option<Decimal>| match (v, unit) {
-        (Some(v), Some(u)) => Value::from(Decimal::format_units(v as u64, u)),
+fn order_json(o: OrderRow, config: &crate::config::Config) -> Value {
+    let m = config.market(&o.market);
+    let units = |v: Option<u64>, unit: Option<Decimal>| match (v, unit) {
+        (Some(v), Some(u)) => Value::from(Decimal::format_units(v, u)),
         _ => Value::Null,
     };
-    let size_lots: i64 = row.get("size_lots")?;
-    let filled: i64 = row.get("filled_lots")?;
-    Ok(json!({
-        "order_id": row.get::<_, i64>("id")?,
-        "seq": row.get::<_, i64>("seq")?,
-        "username": row.get::<_, String>("username")?,
-        "client_order_id": row.get::<_, Option<String>>("client_order_id")?,
-        "market": market,
-        "side": row.get::<_, String>("side")?,
-        "order_type": row.get::<_, String>("order_type")?,
-        "tif": row.get::<_, String>("tif")?,
-        "status": row.get::<_, String>("status")?,
-        "price": units(row.get("price_ticks")?, m.map(|m| m.tick_size)),
-        "size": units(Some(size_lots), m.map(|m| m.lot_size)),
-        "filled": units(Some(filled), m.map(|m| m.lot_size)),
-        "timestamp": row.get::<_, Option<String>>("timestamp")?,
-        "recv_ns": row.get::<_, i64>("recv_ns")?,
-    }))
+    let price = units(o.price_ticks, m.map(|m| m.tick_size));
+    let size = units(Some(o.size_lots), m.map(|m| m.lot_size));
+    let filled = units(Some(o.filled_lots), m.map(|m| m.lot_size));
+    json!({
+        "order_id": o.id,
+        "seq": o.seq,
+        "username": o.username,
+        "client_order_id": o.client_order_id,
+        "market": o.market,
+        "side": o.side,
+        "order_type": o.order_type,
+        "tif": o.tif,
+        "status": o.status,
+        "price": price,
+        "size": size,
+        "filled": filled,
+        "timestamp": o.timestamp,
+        "recv_ns": o.recv_ns,
+    })
 }
-
-const ORDER_COLUMNS: &str = "id, seq, username, client_order_id, market, side, order_type, \
-     tif, status, price_ticks, size_lots, filled_lots, timestamp, recv_ns";
 
 /// The owner of an order: the engine's, while it rests (so that an order placed a moment ago
 /// is found before the projection has written its row), else the tables'.
@@ -462,20 +460,7 @@ async fn owner(s: &Http, id: u64) -> Result<String, ApiError> {
     {
         return Ok(user.as_str().to_string());
     }
-    let found = s
-        .read(move |c| {
-            c.query_row(
-                "SELECT username FROM Orders WHERE id = ?1",
-                [id as i64],
-                |r| r.get::<_, String>(0),
-            )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })
-        })
-        .await?;
+    let found = s.read(move |c| read::order_owner(c, id)).await?;
     found.ok_or_else(|| ApiError::not_found(format!("order {id} is not recorded")))
 }
 
@@ -488,16 +473,9 @@ async fn get_order(
     let id = path(id)?;
     let config = s.ingress.config.clone();
     let order = s
-        .read(move |c| {
-            let sql = format!("SELECT {ORDER_COLUMNS} FROM Orders WHERE id = ?1");
-            c.query_row(&sql, [id as i64], |r| order_json(r, &config))
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    e => Err(e),
-                })
-        })
+        .read(move |c| read::order(c, id))
         .await?
+        .map(|o| order_json(o, &config))
         .ok_or_else(|| ApiError::not_found(format!("order {id} is not recorded")))?;
     let user = order["username"].as_str().unwrap_or_default();
     if !grant.may_act_for(user) {
@@ -555,30 +533,21 @@ async fn list_orders(
     }
     let limit = f.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
     let config = s.ingress.config.clone();
-    let orders = s
-        .read(move |c| {
-            let sql = format!(
-                "SELECT {ORDER_COLUMNS} FROM Orders WHERE id > ?1 \
-                 AND (?2 IS NULL OR username = ?2) AND (?3 IS NULL OR market = ?3) \
-                 AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR recv_ns >= ?5) \
-                 AND (?6 IS NULL OR recv_ns < ?6) ORDER BY id LIMIT ?7"
-            );
-            let mut stmt = c.prepare_cached(&sql)?;
-            let rows = stmt.query_map(
-                rusqlite::params![
-                    f.after.unwrap_or(0) as i64,
-                    f.username,
-                    f.market,
-                    f.status,
-                    f.from_ns.map(|v| v as i64),
-                    f.to_ns.map(|v| v as i64),
-                    limit as i64
-                ],
-                |r| order_json(r, &config),
-            )?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .await?;
+    let filter = read::OrderFilter {
+        username: f.username,
+        market: f.market,
+        status: f.status,
+        from_ns: f.from_ns,
+        to_ns: f.to_ns,
+        after: f.after.unwrap_or(0),
+        limit,
+    };
+    let orders: Vec<Value> = s
+        .read(move |c| read::orders(c, &filter))
+        .await?
+        .into_iter()
+        .map(|o| order_json(o, &config))
+        .collect();
     let next = (orders.len() == limit as usize)
         .then(|| orders.last().map(|o| o["order_id"].clone()))
         .flatten();
@@ -703,31 +672,25 @@ async fn trades(
         )));
     };
     let limit = page.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
-    let trades = s
-        .read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, seq, timestamp, price_ticks, size_lots, maker_order_id, \
-                 taker_order_id, aggressor FROM Trades WHERE market = ?1 AND id > ?2 \
-                 ORDER BY id LIMIT ?3",
-            )?;
-            let rows = stmt.query_map(
-                rusqlite::params![m.name, page.after.unwrap_or(0) as i64, limit as i64],
-                |r| {
-                    Ok(json!({
-                        "trade_id": r.get::<_, i64>(0)?,
-                        "seq": r.get::<_, i64>(1)?,
-                        "timestamp": r.get::<_, String>(2)?,
-                        "price": Decimal::format_units(r.get::<_, i64>(3)? as u64, m.tick_size),
-                        "size": Decimal::format_units(r.get::<_, i64>(4)? as u64, m.lot_size),
-                        "maker_order_id": r.get::<_, i64>(5)?,
-                        "taker_order_id": r.get::<_, i64>(6)?,
-                        "aggressor": r.get::<_, String>(7)?,
-                    }))
-                },
-            )?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
+    let name = m.name.clone();
+    let after = page.after.unwrap_or(0);
+    let trades: Vec<Value> = s
+        .read(move |c| read::trades(c, &name, after, limit))
+        .await?
+        .into_iter()
+        .map(|t| {
+            json!({
+                "trade_id": t.id,
+                "seq": t.seq,
+                "timestamp": t.timestamp,
+                "price": Decimal::format_units(t.price_ticks, m.tick_size),
+                "size": Decimal::format_units(t.size_lots, m.lot_size),
+                "maker_order_id": t.maker_order_id,
+                "taker_order_id": t.taker_order_id,
+                "aggressor": t.aggressor,
+            })
         })
-        .await?;
+        .collect();
     let next = (trades.len() == limit as usize)
         .then(|| trades.last().map(|t| t["trade_id"].clone()))
         .flatten();
