@@ -37,8 +37,9 @@ fn round_trips(quick: bool) {
     );
     let d = Daemon::start(&common::funded_config(&[]));
     let orders = binary_orders(backlog);
-    // An IOC far below the asks of the stream: accepted, then cancelled, trades nothing.
-    let frame = bid(0, 10_000, TimeInForce::Ioc);
+    // An IOC below the asks of the stream (which trades at 50,000) and inside the price band:
+    // accepted, then cancelled, trades nothing.
+    let frame = bid(0, 450_000, TimeInForce::Ioc);
     let (mut ratios, mut idle_p99, mut busy_p99, mut idle_p50, mut busy_p50) =
         (vec![], vec![], vec![], vec![], vec![]);
     println!("round  idle_p50  idle_p99  backlog_p50  backlog_p99  lag_start  lag_end  p99_ratio");

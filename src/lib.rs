@@ -2,7 +2,9 @@
 //!
 //! Clients send orders over a Unix socket (JSON lines or binary frames). One pinned thread runs
 //! every command through validation, compliance, custody and matching; a second thread records
-//! every event in SQLite in batches, so that recording never slows the order path.
+//! every command in a compact journal (the durability point), and a third derives the tables
+//! (orders, trades, balances, events) from the committed commands by replaying them through a
+//! replica of the engine, so that recording never slows the order path.
 //!
 //! The engine's logic is plain synchronous code that can be driven in process:
 //!
@@ -62,9 +64,12 @@
 //!  client ─ Unix socket ─▶ connection task (tokio)  ── command ring (per connection) ─▶ engine
 //!  client ─ HTTP ────────▶ axum handler ─▶ gateway task ── its own command ring ──────▶ engine
 //!  client ◀─────────────── connection task          ◀─ reply ring (per connection) ──── engine
-//!                                                      journal ring (events) ◀──────── engine
-//!                          journal thread ── one transaction per batch ─▶ SQLite (WAL)
-//!                                 │ committed batches                            │ Events table
+//!                                                      journal ring (commands) ◀────── engine
+//!                          journal thread ── one block per batch ─▶ commands.db (WAL)
+//!                                 │ doorbell after each commit                 │
+//!                                 ▼                                            ▼ (reads blocks)
+//!                          projection thread: replica engine ─ large batches ─▶ orderpipe.db
+//!                                 │ projected batches                            │ EventBlocks
 //!                                 ▼                                              ▼
 //!  subscriber ◀── connection task ◀── bus thread (topic masks)      amqp thread ─▶ RabbitMQ
 //! ```
@@ -73,9 +78,10 @@
 //! |---|---|---|
 //! | command ring | `engine.command_ring` | the connection task stops reading that socket |
 //! | reply ring | `engine.reply_ring` | the engine takes no command from that connection until its reply has room; an execution report that finds it full cuts the client off as a slow consumer |
-//! | journal ring | `engine.journal_ring` | the engine answers `busy`; nothing is dropped |
+//! | journal ring | `engine.journal_ring` commands | the engine answers `busy`; nothing is dropped |
+//! | projection lag | `projection.max_lag_commands` | connections stop reading until the projection catches up |
 //! | control channel | 1024 messages | registration refused with `unavailable` |
-//! | journal → bus | `bus.handover` batches | the batch is dropped; the bus reads it back from SQLite |
+//! | projection → bus | `bus.handover` batches | the batch is dropped; the bus reads it back from SQLite |
 //! | bus → subscriber | `bus.subscriber_buffer` events | the subscriber is cut off with where to resume |
 //!
 //! # Layout
@@ -86,7 +92,8 @@
 //! - [`ingress`]: the socket (one task per connection) and the HTTP gateway, with who may do
 //!   what.
 //! - [`engine`]: the pinned thread and its deterministic state machine.
-//! - [`journal`]: the SQLite writer thread and the schema.
+//! - [`journal`]: the command journal's writer, the projection, checkpoints, start-up and
+//!   recovery, the read side, and the schemas of both files.
 //! - [`bus`]: committed events to socket subscribers (topic patterns) and to RabbitMQ.
 //! - [`telemetry`]: latency histograms, counters and metric names, logging.
 //! - [`wake`]: how threads wake each other without locks in the steady state.

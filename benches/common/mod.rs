@@ -195,6 +195,9 @@ pub fn frame_round_trips(
     extra: usize,
 ) -> hdrhistogram::Histogram<u64> {
     let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    // A frame answered with fewer messages than expected fails the run instead of hanging it.
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
     if handshake {
         s.write_all(&orderpipe::wire::binary::handshake()).unwrap();
         let mut echo = [0u8; orderpipe::wire::binary::HANDSHAKE_LEN];

@@ -3,13 +3,15 @@
 //!
 //! HTTP requests become commands exactly as socket requests do; nothing bypasses the engine.
 //! Execution reports for orders placed over HTTP have nowhere to go (HTTP has no push
-//! channel): the dispatcher drops them; they are in the journal and on the event bus.
+//! channel): the dispatcher drops them; they are in the tables and on the event bus.
 //!
 //! | queue | bounded by | when full |
 //! |---|---|---|
 //! | handlers → dispatcher | `engine.command_ring` jobs | a handler waits for room (its client's request takes longer; hyper keeps reading other connections) |
 //! | dispatcher → engine | `engine.command_ring` | the dispatcher takes no job until the engine makes room |
 //! | journal backlog | ¾ of `engine.journal_ring` | the dispatcher takes no job until the backlog is below ½ (admission control, as for socket connections) |
+//! | projection lag | `projection.max_lag_commands` | the dispatcher takes no job until the lag is below ¾ of it |
+//! | answers held for a commit | the answers owed | `durable` (`projected`) answers wait for the journal's (the projection's) commit |
 
 use std::collections::VecDeque;
 use std::sync::Arc;
