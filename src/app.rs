@@ -212,6 +212,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         source,
     })?;
 
+    if config.http.is_public() && config.http.allow_insecure_public {
+        tracing::warn!(
+            listen = %config.http.listen,
+            "http.allow_insecure_public is set: the HTTP gateway serves other machines and its \
+             demo or short tokens (or open_compat_orders) were accepted anyway"
+        );
+    }
     let http_listener = if config.http.enabled {
         let addr = config.http.listen;
         Some(

@@ -10,6 +10,16 @@ use super::{AckMode, ConfigError};
 /// Shortest token accepted: a guessable token is no protection.
 pub const MIN_TOKEN_LEN: usize = 16;
 
+/// Shortest token accepted while the gateway listens beyond loopback.
+pub(crate) const MIN_PUBLIC_TOKEN_LEN: usize = 32;
+
+/// The tokens the shipped config.toml publishes: fine on loopback, refused anywhere else.
+pub(crate) const DEMO_TOKENS: [&str; 3] = [
+    "demo-admin-token-change-me",
+    "demo-alice-token-change-me",
+    "demo-bob-token-change-me",
+];
+
 /// What a caller may do.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Grant {
@@ -58,6 +68,16 @@ pub struct HttpConfig {
     pub ack: AckMode,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// The operator accepts a gateway beyond loopback with demo or short tokens, or with
+    /// `open_compat_orders` (`http.allow_insecure_public`; a warning at every start).
+    pub allow_insecure_public: bool,
+}
+
+impl HttpConfig {
+    /// True if the gateway can be reached from other machines.
+    pub fn is_public(&self) -> bool {
+        self.enabled && !self.listen.ip().is_loopback()
+    }
 }
 
 /// `[access]`: what each socket peer may do, by its uid.
@@ -112,6 +132,7 @@ pub(super) fn read_http(
         errors,
     );
     let max_body = t.u64("max_body_bytes", Some(65_536), 64, 16 << 20, errors);
+    let insecure = t.bool("allow_insecure_public", false, errors);
     let mut tokens = Vec::new();
     let admin_key = t.key("admin_tokens");
     for token in t.strings("admin_tokens", errors) {
@@ -174,8 +195,41 @@ pub(super) fn read_http(
             ));
         }
     }
+    // Beyond loopback, anyone who can reach the port holds what a token grants: refuse the
+    // published demo tokens, short ones and the tokenless compatible endpoint, unless the
+    // operator says in so many words that this is intended.
+    if let (Some(true), Some(addr), Some(false)) = (enabled, listen, insecure)
+        && !addr.ip().is_loopback()
+    {
+        let why = format!(
+            "http.listen = \"{addr}\" serves other machines; set http.allow_insecure_public \
+             = true to accept this anyway"
+        );
+        for (key, token, _) in &tokens {
+            if DEMO_TOKENS.contains(&token.as_str()) {
+                errors.push(ConfigError::new(
+                    key,
+                    format!("this is a demo token published with orderpipe, and {why}"),
+                ));
+            } else if token.len() < MIN_PUBLIC_TOKEN_LEN {
+                errors.push(ConfigError::new(
+                    key,
+                    format!(
+                        "a token must be at least {MIN_PUBLIC_TOKEN_LEN} bytes long when {why}"
+                    ),
+                ));
+            }
+        }
+        if open == Some(true) {
+            errors.push(ConfigError::new(
+                &t.key("open_compat_orders"),
+                format!("POST /API/orders without a token is refused when {why}"),
+            ));
+        }
+    }
     t.finish(errors);
     Some(HttpConfig {
+        allow_insecure_public: insecure?,
         enabled: enabled?,
         listen: listen?,
         tokens: tokens.into_iter().map(|(_, t, g)| (t, g)).collect(),

@@ -848,4 +848,88 @@ mod tests {
             .count();
         assert_eq!(token_errors, 2, "{errs}");
     }
+
+    #[test]
+    fn a_public_gateway_refuses_demo_and_short_tokens_and_the_open_endpoint_unless_told() {
+        let strong = "0123456789abcdef0123456789abcdef-admin";
+        let public = |extra: &str| {
+            format!(
+                "{GOOD}\n[http]\nlisten = \"0.0.0.0:18282\"\nadmin_tokens = [\"{strong}\"]\n{extra}"
+            )
+        };
+        // Strong tokens only: a public gateway is fine.
+        let c = parse(&public("")).unwrap();
+        assert!(c.http.is_public() && !c.http.allow_insecure_public);
+        // A demo token, a short one, the tokenless endpoint: each refused, naming its key.
+        let errs = parse(&public(
+            "open_compat_orders = true\n[http.user_tokens]\nalice = \"demo-alice-token-change-me\"\n\
+             bob = \"bob-token-of-20-bytes\"\n",
+        ))
+        .unwrap_err();
+        let of = |key: &str| {
+            errs.errors
+                .iter()
+                .find(|e| e.key == key)
+                .map(|e| e.message.clone())
+                .unwrap_or_else(|| panic!("no error for {key}: {errs}"))
+        };
+        assert!(
+            of("http.user_tokens.alice").contains("demo token"),
+            "{errs}"
+        );
+        assert!(
+            of("http.user_tokens.bob").contains("at least 32 bytes"),
+            "{errs}"
+        );
+        assert!(
+            of("http.open_compat_orders").contains("without a token"),
+            "{errs}"
+        );
+        assert!(
+            of("http.open_compat_orders").contains("allow_insecure_public"),
+            "{errs}"
+        );
+        assert_eq!(errs.errors.len(), 3, "{errs}");
+        // The explicit opt-in accepts all of it.
+        let c = parse(&public(
+            "allow_insecure_public = true\nopen_compat_orders = true\n\
+             [http.user_tokens]\nalice = \"demo-alice-token-change-me\"\n",
+        ))
+        .unwrap();
+        assert!(c.http.allow_insecure_public && c.http.open_compat_orders);
+        // On loopback, or with the gateway off, the demo tokens are fine.
+        let local = format!(
+            "{GOOD}\n[http]\nlisten = \"127.0.0.1:18282\"\nadmin_tokens = [\"demo-admin-token-change-me\"]\n"
+        );
+        assert!(!parse(&local).unwrap().http.is_public());
+        let off = format!(
+            "{GOOD}\n[http]\nenabled = false\nlisten = \"0.0.0.0:18282\"\n\
+             admin_tokens = [\"demo-admin-token-change-me\"]\n"
+        );
+        assert!(parse(&off).is_ok());
+        let v6 = format!(
+            "{GOOD}\n[http]\nlisten = \"[::]:18282\"\nadmin_tokens = [\"demo-admin-token-change-me\"]\n"
+        );
+        assert!(parse(&v6).is_err());
+    }
+
+    #[test]
+    fn the_shipped_config_with_a_public_listen_address_is_refused() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let shipped = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+        let public = shipped.replace("listen = \"127.0.0.1:8080\"", "listen = \"0.0.0.0:18282\"");
+        assert_ne!(public, shipped);
+        let errs = Config::parse(&public, &dir.join("config.toml"), dir).unwrap_err();
+        let keys: Vec<&str> = errs.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "http.admin_tokens",
+                "http.user_tokens.alice",
+                "http.user_tokens.bob"
+            ],
+            "{errs}"
+        );
+        assert!(Config::parse(&shipped, &dir.join("config.toml"), dir).is_ok());
+    }
 }
