@@ -82,10 +82,21 @@ pub enum AppError {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
     let config = Arc::new(config);
     let d = &config.daemon;
-    std::fs::create_dir_all(&d.data_dir).map_err(|source| AppError::DataDir {
+    let data_dir_error = |source| AppError::DataDir {
         path: d.data_dir.display().to_string(),
         source,
-    })?;
+    };
+    if !d.data_dir.exists() {
+        // The folder the daemon creates gets its documented mode whatever the umask is; one
+        // that exists is the operator's and keeps its own.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(&d.data_dir).map_err(data_dir_error)?;
+        std::fs::set_permissions(
+            &d.data_dir,
+            std::fs::Permissions::from_mode(d.data_dir_mode),
+        )
+        .map_err(data_dir_error)?;
+    }
     let journal_error = |source| AppError::Journal {
         path: d.database_path.display().to_string(),
         source,

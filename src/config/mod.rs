@@ -216,6 +216,13 @@ pub struct DaemonConfig {
     pub journal_path: PathBuf,
     /// Permission bits of the socket file (`0o660` by default).
     pub socket_mode: u32,
+    /// Permission bits of the data folder when the daemon creates it (`0o750`), whatever the
+    /// process umask is.
+    pub data_dir_mode: u32,
+    /// Permission bits of the SQLite files the daemon creates (`0o640`): both databases, and
+    /// through them their write-ahead logs and shared-memory files, which SQLite gives the
+    /// mode of their database.
+    pub file_mode: u32,
     /// Worker threads of the I/O runtime.
     pub io_threads: usize,
     /// Connections served at once; more are refused with an error line.
@@ -418,18 +425,9 @@ fn read_daemon(
     let socket = t.string("socket", Some("orderpipe.sock"), errors);
     let database = t.string("database", Some("orderpipe.db"), errors);
     let journal = t.string("journal", Some("commands.db"), errors);
-    let socket_mode = t.string("socket_mode", Some("0660"), errors).and_then(|m| {
-        match u32::from_str_radix(&m, 8) {
-            Ok(v) if v <= 0o777 => Some(v),
-            _ => {
-                errors.push(ConfigError::new(
-                    &t.key("socket_mode"),
-                    format!("\"{m}\" is not an octal permission mode like \"0660\""),
-                ));
-                None
-            }
-        }
-    });
+    let socket_mode = read_mode(&mut t, "socket_mode", "0660", errors);
+    let data_dir_mode = read_mode(&mut t, "data_dir_mode", "0750", errors);
+    let file_mode = read_mode(&mut t, "file_mode", "0640", errors);
     let io_threads = t.u64("io_threads", Some(1), 1, 256, errors);
     let max_connections = t.u64("max_connections", Some(1024), 1, 1 << 20, errors);
     let max_frame = t.u64(
@@ -477,6 +475,8 @@ fn read_daemon(
         data_dir: data_dir?,
         socket_path: socket_path?,
         socket_mode: socket_mode?,
+        data_dir_mode: data_dir_mode?,
+        file_mode: file_mode?,
         io_threads: io_threads? as usize,
         max_connections: max_connections? as usize,
         max_frame_bytes: max_frame? as u32,
@@ -567,6 +567,26 @@ fn read_journal(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Journ
         snapshot_every: Duration::from_secs(every_secs?),
         snapshot_keep: keep? as usize,
     })
+}
+
+/// An octal permission mode like `"0640"`.
+fn read_mode(
+    t: &mut Table<'_>,
+    key: &'static str,
+    default: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<u32> {
+    let m = t.string(key, Some(default), errors)?;
+    match u32::from_str_radix(&m, 8) {
+        Ok(v) if v <= 0o777 => Some(v),
+        _ => {
+            errors.push(ConfigError::new(
+                &t.key(key),
+                format!("\"{m}\" is not an octal permission mode like \"{default}\""),
+            ));
+            None
+        }
+    }
 }
 
 fn read_projection(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<ProjectionConfig> {
@@ -679,6 +699,7 @@ mod tests {
         assert_eq!(c.daemon.socket_path, Path::new("/etc/op/d/orderpipe.sock"));
         assert_eq!(c.daemon.database_path, Path::new("/etc/op/d/orderpipe.db"));
         assert_eq!(c.daemon.socket_mode, 0o660);
+        assert_eq!((c.daemon.data_dir_mode, c.daemon.file_mode), (0o750, 0o640));
         assert_eq!(c.engine.idle, IdleStrategy::Park);
         assert_eq!(c.engine.core, None);
         assert_eq!(c.journal.synchronous, Synchronous::Normal);

@@ -48,6 +48,9 @@ pub enum JournalError {
     /// SQLite refused something.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A file could not be created.
+    #[error("cannot create {0}")]
+    Io(String),
     /// The file was written by a newer orderpipe.
     #[error(
         "the database has schema version {found}, but this orderpipe supports at most {supported}: \

@@ -88,10 +88,31 @@ pub struct Files {
     expired: u64,
 }
 
+/// Creates an empty file with permission bits `mode`, whatever the umask, unless it exists:
+/// SQLite then gives its write-ahead log and shared-memory file the same mode.
+fn create_with_mode(path: &Path, mode: u32) -> Result<(), JournalError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+    {
+        // The umask may have taken bits away from `mode` at creation.
+        Ok(file) => file
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| JournalError::Io(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(JournalError::Io(format!("{}: {e}", path.display()))),
+    }
+}
+
 /// Opens and migrates both files.
 pub fn open(config: &Config) -> Result<Files, JournalError> {
     let d = &config.daemon;
     let sync = config.journal.synchronous;
+    create_with_mode(&d.database_path, d.file_mode)?;
+    create_with_mode(&d.journal_path, d.file_mode)?;
     let mut tables = open_for_writing(&d.database_path, sync, Pages::Large)?;
     let found = schema::migrate(&mut tables)?;
     let mut journal = open_for_writing(&d.journal_path, sync, Pages::Small)?;

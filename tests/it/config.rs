@@ -1,4 +1,5 @@
-//! Config errors are all reported at once, by `validate` and by `run` alike.
+//! Config errors are all reported at once, by `validate` and by `run` alike; what the config
+//! refuses beyond loopback; the modes of the files the daemon creates.
 
 use crate::support::*;
 
@@ -111,4 +112,71 @@ fn a_gateway_on_every_interface_with_the_demo_tokens_is_refused_by_validate_and_
     let (status, stdout, stderr) = run_cli(&["validate", "--config", path.to_str().unwrap()], None);
     assert!(status.success(), "{stderr}");
     assert!(stdout.contains("valid"), "{stdout}");
+}
+
+/// Permission bits of `path`.
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Every file of a fresh data folder, started under umask 000, after durable orders (so that
+/// both write-ahead logs and shared-memory files exist).
+fn modes_under_umask_000(daemon_keys: &str) -> Vec<(String, u32)> {
+    let mut d = Daemon::start_with_umask(daemon_keys, 0);
+    let mut c = d.json();
+    c.request(r#"{"type":"hello","ack":"projected"}"#);
+    for i in 0..5 {
+        let r = c.call(&order(
+            "alice",
+            "BTC-USD",
+            "buy",
+            &format!("{}", 90 + i),
+            "0.01",
+        ));
+        assert_eq!(r["type"], "accepted", "{r}");
+    }
+    let data = d.db.parent().unwrap().to_path_buf();
+    let mut modes = vec![("data".to_string(), mode_of(&data))];
+    for name in [
+        "orderpipe.db",
+        "orderpipe.db-wal",
+        "orderpipe.db-shm",
+        "commands.db",
+        "commands.db-wal",
+        "commands.db-shm",
+        "orderpipe.sock",
+    ] {
+        modes.push((name.to_string(), mode_of(&data.join(name))));
+    }
+    drop(c);
+    d.stop();
+    modes
+}
+
+#[test]
+fn files_the_daemon_creates_have_their_documented_modes_whatever_the_umask() {
+    let expect = |dir: u32, file: u32| {
+        let mut v = vec![("data".to_string(), dir)];
+        for name in ["orderpipe.db", "commands.db"] {
+            for ext in ["", "-wal", "-shm"] {
+                v.push((format!("{name}{ext}"), file));
+            }
+        }
+        v.push(("orderpipe.sock".to_string(), 0o660));
+        v
+    };
+    let show = |v: &[(String, u32)]| {
+        v.iter()
+            .map(|(n, m)| format!("{n} {m:o}"))
+            .collect::<Vec<_>>()
+    };
+    let shipped = modes_under_umask_000("");
+    assert_eq!(show(&shipped), show(&expect(0o750, 0o640)));
+    let chosen = modes_under_umask_000("data_dir_mode = \"0700\"\nfile_mode = \"0600\"\n");
+    assert_eq!(show(&chosen), show(&expect(0o700, 0o600)));
 }

@@ -121,13 +121,19 @@ impl Daemon {
 
     /// Starts a daemon whose assets, markets and accounts are `markets`.
     pub fn start_with_markets(sections: &str, markets: &str, env: &[(&str, &str)]) -> Daemon {
-        Daemon::start_on(sections, markets, env, None)
+        Daemon::start_on(sections, markets, env, None, None)
     }
 
     /// Starts a daemon whose data folder holds a copy of the tables file `tables` (a database
     /// written by an earlier build) when it starts.
     pub fn start_on_tables(sections: &str, tables: &Path) -> Daemon {
-        Daemon::start_on(sections, MARKETS, &[], Some(tables))
+        Daemon::start_on(sections, MARKETS, &[], Some(tables), None)
+    }
+
+    /// Starts a daemon whose process runs with `umask` (through `sh -c 'umask ..; exec ..'`,
+    /// so the child is the daemon itself).
+    pub fn start_with_umask(sections: &str, umask: u32) -> Daemon {
+        Daemon::start_on(sections, MARKETS, &[], None, Some(umask))
     }
 
     fn start_on(
@@ -135,6 +141,7 @@ impl Daemon {
         markets: &str,
         env: &[(&str, &str)],
         tables: Option<&Path>,
+        umask: Option<u32>,
     ) -> Daemon {
         let dir = tempfile::Builder::new().prefix("op").tempdir().unwrap();
         let config = write_config(dir.path(), sections, markets);
@@ -147,7 +154,16 @@ impl Daemon {
         notify
             .set_read_timeout(Some(Duration::from_millis(200)))
             .unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match umask {
+            Some(mask) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("umask {mask:03o} && exec \"$0\" \"$@\""))
+                    .arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         cmd.arg("run")
             .arg("--config")
             .arg(&config)
