@@ -20,6 +20,52 @@ pub(crate) const DEMO_TOKENS: [&str; 3] = [
     "demo-bob-token-change-me",
 ];
 
+/// A bearer token as the daemon keeps it: its SHA-256 digest. The config gives either the
+/// token itself or `sha256:<64 hex digits>` (`printf %s TOKEN | sha256sum`), so that a config
+/// need hold no secret. A presented token is hashed and compared with every configured
+/// digest in constant time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(sha256:..)")
+    }
+}
+
+impl Token {
+    /// The token `plain`.
+    pub fn of_plain(plain: &str) -> Token {
+        use sha2::Digest;
+        Token {
+            digest: sha2::Sha256::digest(plain.as_bytes()).into(),
+        }
+    }
+
+    /// A `sha256:<hex>` form; `None` if the hex is not 64 hex digits.
+    fn of_hash(hex: &str) -> Option<Token> {
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut digest = [0u8; 32];
+        for (i, byte) in digest.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Token { digest })
+    }
+
+    /// Whether `presented` is this token, in time that does not depend on where they differ.
+    pub fn matches(&self, presented: &Token) -> bool {
+        self.digest
+            .iter()
+            .zip(presented.digest.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
 /// What a caller may do.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Grant {
@@ -61,7 +107,7 @@ pub struct HttpConfig {
     /// Address to listen on (127.0.0.1 by default: local clients only). Port 0 picks one.
     pub listen: SocketAddr,
     /// Bearer tokens and what each grants.
-    pub tokens: Vec<(String, Grant)>,
+    pub tokens: Vec<(Token, Grant)>,
     /// `POST /API/orders` without a token (for a trusted local network).
     pub open_compat_orders: bool,
     /// When an HTTP command is answered.
@@ -176,24 +222,46 @@ pub(super) fn read_http(
             )),
         }
     }
-    let mut seen = std::collections::HashSet::new();
-    for (key, token, _) in &tokens {
-        if token.len() < MIN_TOKEN_LEN {
+    // Each token as given: plain, or already hashed.
+    let mut seen = Vec::new();
+    let mut kept: Vec<(String, Option<String>, Token, Grant)> = Vec::new();
+    for (key, token, grant) in tokens {
+        let (plain, digest) = match token.strip_prefix("sha256:") {
+            Some(hex) => match Token::of_hash(hex) {
+                Some(d) => (None, d),
+                None => {
+                    errors.push(ConfigError::new(
+                        &key,
+                        "a hashed token is \"sha256:\" and 64 hex digits".to_string(),
+                    ));
+                    continue;
+                }
+            },
+            None if token.len() < MIN_TOKEN_LEN => {
+                errors.push(ConfigError::new(
+                    &key,
+                    format!("a token must be at least {MIN_TOKEN_LEN} bytes long"),
+                ));
+                continue;
+            }
+            None if !token.bytes().all(|b| b.is_ascii_graphic()) => {
+                errors.push(ConfigError::new(
+                    &key,
+                    "a token must be printable ASCII without spaces".to_string(),
+                ));
+                continue;
+            }
+            None => (Some(token.clone()), Token::of_plain(&token)),
+        };
+        if seen.iter().any(|t: &Token| t.matches(&digest)) {
             errors.push(ConfigError::new(
-                key,
-                format!("a token must be at least {MIN_TOKEN_LEN} bytes long"),
-            ));
-        } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
-            errors.push(ConfigError::new(
-                key,
-                "a token must be printable ASCII without spaces".to_string(),
-            ));
-        } else if !seen.insert(token.clone()) {
-            errors.push(ConfigError::new(
-                key,
+                &key,
                 "the same token is given twice".to_string(),
             ));
+            continue;
         }
+        seen.push(digest.clone());
+        kept.push((key, plain, digest, grant));
     }
     // Beyond loopback, anyone who can reach the port holds what a token grants: refuse the
     // published demo tokens, short ones and the tokenless compatible endpoint, unless the
@@ -205,13 +273,18 @@ pub(super) fn read_http(
             "http.listen = \"{addr}\" serves other machines; set http.allow_insecure_public \
              = true to accept this anyway"
         );
-        for (key, token, _) in &tokens {
-            if DEMO_TOKENS.contains(&token.as_str()) {
+        for (key, plain, digest, _) in &kept {
+            if DEMO_TOKENS
+                .iter()
+                .any(|d| Token::of_plain(d).matches(digest))
+            {
                 errors.push(ConfigError::new(
                     key,
                     format!("this is a demo token published with orderpipe, and {why}"),
                 ));
-            } else if token.len() < MIN_PUBLIC_TOKEN_LEN {
+            } else if let Some(token) = plain
+                && token.len() < MIN_PUBLIC_TOKEN_LEN
+            {
                 errors.push(ConfigError::new(
                     key,
                     format!(
@@ -232,7 +305,7 @@ pub(super) fn read_http(
         allow_insecure_public: insecure?,
         enabled: enabled?,
         listen: listen?,
-        tokens: tokens.into_iter().map(|(_, t, g)| (t, g)).collect(),
+        tokens: kept.into_iter().map(|(_, _, t, g)| (t, g)).collect(),
         open_compat_orders: open?,
         ack: ack?,
         max_body_bytes: max_body? as usize,

@@ -8,7 +8,7 @@ mod access;
 mod read;
 mod trading;
 
-pub use access::{AccessConfig, Grant, HttpConfig, MIN_TOKEN_LEN};
+pub use access::{AccessConfig, Grant, HttpConfig, MIN_TOKEN_LEN, Token};
 
 pub use trading::{
     AccountConfig, AssetConfig, AssetId, ComplianceConfig, MAX_ASSET_NAME, MAX_MARKETS,
@@ -840,7 +840,7 @@ mod tests {
             c.http
                 .tokens
                 .iter()
-                .find(|(k, _)| k == t)
+                .find(|(k, _)| k.matches(&Token::of_plain(t)))
                 .map(|(_, g)| g.clone())
         };
         assert_eq!(grant("inline-admin-token-01"), Some(Grant::admin()));
@@ -952,5 +952,59 @@ mod tests {
             "{errs}"
         );
         assert!(Config::parse(&shipped, &dir.join("config.toml"), dir).is_ok());
+    }
+
+    #[test]
+    fn tokens_may_be_given_as_sha256_digests() {
+        // Some other token's digest.
+        let hex = "8f9d2b4b7ce5a3bba2e3b5fc8d5f5b1d5ba8b3c79a0f4b02d2e9f2c3b0b5e3a1";
+        let plain = "hashed-admin-token-0123456789abcdef";
+        let real = {
+            use sha2::Digest;
+            sha2::Sha256::digest(plain.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let text = format!(
+            "{GOOD}\n[http]\nadmin_tokens = [\"sha256:{real}\"]\n[http.user_tokens]\n\
+             alice = \"sha256:{hex}\"\n"
+        );
+        let c = parse(&text).unwrap();
+        let (admin, alice) = (&c.http.tokens[0], &c.http.tokens[1]);
+        assert!(admin.0.matches(&Token::of_plain(plain)) && admin.1.admin);
+        assert!(
+            !admin
+                .0
+                .matches(&Token::of_plain("hashed-admin-token-0123456789abcdeF"))
+        );
+        assert!(!alice.0.matches(&Token::of_plain(plain)));
+        assert_eq!(alice.1, Grant::user("alice"));
+        // The same token twice, once plain and once hashed, is caught.
+        let twice = format!("{GOOD}\n[http]\nadmin_tokens = [\"sha256:{real}\", \"{plain}\"]\n");
+        let errs = parse(&twice).unwrap_err();
+        assert!(
+            errs.to_string().contains("the same token is given twice"),
+            "{errs}"
+        );
+        // Not 64 hex digits: refused, naming the key.
+        for bad in ["abc", &format!("{}zz", &real[..62])] {
+            let text = format!("{GOOD}\n[http]\nadmin_tokens = [\"sha256:{bad}\"]\n");
+            let errs = parse(&text).unwrap_err();
+            assert_eq!(errs.errors[0].key, "http.admin_tokens", "{errs}");
+            assert!(errs.errors[0].message.contains("64 hex digits"), "{errs}");
+        }
+        // A demo token in its hashed form is still a demo token beyond loopback.
+        let demo = {
+            use sha2::Digest;
+            sha2::Sha256::digest(b"demo-admin-token-change-me")
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let text =
+            format!("{GOOD}\n[http]\nlisten = \"0.0.0.0:1\"\nadmin_tokens = [\"sha256:{demo}\"]\n");
+        let errs = parse(&text).unwrap_err();
+        assert!(errs.errors[0].message.contains("demo token"), "{errs}");
     }
 }

@@ -10,7 +10,6 @@
 //! Who may do what: a bearer token from the config grants one username or the admin role
 //! (docs/HTTP.md). `/healthz`, `/readyz`, `/metrics` and `/api/openapi.json` need no token.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +31,7 @@ use tokio::sync::watch;
 use super::gateway::Gateway;
 use super::{Ingress, Query as EngineQuery, authorize};
 use crate::config::Grant;
+use crate::config::Token;
 use crate::journal::read::{self, OrderRow};
 use crate::num::Decimal;
 use crate::wire::{
@@ -67,7 +67,7 @@ pub mod readiness {
 pub struct Http {
     ingress: Arc<Ingress>,
     gateway: Gateway,
-    tokens: HashMap<String, Grant>,
+    tokens: Vec<(Token, Grant)>,
     /// What a caller of the compatible route may do when it is open to the network.
     open: Grant,
     readers: crossbeam_channel::Receiver<Connection>,
@@ -151,7 +151,7 @@ impl Http {
             let _ = spare.try_send(conn);
         }
         Ok(Http {
-            tokens: http.tokens.iter().cloned().collect(),
+            tokens: http.tokens.clone(),
             open: Grant::admin(),
             ingress,
             gateway,
@@ -184,7 +184,15 @@ impl Http {
                     "the Authorization header is not `Bearer <token>`",
                 )
             })?;
-        self.tokens.get(token).ok_or_else(|| {
+        // Every configured token is compared, each in constant time, whichever matches.
+        let presented = Token::of_plain(token);
+        let mut found = None;
+        for (known, grant) in &self.tokens {
+            if known.matches(&presented) && found.is_none() {
+                found = Some(grant);
+            }
+        }
+        found.ok_or_else(|| {
             ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

@@ -252,6 +252,37 @@ fn the_compatible_route_can_be_opened_to_a_trusted_network() {
 }
 
 #[test]
+fn tokens_given_as_sha256_digests_grant_what_the_plain_ones_would() {
+    // `printf %s test-alice-token-0001 | sha256sum`, computed here the same way.
+    let digest: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(ALICE.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let daemon = Daemon::start_with(
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\nadmin_tokens = [\"{ADMIN}\"]\n\
+             [http.user_tokens]\nalice = \"sha256:{digest}\"\n"
+        ),
+        &[],
+    );
+    let a = daemon.http();
+    let r = get(a, "/api/custody/accounts/alice", Some(ALICE));
+    assert_eq!(r.status, 200, "{}", r.json());
+    get(a, "/api/custody/accounts/bob", Some(ALICE)).error(403, "forbidden");
+    // The digest itself is not a token.
+    get(a, "/api/custody/accounts/alice", Some(&digest)).error(401, "unauthorized");
+    get(
+        a,
+        "/api/custody/accounts/alice",
+        Some(&format!("sha256:{digest}")),
+    )
+    .error(401, "unauthorized");
+}
+
+#[test]
 fn trading_routes_place_read_list_amend_and_cancel() {
     let daemon = start();
     let a = daemon.http();
