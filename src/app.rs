@@ -82,6 +82,7 @@ pub enum AppError {
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
     let config = Arc::new(config);
     let d = &config.daemon;
+    raise_open_files_limit();
     let data_dir_error = |source| AppError::DataDir {
         path: d.data_dir.display().to_string(),
         source,
@@ -477,4 +478,21 @@ pub fn shutdown_signals() -> std::io::Result<impl Future<Output = ()>> {
             std::process::exit(130);
         });
     })
+}
+
+/// Raises the soft limit on open files to the hard one: every connection is a descriptor, and
+/// `daemon.max_connections` plus `http.max_connections` are far above the usual soft limit of
+/// 1,024 (the systemd unit sets `LimitNOFILE` itself).
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "could not raise the open files limit");
+        }
+    }
 }

@@ -114,6 +114,16 @@ pub struct HttpConfig {
     pub ack: AckMode,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// HTTP connections open at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// Longest a connection may take to send a request head (also between keep-alive
+    /// requests); then it is closed.
+    pub header_timeout: std::time::Duration,
+    /// Longest a request body may take to arrive; then the request gets 408.
+    pub body_timeout: std::time::Duration,
+    /// Failed authentications (401) per second from one address, beyond which its requests
+    /// that need a token get 429 until the second is over (0: no limit).
+    pub max_auth_failures_per_sec: u32,
     /// The operator accepts a gateway beyond loopback with demo or short tokens, or with
     /// `open_compat_orders` (`http.allow_insecure_public`; a warning at every start).
     pub allow_insecure_public: bool,
@@ -179,6 +189,10 @@ pub(super) fn read_http(
     );
     let max_body = t.u64("max_body_bytes", Some(65_536), 64, 16 << 20, errors);
     let insecure = t.bool("allow_insecure_public", false, errors);
+    let max_connections = t.u64("max_connections", Some(4096), 1, 1 << 20, errors);
+    let header_ms = t.u64("header_timeout_ms", Some(5000), 1, 3_600_000, errors);
+    let body_ms = t.u64("body_timeout_ms", Some(10_000), 1, 3_600_000, errors);
+    let auth_failures = t.u64("max_auth_failures_per_sec", Some(10), 0, 1 << 20, errors);
     let mut tokens = Vec::new();
     let admin_key = t.key("admin_tokens");
     for token in t.strings("admin_tokens", errors) {
@@ -303,6 +317,10 @@ pub(super) fn read_http(
     t.finish(errors);
     Some(HttpConfig {
         allow_insecure_public: insecure?,
+        max_connections: max_connections? as usize,
+        header_timeout: std::time::Duration::from_millis(header_ms?),
+        body_timeout: std::time::Duration::from_millis(body_ms?),
+        max_auth_failures_per_sec: auth_failures? as u32,
         enabled: enabled?,
         listen: listen?,
         tokens: kept.into_iter().map(|(_, _, t, g)| (t, g)).collect(),

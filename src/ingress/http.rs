@@ -10,6 +10,7 @@
 //! Who may do what: a bearer token from the config grants one username or the admin role
 //! (docs/HTTP.md). `/healthz`, `/readyz`, `/metrics` and `/api/openapi.json` need no token.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,6 +77,9 @@ pub struct Http {
     shutdown: watch::Receiver<bool>,
     /// One of [`readiness`], set by the supervisor.
     pub ready: Arc<AtomicU8>,
+    /// Failed authentications per address (`http.max_auth_failures_per_sec`); held for a
+    /// map lookup at a time, on the I/O thread only.
+    auth_failures: std::sync::Mutex<AuthFailures>,
 }
 
 /// An error answer: status, code, reason.
@@ -160,6 +164,7 @@ impl Http {
             database,
             shutdown,
             ready,
+            auth_failures: std::sync::Mutex::new(AuthFailures::default()),
         })
     }
 
@@ -1075,25 +1080,217 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(addr).await
 }
 
-/// Serves until `shutdown` turns true; then finishes the requests in flight.
+/// The peer of a request, put into its extensions by the accept loop.
+#[derive(Debug, Clone, Copy)]
+struct Peer(std::net::IpAddr);
+
+/// Serves until `shutdown` turns true; then finishes the requests in flight (for at most
+/// `daemon.drain_timeout_ms`).
+///
+/// Resource limits, each with its counter: at most `http.max_connections` open (one more is
+/// closed as soon as it is accepted); a request head must arrive within
+/// `http.header_timeout_ms` (also between keep-alive requests) or the connection is closed;
+/// a body within `http.body_timeout_ms` or the request gets 408; an address that failed
+/// authentication `http.max_auth_failures_per_sec` times in the current second gets 429 for
+/// requests that present a token until the second is over.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<Http>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let app = router(state);
-    let stop = async move {
-        let _ = shutdown.wait_for(|s| *s).await;
-    };
-    use axum::serve::ListenerExt;
-    // Answers go out at once, not held back to coalesce with more output.
-    let listener = listener.tap_io(|tcp| {
+    let config = state.ingress.config.clone();
+    let counters = state.ingress.counters.clone();
+    let limits = axum::middleware::from_fn_with_state(state.clone(), limit_requests);
+    let app = router(state).layer(limits);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(config.http.header_timeout)
+        .keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors, most likely: wait a moment instead of spinning on
+                // a listener that keeps failing.
+                tracing::warn!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if open.load(Ordering::Relaxed) >= config.http.max_connections {
+            counters
+                .ingress
+                .http_connections_refused
+                .fetch_add(1, Ordering::Relaxed);
+            drop(tcp);
+            continue;
+        }
+        // Answers go out at once, not held back to coalesce with more output.
         let _ = tcp.set_nodelay(true);
-    });
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        tracing::error!(error = %e, "the HTTP server failed");
+        let app = app.clone();
+        let service = hyper::service::service_fn(
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(Peer(peer.ip()));
+                let mut app = app.clone();
+                tower_service::Service::call(&mut app, request)
+            },
+        );
+        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+        let connection = graceful.watch(connection);
+        open.fetch_add(1, Ordering::Relaxed);
+        let (open, counters) = (open.clone(), counters.clone());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await
+                && e.is_timeout()
+            {
+                counters
+                    .ingress
+                    .http_header_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
     }
+    drop(listener);
+    if tokio::time::timeout(config.daemon.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("HTTP connections still open after the drain timeout; closing them");
+    }
+}
+
+/// Failed authentications per address in the current second.
+#[derive(Debug, Default)]
+pub(crate) struct AuthFailures {
+    /// The second (since the Unix epoch) the counts are for.
+    second: u64,
+    counts: HashMap<std::net::IpAddr, u32>,
+    /// More addresses failed this second than are tracked: every untracked one is limited.
+    overflow: bool,
+}
+
+/// Most addresses tracked in one second; beyond it, every other address that presents a token
+/// is limited until the second is over (the limiter fails closed rather than grow).
+const MAX_TRACKED_ADDRESSES: usize = 65_536;
+
+impl AuthFailures {
+    fn roll(&mut self, now: u64) {
+        if now != self.second {
+            self.second = now;
+            self.counts.clear();
+            self.overflow = false;
+        }
+    }
+
+    /// Whether `peer` is over `max` this second.
+    fn limited(&mut self, peer: std::net::IpAddr, max: u32, now: u64) -> bool {
+        self.roll(now);
+        match self.counts.get(&peer) {
+            Some(&n) => n >= max,
+            None => self.overflow,
+        }
+    }
+
+    /// Counts one failure of `peer`.
+    fn fail(&mut self, peer: std::net::IpAddr, now: u64) {
+        self.roll(now);
+        if let Some(n) = self.counts.get_mut(&peer) {
+            *n = n.saturating_add(1);
+        } else if self.counts.len() < MAX_TRACKED_ADDRESSES {
+            self.counts.insert(peer, 1);
+        } else {
+            self.overflow = true;
+        }
+    }
+}
+
+/// The per-request limits: the authentication-failure limit and the body timeout.
+async fn limit_requests(
+    State(s): State<Arc<Http>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let http = &s.ingress.config.http;
+    let counters = &s.ingress.counters.ingress;
+    let peer = request.extensions().get::<Peer>().map(|p| p.0);
+    let max = http.max_auth_failures_per_sec;
+    let now = crate::telemetry::wall_ns() / 1_000_000_000;
+    if let Some(peer) = peer
+        && max > 0
+        && request.headers().contains_key(header::AUTHORIZATION)
+        && s.auth_failures
+            .lock()
+            .is_ok_and(|mut f| f.limited(peer, max, now))
+    {
+        counters.http_auth_limited.fetch_add(1, Ordering::Relaxed);
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_auth_failures",
+            format!(
+                "more than {max} failed authentications from this address in one second; \
+                 try again after Retry-After"
+            ),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
+    let (parts, body) = request.into_parts();
+    let body = match tokio::time::timeout(
+        http.body_timeout,
+        axum::body::to_bytes(body, http.max_body_bytes),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the body is larger than http.max_body_bytes",
+            )
+            .into_response();
+        }
+        Err(_) => {
+            counters.http_body_timeouts.fetch_add(1, Ordering::Relaxed);
+            let mut response = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the body did not arrive within http.body_timeout_ms ({} ms)",
+                    http.body_timeout.as_millis()
+                ),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    };
+    let response = next
+        .run(axum::extract::Request::from_parts(
+            parts,
+            axum::body::Body::from(body),
+        ))
+        .await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        counters.http_auth_failures.fetch_add(1, Ordering::Relaxed);
+        if let (Some(peer), true) = (peer, max > 0)
+            && let Ok(mut f) = s.auth_failures.lock()
+        {
+            f.fail(peer, now);
+        }
+    }
+    response
 }

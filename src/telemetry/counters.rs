@@ -83,6 +83,16 @@ pub struct IngressCounters {
     /// Times a connection stopped reading because the projection was `max_lag_commands`
     /// behind the journal.
     pub projection_pauses: AtomicU64,
+    /// HTTP connections closed at once because `http.max_connections` were open.
+    pub http_connections_refused: AtomicU64,
+    /// HTTP connections closed because a request head did not arrive within `http.header_timeout_ms`.
+    pub http_header_timeouts: AtomicU64,
+    /// HTTP requests answered 408 because their body did not arrive within `http.body_timeout_ms`.
+    pub http_body_timeouts: AtomicU64,
+    /// HTTP requests answered 401 (no token, or an unknown one).
+    pub http_auth_failures: AtomicU64,
+    /// HTTP requests answered 429 because their address failed authentication too often.
+    pub http_auth_limited: AtomicU64,
 }
 
 /// Written by the bus thread (fan-out) and the RabbitMQ bridge (its own fields).
@@ -200,6 +210,16 @@ pub enum Counter {
     ConnectionsRefused,
     /// [`IngressCounters::bad_requests`]
     BadRequests,
+    /// [`IngressCounters::http_connections_refused`]
+    HttpConnectionsRefused,
+    /// [`IngressCounters::http_header_timeouts`]
+    HttpHeaderTimeouts,
+    /// [`IngressCounters::http_body_timeouts`]
+    HttpBodyTimeouts,
+    /// [`IngressCounters::http_auth_failures`]
+    HttpAuthFailures,
+    /// [`IngressCounters::http_auth_limited`]
+    HttpAuthLimited,
     /// [`BusCounters::seq`]
     BusSeq,
     /// [`BusCounters::subscribers`]
@@ -220,7 +240,7 @@ pub enum Counter {
 
 impl Counter {
     /// All counters, in display order.
-    pub const ALL: [Counter; 34] = [
+    pub const ALL: [Counter; 39] = [
         Counter::Commands,
         Counter::OrdersAccepted,
         Counter::OrdersRejected,
@@ -247,6 +267,11 @@ impl Counter {
         Counter::Connections,
         Counter::ConnectionsRefused,
         Counter::BadRequests,
+        Counter::HttpConnectionsRefused,
+        Counter::HttpHeaderTimeouts,
+        Counter::HttpBodyTimeouts,
+        Counter::HttpAuthFailures,
+        Counter::HttpAuthLimited,
         Counter::BusSeq,
         Counter::BusSubscribers,
         Counter::BusCutOff,
@@ -286,6 +311,11 @@ impl Counter {
             Counter::Connections => "orderpipe_connections_total",
             Counter::ConnectionsRefused => "orderpipe_connections_refused_total",
             Counter::BadRequests => "orderpipe_bad_requests_total",
+            Counter::HttpConnectionsRefused => "orderpipe_http_connections_refused_total",
+            Counter::HttpHeaderTimeouts => "orderpipe_http_header_timeouts_total",
+            Counter::HttpBodyTimeouts => "orderpipe_http_body_timeouts_total",
+            Counter::HttpAuthFailures => "orderpipe_http_auth_failures_total",
+            Counter::HttpAuthLimited => "orderpipe_http_auth_limited_total",
             Counter::BusSeq => "orderpipe_bus_seq",
             Counter::BusSubscribers => "orderpipe_bus_subscribers",
             Counter::BusCutOff => "orderpipe_bus_subscribers_cut_off_total",
@@ -327,6 +357,11 @@ impl Counter {
             Counter::Connections => &c.ingress.connections,
             Counter::ConnectionsRefused => &c.ingress.connections_refused,
             Counter::BadRequests => &c.ingress.bad_requests,
+            Counter::HttpConnectionsRefused => &c.ingress.http_connections_refused,
+            Counter::HttpHeaderTimeouts => &c.ingress.http_header_timeouts,
+            Counter::HttpBodyTimeouts => &c.ingress.http_body_timeouts,
+            Counter::HttpAuthFailures => &c.ingress.http_auth_failures,
+            Counter::HttpAuthLimited => &c.ingress.http_auth_limited,
             Counter::BusSeq => &c.bus.seq,
             Counter::BusSubscribers => &c.bus.subscribers,
             Counter::BusCutOff => &c.bus.cut_off,

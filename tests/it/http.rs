@@ -675,3 +675,182 @@ fn events_stream_as_server_sent_events() {
     assert_eq!(v["seq"].as_u64(), Some(seq));
     assert_eq!(v["data"]["username"], "alice");
 }
+
+/// Reads `s` until the server closes it (EOF or a reset); `false` if it stayed open for the
+/// hang guard.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn idle_and_slow_connections_are_closed_and_do_not_keep_others_waiting() {
+    let (idle_n, slow_n) = (2000, 200);
+    // This process holds 2,200 sockets: more than the usual soft limit of open files.
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap();
+    let d = Daemon::start_with(&tokens("header_timeout_ms = 1500"), &[]);
+    let a = d.http();
+    let mut idle: Vec<TcpStream> = (0..idle_n)
+        .map(|_| TcpStream::connect(a).unwrap())
+        .collect();
+    let slow: Vec<TcpStream> = (0..slow_n)
+        .map(|_| TcpStream::connect(a).unwrap())
+        .collect();
+    // The slow ones trickle a request head, one byte a second each, until the server closes
+    // them; the thread ends when every one is closed.
+    let trickle = std::thread::spawn(move || {
+        let head = b"POST /api/trading/orders HTTP/1.1\r\nHost: test\r\n";
+        let mut open: Vec<TcpStream> = slow;
+        let mut at = 0;
+        let deadline = std::time::Instant::now() + HANG_GUARD;
+        while !open.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "slow connections stayed open"
+            );
+            let byte = [head[at % head.len()]];
+            open.retain_mut(|s| s.write_all(&byte).is_ok());
+            at += 1;
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        at
+    });
+    // With all of them open, a normal client's order is answered, and quickly.
+    let started = std::time::Instant::now();
+    let r = post(
+        a,
+        "/api/trading/orders",
+        Some(ALICE),
+        json!({"username":"alice","market":"BTC-USD","side":"buy","price":"90","size":"0.01"}),
+    );
+    let took = started.elapsed();
+    assert_eq!(r.status, 201, "{}", r.json());
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "answered after {took:?}"
+    );
+    // Every idle connection is closed by the server (after the header timeout).
+    for (i, s) in idle.iter_mut().enumerate() {
+        assert!(closed_by_server(s), "idle connection {i} was never closed");
+    }
+    let bytes_sent = trickle.join().unwrap();
+    // The slow heads were cut off long before they were complete.
+    assert!(bytes_sent < 48, "slow clients sent {bytes_sent} bytes each");
+    let mut c = d.json();
+    let timeouts = crate::support::counter(&mut c, "orderpipe_http_header_timeouts_total");
+    assert!(
+        timeouts >= (idle_n + slow_n) as u64,
+        "{timeouts} header timeouts"
+    );
+}
+
+#[test]
+fn connections_beyond_the_cap_are_closed_at_once_and_counted() {
+    let d = Daemon::start_with(&tokens("max_connections = 20"), &[]);
+    let a = d.http();
+    let held: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(a).unwrap()).collect();
+    // The server counts a connection once it has accepted it; wait until it holds all 20 by
+    // seeing one more refused.
+    let mut extra = TcpStream::connect(a).unwrap();
+    assert!(closed_by_server(&mut extra), "the 21st connection was kept");
+    let mut c = d.json();
+    assert!(crate::support::counter(&mut c, "orderpipe_http_connections_refused_total") >= 1);
+    drop(held);
+    // Room again: the gateway serves.
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    loop {
+        let mut s = TcpStream::connect(a).unwrap();
+        s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        if raw.starts_with(b"HTTP/1.1 200") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never served again");
+    }
+}
+
+#[test]
+fn a_slow_body_gets_408() {
+    let d = Daemon::start_with(&tokens("body_timeout_ms = 300"), &[]);
+    let mut s = TcpStream::connect(d.http()).unwrap();
+    s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    s.write_all(
+        format!(
+            "POST /api/trading/orders HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {ALICE}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"user"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("body_timeout"), "{text}");
+    let mut c = d.json();
+    assert_eq!(
+        crate::support::counter(&mut c, "orderpipe_http_body_timeouts_total"),
+        1
+    );
+}
+
+#[test]
+fn failed_authentications_beyond_the_limit_get_429_and_the_right_token_works_after() {
+    let d = Daemon::start_with(&tokens("max_auth_failures_per_sec = 3"), &[]);
+    let a = d.http();
+    // Wrong tokens until the limit answers (four within one second suffice).
+    let mut limited = None;
+    for i in 0..1000 {
+        let r = get(
+            a,
+            "/api/trading/markets",
+            Some(&format!("wrong-token-{i:08}")),
+        );
+        match r.status {
+            401 => continue,
+            429 => {
+                limited = Some(r);
+                break;
+            }
+            other => panic!("status {other}"),
+        }
+    }
+    let r = limited.expect("never limited");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.json()["error"], "too_many_auth_failures");
+    // Requests without a token are not limited.
+    assert_eq!(get(a, "/healthz", None).status, 200);
+    // The right token works again once the second is over.
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    loop {
+        let r = get(a, "/api/trading/markets", Some(ALICE));
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 429);
+        assert!(std::time::Instant::now() < deadline, "still limited");
+    }
+    let mut c = d.json();
+    assert!(crate::support::counter(&mut c, "orderpipe_http_auth_failures_total") >= 3);
+    assert!(crate::support::counter(&mut c, "orderpipe_http_auth_limited_total") >= 1);
+}
