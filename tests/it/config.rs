@@ -180,3 +180,41 @@ fn files_the_daemon_creates_have_their_documented_modes_whatever_the_umask() {
     let chosen = modes_under_umask_000("data_dir_mode = \"0700\"\nfile_mode = \"0600\"\n");
     assert_eq!(show(&chosen), show(&expect(0o700, 0o600)));
 }
+
+#[test]
+fn an_accepted_insecure_public_gateway_is_warned_about_at_start() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[daemon]\ndata_dir = \"data\"\n[http]\nlisten = \"0.0.0.0:0\"\n\
+             allow_insecure_public = true\nadmin_tokens = [\"demo-admin-token-change-me\"]\n{MARKETS}"
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let mut warned = false;
+    // The warning comes before the daemon serves; the log ends when it exits.
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if line.contains("http.allow_insecure_public is set") {
+            warned = true;
+            break;
+        }
+        seen.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "no warning in:\n{}", seen.join("\n"));
+}
