@@ -33,6 +33,13 @@
 //! only, not on the commit. A spin before parking (`daemon.reply_spin_us`) used to hide that.
 //! A task never spins for a reply it knows is durable: the commit it needs takes longer than
 //! any spin, and the spin would take the core the journal commits on.
+//!
+//! When the engine lets go of the ring (the client went away, the daemon drains), an empty
+//! abandoned ring ends the wait, but one that still holds messages waiting for a commit does
+//! not: the task waits on the commit for them like any other. (Counting "abandoned" alone as
+//! a reason to go round made a task whose client had left with durable replies owed spin at
+//! full speed for as long as the journal could not commit; `orderpipe_connection_rounds_total`
+//! counts the rounds, and a test holds it still between failed commits.)
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering, fence};

@@ -368,7 +368,12 @@ impl Conn {
         let mut last_write = Instant::now();
         let committed = self.ingress.committed.clone();
         let projected = self.ingress.projected.clone();
+        let counters = self.ingress.counters.clone();
         loop {
+            counters
+                .ingress
+                .connection_rounds
+                .fetch_add(1, Ordering::Relaxed);
             // Created before the backlog is read: a `Notified` receives every notify_waiters
             // from its creation on, so a commit between the check and the wait is not missed.
             let commit = committed.notified();
@@ -447,8 +452,11 @@ impl Conn {
                 // once more for a message that can be written, or one that arrived since
                 // `collect_output` and must wait for a commit: this round has not asked the
                 // journal for it and would not wait on the commit, so it must go round again.
+                // A ring the engine let go of since `engine_gone` was computed ends the wait
+                // only once it is empty: held messages in it still wait for their commit
+                // (going round for them would spin for as long as the journal cannot commit).
                 if self.bell.prepare(|| {
-                    replies.is_abandoned()
+                    (replies.is_abandoned() && replies.is_empty())
                         || match gate.next(replies, front) {
                             Next::Ready => true,
                             Next::Held(..) => held.is_none(),
@@ -513,7 +521,7 @@ impl Conn {
             let front = self.pending.front();
             // A message that waits for a commit ends the spin too: the journal takes longer
             // than a spin, and this core is the journal's.
-            if self.replies.is_abandoned()
+            if (self.replies.is_abandoned() && self.replies.is_empty())
                 || !matches!(gate.next(&self.replies, front), Next::Nothing)
             {
                 return true;

@@ -83,6 +83,10 @@ pub struct IngressCounters {
     /// Times a connection stopped reading because the projection was `max_lag_commands`
     /// behind the journal.
     pub projection_pauses: AtomicU64,
+    /// Times a socket connection task went round its loop (each round follows an event: data
+    /// read or writable, replies, a commit, an answer). It grows with traffic, never while
+    /// nothing happens: a task that went round without an event would be a spin.
+    pub connection_rounds: AtomicU64,
     /// HTTP connections closed at once because `http.max_connections` were open.
     pub http_connections_refused: AtomicU64,
     /// HTTP connections closed because a request head did not arrive within `http.header_timeout_ms`.
@@ -210,6 +214,8 @@ pub enum Counter {
     ConnectionsRefused,
     /// [`IngressCounters::bad_requests`]
     BadRequests,
+    /// [`IngressCounters::connection_rounds`]
+    ConnectionRounds,
     /// [`IngressCounters::http_connections_refused`]
     HttpConnectionsRefused,
     /// [`IngressCounters::http_header_timeouts`]
@@ -240,7 +246,7 @@ pub enum Counter {
 
 impl Counter {
     /// All counters, in display order.
-    pub const ALL: [Counter; 39] = [
+    pub const ALL: [Counter; 40] = [
         Counter::Commands,
         Counter::OrdersAccepted,
         Counter::OrdersRejected,
@@ -267,6 +273,7 @@ impl Counter {
         Counter::Connections,
         Counter::ConnectionsRefused,
         Counter::BadRequests,
+        Counter::ConnectionRounds,
         Counter::HttpConnectionsRefused,
         Counter::HttpHeaderTimeouts,
         Counter::HttpBodyTimeouts,
@@ -311,6 +318,7 @@ impl Counter {
             Counter::Connections => "orderpipe_connections_total",
             Counter::ConnectionsRefused => "orderpipe_connections_refused_total",
             Counter::BadRequests => "orderpipe_bad_requests_total",
+            Counter::ConnectionRounds => "orderpipe_connection_rounds_total",
             Counter::HttpConnectionsRefused => "orderpipe_http_connections_refused_total",
             Counter::HttpHeaderTimeouts => "orderpipe_http_header_timeouts_total",
             Counter::HttpBodyTimeouts => "orderpipe_http_body_timeouts_total",
@@ -357,6 +365,7 @@ impl Counter {
             Counter::Connections => &c.ingress.connections,
             Counter::ConnectionsRefused => &c.ingress.connections_refused,
             Counter::BadRequests => &c.ingress.bad_requests,
+            Counter::ConnectionRounds => &c.ingress.connection_rounds,
             Counter::HttpConnectionsRefused => &c.ingress.http_connections_refused,
             Counter::HttpHeaderTimeouts => &c.ingress.http_header_timeouts,
             Counter::HttpBodyTimeouts => &c.ingress.http_body_timeouts,

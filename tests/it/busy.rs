@@ -102,3 +102,66 @@ fn a_held_back_journal_gives_busy_replies_and_loses_nothing() {
         .unwrap();
     assert_eq!(version, journal::TABLES_VERSION);
 }
+
+/// A counter from `GET /metrics` (over HTTP, so that reading it makes no socket connection
+/// go round).
+fn metric(d: &Daemon, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(d.http()).unwrap();
+    s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+/// Polls `/metrics` until `name` reaches `at_least`.
+fn until_metric(d: &Daemon, name: &str, at_least: u64) -> u64 {
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    loop {
+        let v = metric(d, name);
+        if v >= at_least {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{name} stayed at {v}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_client_gone_with_durable_replies_owed_does_not_spin_while_commits_fail() {
+    let d = Daemon::start();
+    let holder = rusqlite::Connection::open(&d.journal).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    {
+        let mut c = d.json();
+        c.request(r#"{"type":"hello","ack":"durable"}"#);
+        let orders: String = (0..3)
+            .map(|i| order("alice", "BTC-USD", "buy", &format!("{}", 90 + i), "0.01") + "\n")
+            .collect();
+        c.send_raw(orders.as_bytes());
+        until_metric(&d, "orderpipe_last_cseq", 3);
+        // The client goes away with its three durable replies still held for the commit.
+    }
+    until_metric(&d, "orderpipe_engine_connections", 0);
+    let errors = until_metric(&d, "orderpipe_journal_commit_errors_total", 1);
+    // Between three failed commits (the journal retries with a growing back-off), the task
+    // that holds the replies goes round only for events; a spin would go round millions of
+    // times.
+    let before = metric(&d, "orderpipe_connection_rounds_total");
+    until_metric(&d, "orderpipe_journal_commit_errors_total", errors + 3);
+    let rounds = metric(&d, "orderpipe_connection_rounds_total") - before;
+    assert!(
+        rounds < 100,
+        "{rounds} rounds while the journal could not commit"
+    );
+    // The journal commits once the lock is gone; nothing accepted is lost.
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    until_metric(&d, "orderpipe_durable_cseq", 3);
+    until_metric(&d, "orderpipe_projected_cseq", 3);
+    assert_eq!(d.count_orders(), 3);
+}
