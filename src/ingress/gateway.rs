@@ -48,6 +48,8 @@ pub struct Gateway {
     ack: AckMode,
     /// The highest command the gateway has answered.
     answered: Arc<AtomicU64>,
+    /// For the checks made before a job is queued.
+    ingress: Arc<Ingress>,
 }
 
 impl Gateway {
@@ -82,6 +84,7 @@ impl Gateway {
             jobs,
             ack,
             answered,
+            ingress: ingress.clone(),
         })
     }
 
@@ -93,6 +96,9 @@ impl Gateway {
     /// Sends `request` (a command) to the engine and waits for its reply: once processed, or
     /// with the gateway's `durable` acknowledgement once committed.
     pub async fn call(&self, request: Request) -> Result<WireReply, GatewayError> {
+        if let Some(refused) = self.ingress.refuse_while_journal_fails(&request) {
+            return Ok(refused);
+        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             request,

@@ -288,7 +288,9 @@ fn reply(reply: WireReply, created: bool) -> Answer {
         WireReply::Error { code, reason } => {
             let status = match code.as_str() {
                 "not_found" => StatusCode::NOT_FOUND,
-                "unavailable" | "shutting_down" => StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable" | "shutting_down" | "journal_unavailable" => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 "forbidden" => StatusCode::FORBIDDEN,
                 _ => StatusCode::BAD_REQUEST,
             };

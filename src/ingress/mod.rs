@@ -123,6 +123,32 @@ impl Ingress {
         }
     }
 
+    /// While the command journal cannot commit, the answer to a command that is not taken:
+    /// every command but cancels (one order, or all of a user's) and halts, which only reduce
+    /// what is at risk and wait in memory, with everything already accepted, for the journal
+    /// to recover. Queries are answered as always.
+    pub fn refuse_while_journal_fails(
+        &self,
+        request: &crate::wire::Request,
+    ) -> Option<crate::wire::WireReply> {
+        use crate::wire::Request;
+        if self.counters.journal.failing.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        match request {
+            Request::NewOrder(_)
+            | Request::Amend(_)
+            | Request::Deposit(_)
+            | Request::Withdraw(_)
+            | Request::Resume(_) => Some(crate::wire::WireReply::error(
+                crate::wire::ErrorCode::JournalUnavailable,
+                "the command journal cannot commit (see orderpipe stats and /readyz); nothing \
+                 was done: send it again once it recovers",
+            )),
+            _ => None,
+        }
+    }
+
     /// Counts a new connection; `false` if the limit is reached (nothing is counted then).
     fn admit(&self) -> bool {
         let max = self.config.daemon.max_connections;

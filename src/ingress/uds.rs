@@ -745,6 +745,10 @@ impl Conn {
             )));
             return Ok(false);
         }
+        if let Some(refused) = self.ingress.refuse_while_journal_fails(&req) {
+            self.pending.push_back(Pending::Ready(refused));
+            return Ok(false);
+        }
         if let Some(cmd) = req.to_command(self.recv_ns, self.recv_mono) {
             let ring = self.commands.as_mut().ok_or(())?;
             if ring.is_full() || self.paused {

@@ -277,6 +277,7 @@ impl Writer {
                 Err(e) => {
                     failures += 1;
                     bump(&self.counters.journal.commit_errors);
+                    self.counters.journal.failing.store(1, Ordering::Release);
                     if failures == 1 || failures.is_power_of_two() {
                         tracing::warn!(error = %e, failures, "journal commit failed; retrying the same batch");
                     }
@@ -287,6 +288,7 @@ impl Writer {
             }
         }
         if failures > 0 {
+            self.counters.journal.failing.store(0, Ordering::Release);
             tracing::info!(failures, "journal commit succeeded after retries");
         }
         let now = mono_ns();

@@ -47,6 +47,9 @@ pub struct JournalCounters {
     pub durable_seq: AtomicU64,
     /// Highest command sequence number committed: `durable` replies wait for it.
     pub durable_cseq: AtomicU64,
+    /// 1 from a failed commit until the next one succeeds: the ingress then refuses every
+    /// command but cancels and halts (`journal_unavailable`).
+    pub failing: AtomicU64,
 }
 
 /// Written by the projection thread only.
@@ -188,6 +191,8 @@ pub enum Counter {
     DurableSeq,
     /// [`JournalCounters::durable_cseq`]
     DurableCseq,
+    /// [`JournalCounters::failing`]
+    JournalFailing,
     /// [`ProjectionCounters::batches`]
     ProjectionBatches,
     /// [`ProjectionCounters::rows`]
@@ -246,7 +251,7 @@ pub enum Counter {
 
 impl Counter {
     /// All counters, in display order.
-    pub const ALL: [Counter; 40] = [
+    pub const ALL: [Counter; 41] = [
         Counter::Commands,
         Counter::OrdersAccepted,
         Counter::OrdersRejected,
@@ -260,6 +265,7 @@ impl Counter {
         Counter::JournalCommitErrors,
         Counter::DurableSeq,
         Counter::DurableCseq,
+        Counter::JournalFailing,
         Counter::ProjectionBatches,
         Counter::ProjectionRows,
         Counter::ProjectionCommitErrors,
@@ -305,6 +311,7 @@ impl Counter {
             Counter::JournalCommitErrors => "orderpipe_journal_commit_errors_total",
             Counter::DurableSeq => "orderpipe_durable_seq",
             Counter::DurableCseq => "orderpipe_durable_cseq",
+            Counter::JournalFailing => "orderpipe_journal_failing",
             Counter::ProjectionBatches => "orderpipe_projection_batches_total",
             Counter::ProjectionRows => "orderpipe_projection_events_total",
             Counter::ProjectionCommitErrors => "orderpipe_projection_commit_errors_total",
@@ -353,6 +360,7 @@ impl Counter {
             Counter::JournalCommitErrors => &c.journal.commit_errors,
             Counter::DurableSeq => &c.journal.durable_seq,
             Counter::DurableCseq => &c.journal.durable_cseq,
+            Counter::JournalFailing => &c.journal.failing,
             Counter::ProjectionBatches => &c.projection.batches,
             Counter::ProjectionRows => &c.projection.rows,
             Counter::ProjectionCommitErrors => &c.projection.commit_errors,

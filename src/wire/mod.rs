@@ -608,11 +608,14 @@ pub enum ErrorCode {
     NotFound,
     /// The caller may not do this (act for another user, or use an admin function).
     Forbidden,
+    /// The command journal cannot commit (a full disk, a failing one, a lock held by another
+    /// process): the command was not processed. Only cancels and halts are taken meanwhile.
+    JournalUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadRequest,
         ErrorCode::LineTooLong,
         ErrorCode::FrameTooLarge,
@@ -626,6 +629,7 @@ impl ErrorCode {
         ErrorCode::SlowConsumer,
         ErrorCode::NotFound,
         ErrorCode::Forbidden,
+        ErrorCode::JournalUnavailable,
     ];
 
     /// The stable protocol word.
@@ -644,6 +648,7 @@ impl ErrorCode {
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::JournalUnavailable => "journal_unavailable",
         }
     }
 }

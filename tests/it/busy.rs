@@ -165,3 +165,83 @@ fn a_client_gone_with_durable_replies_owed_does_not_spin_while_commits_fail() {
     until_metric(&d, "orderpipe_projected_cseq", 3);
     assert_eq!(d.count_orders(), 3);
 }
+
+/// `POST /API/orders` (open to the network in this test's config); returns status and body.
+fn http_order(d: &Daemon) -> (u16, String) {
+    use std::io::{Read, Write};
+    let body = r#"{"username":"alice","market":"BTC-USD","side":"buy","size":"0.01","price":"90"}"#;
+    let mut s = std::net::TcpStream::connect(d.http()).unwrap();
+    s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    write!(
+        s,
+        "POST /API/orders HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, text)
+}
+
+#[test]
+fn while_the_journal_cannot_commit_new_orders_are_refused_at_once_and_cancels_are_kept() {
+    let mut d = Daemon::start_with(
+        "[http]\nlisten = \"127.0.0.1:0\"\nopen_compat_orders = true\n",
+        &[],
+    );
+    let mut c = d.json();
+    let resting = c.call(&order("alice", "BTC-USD", "buy", "90", "0.01"));
+    let id = resting["order_id"].as_u64().unwrap();
+    until_metric(&d, "orderpipe_durable_cseq", 1);
+    let holder = rusqlite::Connection::open(&d.journal).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // A cancel is taken (it only reduces what is at risk) and waits in memory for the journal.
+    let cancel = c.call(&format!(
+        r#"{{"type":"cancel","username":"alice","order_id":{id}}}"#
+    ));
+    assert_eq!(cancel["type"], "cancelled", "{cancel}");
+    until_metric(&d, "orderpipe_journal_failing", 1);
+    // New orders, on the socket and over HTTP, are refused at once with the documented code.
+    let refused = c.call(&order("alice", "BTC-USD", "buy", "91", "0.01"));
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["code"], "journal_unavailable", "{refused}");
+    let (status, text) = http_order(&d);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("journal_unavailable"), "{text}");
+    // Queries and health answer, and say why.
+    let book = c.call(r#"{"type":"book","market":"BTC-USD"}"#);
+    assert_eq!(book["type"], "book", "{book}");
+    assert!(metric(&d, "orderpipe_journal_commit_errors_total") >= 1);
+    // Back to normal once the journal commits again: the cancel is recorded, orders are taken.
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    while metric(&d, "orderpipe_journal_failing") != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the journal never recovered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let again = c.call(&order("alice", "BTC-USD", "buy", "92", "0.01"));
+    assert_eq!(again["type"], "accepted", "{again}");
+    drop(c);
+    d.stop();
+    let statuses: Vec<(i64, String)> = d
+        .db()
+        .prepare("SELECT id, status FROM Orders ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(
+        statuses,
+        [
+            (id as i64, "cancelled".to_string()),
+            (id as i64 + 1, "open".to_string())
+        ]
+    );
+}
