@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 
 use super::block::BlockWriter;
 use super::{JournalControl, lower_priority};
@@ -311,21 +311,23 @@ impl Writer {
         }
     }
 
-    /// Writes the block in its own transaction (nothing at all in the null sink).
+    /// Writes the block in its own transaction (nothing at all in the null sink): one
+    /// `INSERT` in autocommit mode, which SQLite runs as a transaction of its own, so no
+    /// `BEGIN` and `COMMIT` are prepared and stepped per commit.
     fn write_block(&mut self) -> rusqlite::Result<()> {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
         let (first, last, last_seq) = self.block.range();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.prepare_cached(INSERT_BLOCK)?.execute(rusqlite::params![
-            first as i64,
-            last as i64,
-            last_seq as i64,
-            self.block.checksum() as i64,
-            self.block.body(),
-            wall_ns() as i64
-        ])?;
-        tx.commit()
+        conn.prepare_cached(INSERT_BLOCK)?
+            .execute(rusqlite::params![
+                first as i64,
+                last as i64,
+                last_seq as i64,
+                self.block.checksum() as i64,
+                self.block.body(),
+                wall_ns() as i64
+            ])?;
+        Ok(())
     }
 }
