@@ -954,18 +954,21 @@ mod tests {
         assert!(Config::parse(&shipped, &dir.join("config.toml"), dir).is_ok());
     }
 
+    /// What `printf %s TOKEN | sha256sum` prints.
+    fn sha256_hex(token: &str) -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     #[test]
     fn tokens_may_be_given_as_sha256_digests() {
         // Some other token's digest.
         let hex = "8f9d2b4b7ce5a3bba2e3b5fc8d5f5b1d5ba8b3c79a0f4b02d2e9f2c3b0b5e3a1";
         let plain = "hashed-admin-token-0123456789abcdef";
-        let real = {
-            use sha2::Digest;
-            sha2::Sha256::digest(plain.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
+        let real = sha256_hex(plain);
         let text = format!(
             "{GOOD}\n[http]\nadmin_tokens = [\"sha256:{real}\"]\n[http.user_tokens]\n\
              alice = \"sha256:{hex}\"\n"
@@ -995,13 +998,7 @@ mod tests {
             assert!(errs.errors[0].message.contains("64 hex digits"), "{errs}");
         }
         // A demo token in its hashed form is still a demo token beyond loopback.
-        let demo = {
-            use sha2::Digest;
-            sha2::Sha256::digest(b"demo-admin-token-change-me")
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        };
+        let demo = sha256_hex("demo-admin-token-change-me");
         let text =
             format!("{GOOD}\n[http]\nlisten = \"0.0.0.0:1\"\nadmin_tokens = [\"sha256:{demo}\"]\n");
         let errs = parse(&text).unwrap_err();

@@ -229,14 +229,7 @@ fn while_the_journal_cannot_commit_new_orders_are_refused_at_once_and_cancels_ar
     assert_eq!(again["type"], "accepted", "{again}");
     drop(c);
     d.stop();
-    let statuses: Vec<(i64, String)> = d
-        .db()
-        .prepare("SELECT id, status FROM Orders ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<rusqlite::Result<_>>()
-        .unwrap();
+    let statuses = order_statuses(&d.db());
     assert_eq!(
         statuses,
         [

@@ -75,13 +75,7 @@ fn a_restart_restores_books_balances_and_numbering() {
     d.stop();
 
     let db = d.db();
-    let statuses: Vec<(i64, String)> = db
-        .prepare("SELECT id, status FROM Orders ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let statuses = order_statuses(&db);
     assert_eq!(
         statuses,
         [
@@ -235,14 +229,7 @@ fn a_journal_without_commands_continues_the_numbering_and_expires_what_was_open(
     );
     drop(c);
     d.stop();
-    let statuses: Vec<(i64, String)> = d
-        .db()
-        .prepare("SELECT id, status FROM Orders ORDER BY id")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let statuses = order_statuses(&d.db());
     // Alice's half-filled bid cannot be restored without the commands: it is marked expired.
     assert_eq!(
         statuses,

@@ -651,3 +651,13 @@ pub fn counter(c: &mut JsonClient, name: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("no counter {name} in {s}"))
 }
+
+/// `(id, status)` of every row of `Orders`, in id order.
+pub fn order_statuses(db: &rusqlite::Connection) -> Vec<(i64, String)> {
+    db.prepare("SELECT id, status FROM Orders ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
