@@ -36,8 +36,10 @@ impl Rng {
 }
 
 /// One client: a writer thread sends orders (crossing prices, so that some trade and some
-/// rest) until the connection breaks, while this thread reads replies until it ends. Returns
-/// `order id → seq` of every acknowledged order.
+/// rest) until the connection breaks, while this thread reads replies until it ends. A client
+/// cut off as a slow consumer (a loaded machine can starve its reader) connects again and goes
+/// on, as a real one would; the acknowledgements it had are kept. Returns `order id → seq` of
+/// every acknowledged order.
 fn client(
     socket: PathBuf,
     user: &'static str,
@@ -46,53 +48,77 @@ fn client(
     progress: Arc<Progress>,
 ) -> JoinHandle<HashMap<u64, u64>> {
     std::thread::spawn(move || {
-        let stream = UnixStream::connect(&socket).unwrap();
-        stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
-        let write_half = stream.try_clone().unwrap();
-        let writer = std::thread::spawn(move || {
-            let mut w = BufWriter::new(&write_half);
-            let mut rng = Rng(seed | 1);
-            let hello = json!({"type": "hello", "ack": ack}).to_string();
-            if writeln!(w, "{hello}").is_err() {
-                return;
-            }
-            for i in 0..1_000_000u64 {
-                let side = match user {
-                    "alice" => "buy",
-                    "bob" => "sell",
-                    _ if i % 2 == 0 => "buy",
-                    _ => "sell",
-                };
-                let price = format!("{}.{}", 98 + rng.below(5), rng.below(10));
-                let size = format!("0.0{}", 1 + rng.below(9));
-                // Ends when the daemon dies.
-                if writeln!(w, "{}", order(user, "BTC-USD", side, &price, &size)).is_err()
-                    || (i % 64 == 63 && w.flush().is_err())
-                {
-                    return;
-                }
-            }
-        });
         let mut acked = HashMap::new();
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            // A line cut off by the kill is not an acknowledgement.
-            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+        let mut seed = seed;
+        // Ends when the daemon is gone: a refused connection or a connection that just ends.
+        while let Ok(stream) = UnixStream::connect(&socket) {
+            if !session(stream, user, ack, seed, &progress, &mut acked) {
                 break;
-            };
-            match v["type"].as_str() {
-                Some("accepted") => {
-                    acked.insert(v["order_id"].as_u64().unwrap(), v["seq"].as_u64().unwrap());
-                    progress.add();
-                }
-                // `busy`: not processed, not acknowledged.
-                Some("hello" | "rejected" | "execution" | "busy") => {}
-                _ => panic!("unexpected reply {line}"),
             }
+            seed = seed.wrapping_add(0x9E37_79B9);
         }
-        writer.join().unwrap();
         acked
     })
+}
+
+/// One connection of [`client`]; true if the daemon cut it off as a slow consumer.
+fn session(
+    stream: UnixStream,
+    user: &'static str,
+    ack: &'static str,
+    seed: u64,
+    progress: &Progress,
+    acked: &mut HashMap<u64, u64>,
+) -> bool {
+    stream.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    let write_half = stream.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let mut w = BufWriter::new(&write_half);
+        let mut rng = Rng(seed | 1);
+        let hello = json!({"type": "hello", "ack": ack}).to_string();
+        if writeln!(w, "{hello}").is_err() {
+            return;
+        }
+        for i in 0..1_000_000u64 {
+            let side = match user {
+                "alice" => "buy",
+                "bob" => "sell",
+                _ if i % 2 == 0 => "buy",
+                _ => "sell",
+            };
+            let price = format!("{}.{}", 98 + rng.below(5), rng.below(10));
+            let size = format!("0.0{}", 1 + rng.below(9));
+            // Ends when the daemon dies or closes the connection.
+            if writeln!(w, "{}", order(user, "BTC-USD", side, &price, &size)).is_err()
+                || (i % 64 == 63 && w.flush().is_err())
+            {
+                return;
+            }
+        }
+    });
+    let mut cut_off = false;
+    for line in BufReader::new(&stream).lines() {
+        let Ok(line) = line else { break };
+        // A line cut off by the kill is not an acknowledgement.
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            break;
+        };
+        match (v["type"].as_str(), v["code"].as_str()) {
+            (Some("accepted"), _) => {
+                acked.insert(v["order_id"].as_u64().unwrap(), v["seq"].as_u64().unwrap());
+                progress.add();
+            }
+            // `busy`: not processed, not acknowledged.
+            (Some("hello" | "rejected" | "execution" | "busy"), _) => {}
+            // The last line of a connection whose reports were not read in time.
+            (Some("error"), Some("slow_consumer")) => cut_off = true,
+            _ => panic!("unexpected reply {line}"),
+        }
+    }
+    // The writer may be blocked on a full socket: closing both directions ends it.
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    writer.join().unwrap();
+    cut_off
 }
 
 /// Runs the clients until `kill_after` acknowledgements (in `accepted` mode, then until one
