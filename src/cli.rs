@@ -1,4 +1,4 @@
-//! The command line: `run`, `validate`, `send`, `stats`.
+//! The command line: `run`, `validate`, `send`, `stats`, `bench`.
 
 use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -30,6 +30,9 @@ pub enum Command {
     Send(SendArgs),
     /// Print a running daemon's counters and latency percentiles.
     Stats(StatsArgs),
+    /// Load a daemon (a running one, or one started on a copy of the config) and report
+    /// throughput and latency, as a table, JSON and pictures.
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 /// Which config file to use.
@@ -124,6 +127,7 @@ pub fn main(cli: Cli) -> ExitCode {
         },
         Command::Send(a) => send(a),
         Command::Stats(a) => stats(a),
+        Command::Bench(a) => crate::bench::main(*a),
     }
 }
 

@@ -105,6 +105,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod app;
+pub mod bench;
 pub mod bus;
 pub mod cli;
 pub mod client;

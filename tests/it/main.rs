@@ -4,6 +4,7 @@
 mod alloc;
 mod amqp;
 mod bad_input;
+mod bench;
 mod busy;
 mod cli;
 mod config;
