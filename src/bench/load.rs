@@ -324,15 +324,15 @@ impl Generator {
         }
     }
 
-    /// Pair `k / 2`: a bid and then an ask at the same price; the two users swap sides every
-    /// pair, so that neither runs out of either asset.
+    /// Pair `k / 2`: a bid from the connection's first user, then an ask at the same price from
+    /// its second. A user only ever buys or only ever sells, so no order meets one of its own
+    /// user's (self-trade prevention never cancels one) and whatever crosses trades: the book
+    /// holds at most the orders in flight, however the connections interleave.
     fn trade(&mut self, k: u64) -> Op {
         let pair = k / 2;
         let buy = k.is_multiple_of(2);
-        let buyer = self.pair[(pair % 2) as usize];
-        let seller = self.pair[1 - (pair % 2) as usize];
         Op::New {
-            user: if buy { buyer } else { seller },
+            user: self.pair[usize::from(!buy)],
             side: if buy { Side::Buy } else { Side::Sell },
             price_ticks: self.reference + pair % 100,
             lots: self.min_lots * (1 + pair % 10),

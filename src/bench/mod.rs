@@ -586,8 +586,15 @@ fn bench_config(
     let mut compliance = section("compliance")?;
     let mut amqp = section("amqp")?;
     let mut accounts = section("accounts")?;
-    let assets: Vec<String> = match t.get("assets") {
-        Some(toml::Value::Table(a)) => a.keys().cloned().collect(),
+    // Every asset's decimal places, to fund the users as much as the supply limit allows.
+    let assets: Vec<(String, u32)> = match t.get("assets") {
+        Some(toml::Value::Table(a)) => a
+            .iter()
+            .map(|(name, spec)| {
+                let scale = spec.get("scale").and_then(toml::Value::as_integer);
+                (name.clone(), scale.unwrap_or(0).clamp(0, 18) as u32)
+            })
+            .collect(),
         _ => Vec::new(),
     };
     let path = |p: &str| toml::Value::String(dir.join(p).display().to_string());
@@ -605,10 +612,14 @@ fn bench_config(
     compliance.insert("rate_limit_per_sec".into(), 0.into());
     compliance.insert("rate_limit_burst".into(), 0.into());
     amqp.insert("enabled".into(), false.into());
+    // The trade scenario's buyers only buy and its sellers only sell: each holds up to 10^10
+    // of every asset, within the engine's supply limit over all of them.
+    let cap_units = crate::engine::custody::SUPPLY_LIMIT / 2 / users.len().max(1) as u64;
     for user in users {
         let mut balances = toml::Table::new();
-        for asset in &assets {
-            balances.insert(asset.clone(), "100000000".into());
+        for (asset, scale) in &assets {
+            let amount = (cap_units / 10u64.pow(*scale)).clamp(1, 10_000_000_000);
+            balances.insert(asset.clone(), amount.to_string().into());
         }
         accounts.insert(user.clone(), toml::Value::Table(balances));
     }
