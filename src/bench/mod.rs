@@ -5,6 +5,7 @@
 pub mod load;
 pub mod plot;
 pub mod report;
+pub mod watch;
 
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -67,6 +68,14 @@ pub struct BenchArgs {
     /// daemon the bench starts gets funded users of its own.
     #[arg(long, value_delimiter = ',')]
     pub users: Vec<String>,
+    /// Subscriber connections that read every committed event during the run and check that
+    /// none is missing.
+    #[arg(long, default_value_t = 0)]
+    pub subscribers: usize,
+    /// Keep the config's RabbitMQ bridge, enabled, on a daemon the bench starts (it is off
+    /// otherwise).
+    #[arg(long)]
+    pub amqp: bool,
     /// Write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -243,7 +252,8 @@ fn run(args: &BenchArgs) -> Result<(), Failure> {
         http,
         token,
     };
-    let outcome = load_and_report(&plan, own);
+    let pid = daemon.as_ref().map(|d| d.child.id());
+    let outcome = load_and_report(&plan, own, pid, args.subscribers);
     if let Some(d) = daemon {
         d.stop();
     }
@@ -282,10 +292,28 @@ fn market_grid(config: &Config, name: Option<&str>) -> Result<MarketGrid, String
     })
 }
 
-/// Runs the load with a progress line and builds the report.
-fn load_and_report(plan: &Plan, own: bool) -> Result<Report, Failure> {
+/// Runs the load with a progress line (and `subscribers` reading every event, and the daemon
+/// `pid` sampled if it is known) and builds the report.
+fn load_and_report(
+    plan: &Plan,
+    own: bool,
+    pid: Option<u32>,
+    subscribers: usize,
+) -> Result<Report, Failure> {
     let shared = Shared::new();
-    let results = std::thread::scope(|s| {
+    let watchers: Vec<watch::Progress> = (0..subscribers).map(|_| Default::default()).collect();
+    let mut samples = Vec::new();
+    let (results, watched) = std::thread::scope(|s| {
+        let subs: Vec<_> = watchers
+            .iter()
+            .map(|w| {
+                let socket = plan.socket.as_deref();
+                s.spawn(move || match socket {
+                    Some(socket) => watch::subscriber(socket, w),
+                    None => Err("subscribers need the daemon's socket".into()),
+                })
+            })
+            .collect();
         let conns: Vec<_> = (0..plan.connections)
             .map(|c| {
                 let shared = &shared;
@@ -294,9 +322,9 @@ fn load_and_report(plan: &Plan, own: bool) -> Result<Report, Failure> {
                     .spawn_scoped(s, move || load::connection(plan, c, shared))
             })
             .collect();
-        progress(plan, &shared);
+        progress(plan, &shared, pid, &mut samples);
         shared.stop.store(true, Ordering::Relaxed);
-        conns
+        let results = conns
             .into_iter()
             .map(|c| match c {
                 Ok(handle) => handle
@@ -304,8 +332,44 @@ fn load_and_report(plan: &Plan, own: bool) -> Result<Report, Failure> {
                     .unwrap_or_else(|_| Err("a connection thread panicked".into())),
                 Err(e) => Err(format!("cannot start a connection thread: {e}")),
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        // Subscribers read on until the last event of the run.
+        let caught_up = match (subscribers, plan.socket.as_deref()) {
+            (0, _) | (_, None) => Ok(()),
+            (_, Some(socket)) => crate::client::stats(socket)
+                .map_err(|e| format!("stats after the run: {e}"))
+                .and_then(|st| {
+                    let last = st
+                        .counters
+                        .iter()
+                        .find(|(name, _)| name == "orderpipe_last_seq")
+                        .map_or(0, |c| c.1);
+                    watch::catch_up(&watchers, last)
+                }),
+        };
+        if caught_up.is_err() {
+            for w in &watchers {
+                w.abort.store(true, Ordering::Relaxed);
+            }
+        }
+        let mut watched = watch::Subscribers {
+            connections: subscribers,
+            ..Default::default()
+        };
+        let mut failure = caught_up.err();
+        for sub in subs {
+            match sub.join() {
+                Ok(Ok((events, again))) => {
+                    watched.events += events;
+                    watched.resubscribed += again;
+                }
+                Ok(Err(e)) => failure = failure.or(Some(e)),
+                Err(_) => failure = failure.or(Some("a subscriber panicked".into())),
+            }
+        }
+        (results, failure.map_or(Ok(watched), Err))
     });
+    let watched = watched.map_err(Failure::Run)?;
     let elapsed = shared.t0.elapsed();
     let results = results
         .into_iter()
@@ -368,12 +432,14 @@ fn load_and_report(plan: &Plan, own: bool) -> Result<Report, Failure> {
         timeline: report::timeline(&seconds, elapsed.as_secs_f64()),
         counts,
         daemon_stats,
+        subscribers: (subscribers > 0).then_some(watched),
+        daemon_samples: samples,
     })
 }
 
 /// Shows progress once a second until the run's time is up or a connection failed: a live
-/// line on a terminal, plain lines otherwise.
-fn progress(plan: &Plan, shared: &Shared) {
+/// line on a terminal, plain lines otherwise. Samples the daemon `pid` at the same moments.
+fn progress(plan: &Plan, shared: &Shared, pid: Option<u32>, samples: &mut Vec<watch::Sample>) {
     let terminal = std::io::stderr().is_terminal();
     let bar = terminal.then(|| {
         let bar = indicatif::ProgressBar::new(plan.duration.as_millis() as u64);
@@ -389,6 +455,9 @@ fn progress(plan: &Plan, shared: &Shared) {
         let left = plan.duration.saturating_sub(shared.t0.elapsed());
         std::thread::sleep(left.min(Duration::from_secs(1)));
         let answered = shared.answered.load(Ordering::Relaxed);
+        if let Some(s) = pid.and_then(|p| watch::sample(p, shared.t0.elapsed().as_secs_f64())) {
+            samples.push(s);
+        }
         let rate = (answered - last_answered) as f64 / last.elapsed().as_secs_f64();
         last_answered = answered;
         last = Instant::now();
@@ -473,7 +542,7 @@ impl OwnDaemon {
             .map(|i| format!("bench{i}"))
             .collect();
         let token = random_token()?;
-        let text = bench_config(&text, dir.path(), &users, &token, args.ack)?;
+        let text = bench_config(&text, dir.path(), &users, &token, args.ack, args.amqp)?;
         let path = dir.path().join("config.toml");
         std::fs::write(&path, &text)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -563,13 +632,14 @@ fn random_token() -> Result<String, String> {
 }
 
 /// The bench's copy of a config: files in `dir`, HTTP on a free loopback port with a fresh
-/// admin token, no rate limit, no RabbitMQ, and funded `users`.
+/// admin token, no rate limit, RabbitMQ only if `amqp_on`, and funded `users`.
 fn bench_config(
     text: &str,
     dir: &Path,
     users: &[String],
     token: &str,
     ack: AckMode,
+    amqp_on: bool,
 ) -> Result<String, String> {
     let mut t: toml::Table = text
         .parse()
@@ -611,7 +681,7 @@ fn bench_config(
     http.insert("open_compat_orders".into(), false.into());
     compliance.insert("rate_limit_per_sec".into(), 0.into());
     compliance.insert("rate_limit_burst".into(), 0.into());
-    amqp.insert("enabled".into(), false.into());
+    amqp.insert("enabled".into(), amqp_on.into());
     // The trade scenario's buyers only buy and its sellers only sell: each holds up to 10^10
     // of every asset, within the engine's supply limit over all of them.
     let cap_units = crate::engine::custody::SUPPLY_LIMIT / 2 / users.len().max(1) as u64;

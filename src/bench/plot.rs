@@ -11,6 +11,8 @@ use super::report::Report;
 pub const SPECTRUM: &str = "latency.svg";
 /// The timeline's file name in the plot folder.
 pub const TIMELINE: &str = "timeline.svg";
+/// The daemon's memory and open files (when the bench sampled them).
+pub const DAEMON: &str = "daemon.svg";
 
 /// Line colours, one per run.
 const COLOURS: [RGBColor; 4] = [
@@ -52,7 +54,13 @@ pub fn draw(reports: &[Report], dir: &Path) -> Result<Vec<PathBuf>, String> {
     let timeline = dir.join(TIMELINE);
     draw_spectrum(reports, &spectrum)?;
     draw_timeline(reports, &timeline)?;
-    Ok(vec![spectrum, timeline])
+    let mut files = vec![spectrum, timeline];
+    if reports.iter().any(|r| !r.daemon_samples.is_empty()) {
+        let daemon = dir.join(DAEMON);
+        draw_daemon(reports, &daemon)?;
+        files.push(daemon);
+    }
+    Ok(files)
 }
 
 fn draw_spectrum(reports: &[Report], path: &Path) -> Result<(), String> {
@@ -180,6 +188,70 @@ fn draw_timeline(reports: &[Report], path: &Path) -> Result<(), String> {
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| failed(what, e))?;
+    }
+    root.present().map_err(|e| failed(what, e))
+}
+
+fn draw_daemon(reports: &[Report], path: &Path) -> Result<(), String> {
+    let what = "the daemon's memory and files";
+    let root = SVGBackend::new(path, (900, 640)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| failed(what, e))?;
+    let (top, bottom) = root.split_vertically(320);
+    let seconds = reports
+        .iter()
+        .flat_map(|r| r.daemon_samples.iter().map(|s| s.second))
+        .fold(1.0f64, f64::max)
+        .ceil();
+    type Value = fn(&super::watch::Sample) -> f64;
+    let panels: [(_, &str, &str, Value); 2] = [
+        (&top, "Daemon resident memory", "MiB", |s| {
+            s.rss_kib as f64 / 1024.0
+        }),
+        (&bottom, "Daemon open files", "file descriptors", |s| {
+            s.fds as f64
+        }),
+    ];
+    for (area, caption, y_desc, value) in panels {
+        let y_max = reports
+            .iter()
+            .flat_map(|r| r.daemon_samples.iter().map(value))
+            .fold(1.0f64, f64::max);
+        let mut chart = ChartBuilder::on(area)
+            .caption(caption, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(80)
+            .build_cartesian_2d(0f64..seconds, 0f64..y_max * 1.2)
+            .map_err(|e| failed(what, e))?;
+        chart
+            .configure_mesh()
+            .x_desc("second of the run")
+            .y_desc(y_desc)
+            .y_label_formatter(&|y| number(*y))
+            .draw()
+            .map_err(|e| failed(what, e))?;
+        for (i, r) in reports.iter().enumerate() {
+            let colour = COLOURS[i % COLOURS.len()];
+            let line: Vec<(f64, f64)> = r
+                .daemon_samples
+                .iter()
+                .map(|s| (s.second, value(s)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(line, colour.stroke_width(2)))
+                .map_err(|e| failed(what, e))?
+                .label(r.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.9))
             .border_style(BLACK)
             .draw()

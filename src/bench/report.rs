@@ -37,6 +37,12 @@ pub struct Report {
     /// The daemon's own `stats` reply after the run (its histograms cover the daemon's whole
     /// life: only this load, when `orderpipe bench` started the daemon itself).
     pub daemon_stats: Option<serde_json::Value>,
+    /// What `--subscribers` saw.
+    #[serde(default)]
+    pub subscribers: Option<super::watch::Subscribers>,
+    /// The daemon's memory and open files once a second (a daemon the bench started).
+    #[serde(default)]
+    pub daemon_samples: Vec<super::watch::Sample>,
 }
 
 /// How the load was made.
@@ -242,6 +248,31 @@ impl Report {
                 "from each request's write"
             }
         );
+        if let Some(w) = &self.subscribers {
+            let _ = writeln!(
+                t,
+                "  subscribers {} read {} events, none missing ({} resubscribed after a cut-off)",
+                w.connections, w.events, w.resubscribed
+            );
+        }
+        if let (Some(first), Some(last)) = (self.daemon_samples.first(), self.daemon_samples.last())
+        {
+            let peak = self
+                .daemon_samples
+                .iter()
+                .map(|s| s.rss_kib)
+                .max()
+                .unwrap_or(0);
+            let _ = writeln!(
+                t,
+                "  daemon      resident {} MiB at 1 s, {} MiB at the end (peak {}); open files {} → {}",
+                first.rss_kib / 1024,
+                last.rss_kib / 1024,
+                peak / 1024,
+                first.fds,
+                last.fds
+            );
+        }
         if let Some(stats) = &self.daemon_stats {
             let _ = writeln!(t, "  daemon stages (ns, from its stats):");
             for (stage, summary) in stats["latency_ns"].as_object().into_iter().flatten() {

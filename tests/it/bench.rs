@@ -232,8 +232,12 @@ fn without_a_target_the_bench_starts_a_daemon_on_a_copy_of_the_config() {
         config.to_str().unwrap(),
         "--duration",
         "1",
+        "--subscribers",
+        "1",
         "--json",
         json.to_str().unwrap(),
+        "--plot",
+        out.path().join("plot").to_str().unwrap(),
     ]);
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("started a daemon"), "{stderr}");
