@@ -647,6 +647,10 @@ fn json_answer(line: &[u8]) -> Result<Answer, String> {
             code: r.code.unwrap_or("unknown").to_string(),
         },
         "busy" => Answer::Busy,
+        // Processed, not yet committed: counted by its code.
+        "not_durable" => Answer::Rejected {
+            code: format!("not_durable:{}", r.code.unwrap_or("unknown")),
+        },
         "hello" => Answer::Hello,
         "execution" => Answer::Report {
             order_id: r.order_id.ok_or_else(|| missing("order_id"))?,
@@ -675,6 +679,9 @@ fn binary_answer(payload: &[u8]) -> Result<Answer, String> {
             Answer::Rejected { code }
         }
         WireReply::Busy { .. } => Answer::Busy,
+        WireReply::NotDurable { code, .. } => Answer::Rejected {
+            code: format!("not_durable:{code}"),
+        },
         WireReply::Hello { .. } => Answer::Hello,
         WireReply::Execution(r) => Answer::Report {
             order_id: r.order_id,

@@ -233,6 +233,9 @@ pub struct DaemonConfig {
     pub max_line_bytes: usize,
     /// How long a shutdown waits for a client that does not read its replies.
     pub drain_timeout: Duration,
+    /// How long a `durable` (`projected`) answer waits for its commit before it goes out as
+    /// `not_durable`.
+    pub durable_timeout: Duration,
     /// How long a connection task polls its reply ring before it parks (0: park at once).
     pub reply_spin: Duration,
     /// Default log filter (`RUST_LOG` overrides it).
@@ -439,6 +442,7 @@ fn read_daemon(
     );
     let max_line = t.u64("max_line_bytes", Some(65536), 64, 16 << 20, errors);
     let drain_ms = t.u64("drain_timeout_ms", Some(5000), 0, 3_600_000, errors);
+    let durable_ms = t.u64("durable_timeout_ms", Some(5000), 1, 3_600_000, errors);
     let reply_spin_us = t.u64("reply_spin_us", Some(20), 0, 10_000, errors);
     let log = t.string("log", Some("info"), errors);
     let ack = t.choice(
@@ -482,6 +486,7 @@ fn read_daemon(
         max_frame_bytes: max_frame? as u32,
         max_line_bytes: max_line? as usize,
         drain_timeout: Duration::from_millis(drain_ms?),
+        durable_timeout: Duration::from_millis(durable_ms?),
         reply_spin: Duration::from_micros(reply_spin_us?),
         log: log?,
         ack: ack?,

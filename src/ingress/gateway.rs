@@ -131,6 +131,11 @@ impl Dispatcher {
         let projected = self.ingress.projected.clone();
         let mut open = true;
         let mut paused = false;
+        // Since when the next answer has waited for its commit; past `durable_timeout` it
+        // goes out as `not_durable`.
+        let mut held_since: Option<tokio::time::Instant> = None;
+        let mut overdue = false;
+        let durable_timeout = self.ingress.config.daemon.durable_timeout;
         loop {
             // Created before the counters are read (src/wake.rs, replies held for a commit).
             let commit = committed.notified();
@@ -154,7 +159,15 @@ impl Dispatcher {
             if pushed {
                 self.ingress.engine.ring();
             }
-            let held = self.answer();
+            let (held, answered) = self.answer(overdue);
+            if held.is_none() || answered {
+                held_since = None;
+                overdue = false;
+            }
+            if held.is_some() && held_since.is_none() {
+                held_since = Some(tokio::time::Instant::now());
+            }
+            let overdue_at = held_since.map(|t| t + durable_timeout);
             if !open && self.pending.is_empty() {
                 break;
             }
@@ -178,6 +191,12 @@ impl Dispatcher {
                 _ = self.bell.wait(), if held.is_none() => {}
                 _ = &mut commit, if held == Some(AckMode::Durable) || paused => {}
                 _ = &mut projection, if held == Some(AckMode::Projected) || paused => {}
+                _ = async {
+                    match overdue_at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                }, if held.is_some() => overdue = true,
             }
         }
         // Owed answers that will never come (the engine stopped) are dropped: their handlers
@@ -198,16 +217,19 @@ impl Dispatcher {
         }
     }
 
-    /// Hands every reply that may go to its handler; drops execution reports. Returns the
-    /// commit the next reply waits for (the journal's or the projection's), if it waits.
-    fn answer(&mut self) -> Option<AckMode> {
+    /// Hands every reply that may go to its handler (with `overdue`, the held ones too, as
+    /// `not_durable`); drops execution reports. Returns the commit the next reply waits for
+    /// (the journal's or the projection's), if it waits, and whether any reply went out.
+    fn answer(&mut self, overdue: bool) -> (Option<AckMode>, bool) {
         let (journal, projection) = (
             &self.ingress.counters.journal,
             &self.ingress.counters.projection,
         );
         let mut popped = false;
+        let mut answered = false;
         let mut held = None;
         loop {
+            let mut late = None;
             match self.replies.peek() {
                 Ok(Outbound::Report(_)) => {}
                 Ok(Outbound::Reply(r)) => {
@@ -217,11 +239,12 @@ impl Dispatcher {
                         AckMode::Durable => journal.durable_cseq.load(Ordering::Acquire),
                         AckMode::Projected => projection.projected_cseq.load(Ordering::Acquire),
                     };
-                    if r.cseq > reached {
+                    if r.cseq > reached && !overdue {
                         self.ingress.journal.hurry(r.cseq, 0);
                         held = Some(ack);
                         break;
                     }
+                    late = (r.cseq > reached).then_some(ack);
                 }
                 Err(_) => break,
             }
@@ -232,14 +255,22 @@ impl Dispatcher {
             if let Outbound::Reply(r) = message
                 && let Some((reply, _)) = self.pending.pop_front()
             {
-                self.answered.fetch_max(r.cseq, Ordering::AcqRel);
-                let _ = reply.send(WireReply::from_engine(&r, &self.ingress.config));
+                answered = true;
+                let answer = WireReply::from_engine(&r, &self.ingress.config);
+                let answer = match late {
+                    Some(stage) => self.ingress.not_durable(answer, stage),
+                    None => {
+                        self.answered.fetch_max(r.cseq, Ordering::AcqRel);
+                        answer
+                    }
+                };
+                let _ = reply.send(answer);
             }
         }
         if popped {
             // Room in the reply ring: the engine may wait for it.
             self.ingress.engine.ring();
         }
-        held
+        (held, answered)
     }
 }

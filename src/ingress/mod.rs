@@ -149,6 +149,42 @@ impl Ingress {
         }
     }
 
+    /// The answer to a `stage` (durable or projected) command whose commit did not come
+    /// within `daemon.durable_timeout_ms`: the engine's `reply`, wrapped in `not_durable` with
+    /// the reason. Shared by socket connections and the HTTP gateway.
+    pub fn not_durable(
+        &self,
+        reply: crate::wire::WireReply,
+        stage: crate::config::AckMode,
+    ) -> crate::wire::WireReply {
+        use crate::wire::{ErrorCode, WireReply};
+        let ms = self.config.daemon.durable_timeout.as_millis();
+        let (code, reason) = if self.counters.journal.failing.load(Ordering::Acquire) != 0 {
+            (
+                ErrorCode::JournalUnavailable,
+                format!(
+                    "processed, but the command journal cannot commit (see orderpipe stats and                      /readyz): it is held in memory and committed when the journal recovers;                      do not send it again (waited {ms} ms)"
+                ),
+            )
+        } else {
+            let what = match stage {
+                crate::config::AckMode::Projected => "the projection",
+                _ => "the command journal",
+            };
+            (
+                ErrorCode::CommitTimeout,
+                format!(
+                    "processed, but {what} did not commit it within {ms} ms; it will be                      committed: do not send it again"
+                ),
+            )
+        };
+        WireReply::NotDurable {
+            code: code.as_str().to_string(),
+            reason,
+            reply: Box::new(reply),
+        }
+    }
+
     /// Counts a new connection; `false` if the limit is reached (nothing is counted then).
     fn admit(&self) -> bool {
         let max = self.config.daemon.max_connections;

@@ -276,6 +276,8 @@ async fn requests(
         write_dead: false,
         ack: ingress.config.daemon.ack,
         held: None,
+        held_since: None,
+        overdue: false,
         recv_ns: wall_ns(),
         recv_mono: mono_ns(),
         subscribing: false,
@@ -336,6 +338,11 @@ struct Conn {
     /// The ring's next message waits for the journal's commit (`Durable`) or the projection's
     /// (`Projected`); `None` when it does not wait, or this round has not seen it yet.
     held: Option<AckMode>,
+    /// Since when the ring's next message has waited for its commit.
+    held_since: Option<Instant>,
+    /// It waited longer than `daemon.durable_timeout`: every held message goes out now, the
+    /// replies as `not_durable`.
+    overdue: bool,
     /// Ingress stamps of the latest read.
     recv_ns: u64,
     recv_mono: u64,
@@ -355,6 +362,8 @@ enum Event {
     DrainTimeout,
     Committed,
     Projected,
+    /// A held answer waited `daemon.durable_timeout`.
+    Overdue,
 }
 
 impl Conn {
@@ -391,6 +400,15 @@ impl Conn {
                 self.rpos = self.rbuf.len();
             }
             let collected = self.collect_output();
+            // The timeout counts from when the front message began to wait; any progress
+            // starts it again for the message behind.
+            if self.held.is_none() || collected > 0 {
+                self.held_since = None;
+                self.overdue = false;
+            }
+            if self.held.is_some() && self.held_since.is_none() {
+                self.held_since = Some(Instant::now());
+            }
             if self.flush() {
                 last_write = Instant::now();
             }
@@ -466,11 +484,14 @@ impl Conn {
                     continue;
                 }
             }
+            let durable_timeout = self.ingress.config.daemon.durable_timeout;
+            let overdue_at = self.held_since.map(|t| t + durable_timeout);
             let event = {
                 let stream = &self.stream;
                 let bell = &self.bell;
                 let pending = &mut self.pending;
                 tokio::select! {
+                    _ = sleep_until_or_never(overdue_at), if held.is_some() => Event::Overdue,
                     _ = &mut commit, if paused || held == Some(AckMode::Durable) => Event::Committed,
                     _ = &mut projection, if paused || held == Some(AckMode::Projected) => Event::Projected,
                     r = stream.readable(), if want_read => Event::Read(r),
@@ -488,6 +509,7 @@ impl Conn {
                     self.write_dead = true;
                 }
                 Event::Write(Ok(())) | Event::Replies | Event::Committed | Event::Projected => {}
+                Event::Overdue => self.overdue = true,
                 Event::Answer(reply) => {
                     self.pending.pop_front();
                     self.encode(&reply);
@@ -595,6 +617,27 @@ impl Conn {
             }
             match self.gate().next(&self.replies, self.pending.front()) {
                 Next::Ready => {}
+                Next::Held(wait) if self.overdue => {
+                    // Waited too long: out it goes, a reply as `not_durable`.
+                    let Ok(message) = self.replies.pop() else {
+                        break;
+                    };
+                    if let Outbound::Reply(r) = &message {
+                        self.pending.pop_front();
+                        let reply = WireReply::from_engine(r, &self.ingress.config);
+                        let answer = self.ingress.not_durable(reply, wait.stage);
+                        self.encode(&answer);
+                    } else if !self.write_dead {
+                        write_outbound(
+                            &message,
+                            &self.ingress.config,
+                            self.framing,
+                            &mut self.wbuf,
+                        );
+                    }
+                    moved += 1;
+                    continue;
+                }
                 Next::Held(wait) => {
                     // The journal commits without waiting for its batch to fill (the
                     // projection follows each commit at once), and this task waits for it.
@@ -902,6 +945,14 @@ async fn answer_at_front(pending: &mut VecDeque<Pending>) -> WireReply {
             WireReply::error(ErrorCode::Unavailable, "the answer could not be gathered")
         }),
         _ => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `at`, or forever if there is no `at`.
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

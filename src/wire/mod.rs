@@ -416,6 +416,19 @@ pub enum WireReply {
         /// Subscribe again with this `from_seq` to miss nothing.
         resume_from_seq: u64,
     },
+    /// A `durable` (or `projected`) answer that waited `daemon.durable_timeout_ms` for its
+    /// commit: the command was processed (`reply` is the engine's answer) and is held in
+    /// memory, but not committed yet. It is committed when the journal can; nothing needs to be
+    /// sent again.
+    NotDurable {
+        /// `journal_unavailable` while the journal's commits fail, `commit_timeout` while they
+        /// only take longer.
+        code: String,
+        /// Human-readable explanation.
+        reason: String,
+        /// The engine's answer to the command.
+        reply: Box<WireReply>,
+    },
 }
 
 fn raw_json<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -610,12 +623,16 @@ pub enum ErrorCode {
     Forbidden,
     /// The command journal cannot commit (a full disk, a failing one, a lock held by another
     /// process): the command was not processed. Only cancels and halts are taken meanwhile.
+    /// In a `not_durable` answer: processed, and waiting in memory for the journal.
     JournalUnavailable,
+    /// In a `not_durable` answer: processed, but the journal (or the projection, for
+    /// `projected`) took longer than `daemon.durable_timeout_ms` to commit it.
+    CommitTimeout,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadRequest,
         ErrorCode::LineTooLong,
         ErrorCode::FrameTooLarge,
@@ -630,6 +647,7 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::Forbidden,
         ErrorCode::JournalUnavailable,
+        ErrorCode::CommitTimeout,
     ];
 
     /// The stable protocol word.
@@ -649,6 +667,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::JournalUnavailable => "journal_unavailable",
+            ErrorCode::CommitTimeout => "commit_timeout",
         }
     }
 }

@@ -238,3 +238,48 @@ fn while_the_journal_cannot_commit_new_orders_are_refused_at_once_and_cancels_ar
         ]
     );
 }
+
+#[test]
+fn a_durable_answer_that_waits_too_long_says_processed_not_yet_durable() {
+    let mut d = Daemon::start_with(
+        "durable_timeout_ms = 300\n[http]\nlisten = \"127.0.0.1:0\"\nopen_compat_orders = true\n",
+        &[],
+    );
+    let holder = rusqlite::Connection::open(&d.journal).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Both orders reach the engine before the journal's first commit fails: they are taken,
+    // and their durable answers wait.
+    let mut c = d.json();
+    c.request(r#"{"type":"hello","ack":"durable"}"#);
+    c.send_raw(format!("{}\n", order("alice", "BTC-USD", "buy", "90", "0.01")).as_bytes());
+    let (status, text) = http_order(&d);
+    // Over HTTP: 202, the engine's answer inside.
+    assert_eq!(status, 202, "{text}");
+    assert!(
+        text.contains(r#""type":"not_durable""#) && text.contains(r#""type":"accepted""#),
+        "{text}"
+    );
+    // On the socket: `not_durable`, with the code that says why and the engine's answer.
+    let r = c.recv().unwrap();
+    assert_eq!(r["type"], "not_durable", "{r}");
+    let code = r["code"].as_str().unwrap();
+    assert!(
+        code == "journal_unavailable" || code == "commit_timeout",
+        "{r}"
+    );
+    assert!(r["reason"].as_str().unwrap().contains("processed"), "{r}");
+    assert_eq!(r["reply"]["type"], "accepted", "{r}");
+    let order_id = r["reply"]["order_id"].as_u64().unwrap();
+    // The connection goes on: queries are answered.
+    let book = c.request(r#"{"type":"book","market":"BTC-USD"}"#);
+    assert_eq!(book["type"], "book", "{book}");
+    // Once the journal commits, both orders are recorded: nothing needed sending again.
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    until_metric(&d, "orderpipe_durable_cseq", 2);
+    drop(c);
+    d.stop();
+    let statuses = order_statuses(&d.db());
+    assert_eq!(statuses.len(), 2, "{statuses:?}");
+    assert!(statuses.iter().any(|(id, _)| *id as u64 == order_id));
+}
