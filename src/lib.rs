@@ -115,5 +115,6 @@ pub mod ingress;
 pub mod journal;
 pub mod num;
 pub mod telemetry;
+pub mod untrusted;
 pub mod wake;
 pub mod wire;

@@ -296,6 +296,8 @@ fn reply(reply: WireReply, created: bool) -> Answer {
             };
             return Err(ApiError::new(status, code, reason.clone()));
         }
+        // Processed, not yet committed: "accepted for processing, not completed".
+        WireReply::NotDurable { .. } => StatusCode::ACCEPTED,
         _ if created => StatusCode::CREATED,
         _ => StatusCode::OK,
     };
@@ -345,6 +347,12 @@ fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(v)| v)
         .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+/// Parses an HTTP body as the routes that take a socket request of `kind` do (`new_order`,
+/// `cancel`, `amend`, ...), without a gateway: the fuzz targets' entry point.
+pub fn parse_body(body: &[u8], kind: &str) -> Result<Request, String> {
+    request_of(body, kind).map_err(|e| format!("{}: {}", e.code, e.reason))
 }
 
 /// Parses a body as a socket request of `kind` (the same fields and checks as the socket).

@@ -8,6 +8,7 @@ mod bench;
 mod busy;
 mod cli;
 mod config;
+mod corpus;
 mod crash;
 mod drain;
 mod events;
