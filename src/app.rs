@@ -381,7 +381,8 @@ async fn supervise(
     let mut last_beat = heartbeat.load(Ordering::Relaxed);
     let mut last_ping = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(SUPERVISE_EVERY);
-    // Readiness: the heartbeat moved, and no commit failed, within the last READY_WINDOW.
+    // Readiness: the heartbeat moved within the last READY_WINDOW, the journal is not failing,
+    // and no commit failed within the last READY_WINDOW.
     let mut beat_seen = (
         heartbeat.load(Ordering::Relaxed),
         tokio::time::Instant::now(),
@@ -439,7 +440,9 @@ async fn supervise(
         }
         let state = if now - beat_seen.1 > READY_WINDOW {
             readiness::ENGINE_STALLED
-        } else if now - errors_seen.1 < READY_WINDOW {
+        } else if counters.journal.failing.load(Ordering::Relaxed) != 0
+            || now - errors_seen.1 < READY_WINDOW
+        {
             readiness::JOURNAL_FAILING
         } else {
             readiness::READY
@@ -464,6 +467,11 @@ pub fn shutdown_signals() -> std::io::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // SIGXFSZ (a write past RLIMIT_FSIZE) is caught, not left to kill the daemon: the write
+    // then fails with EFBIG, which SQLite reports as a full disk, and the journal goes into
+    // its failing state (refusing new orders, retrying) until the limit is raised. Tokio's
+    // handler stays installed after the stream is dropped.
+    drop(signal(SignalKind::from_raw(libc::SIGXFSZ))?);
     Ok(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),

@@ -283,3 +283,188 @@ fn a_durable_answer_that_waits_too_long_says_processed_not_yet_durable() {
     assert_eq!(statuses.len(), 2, "{statuses:?}");
     assert!(statuses.iter().any(|(id, _)| *id as u64 == order_id));
 }
+
+/// CPU time (user + system, clock ticks) of the daemon's threads named `io`.
+fn io_cpu_ticks(d: &Daemon) -> u64 {
+    let pid = d.pid().as_raw();
+    let mut ticks = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() != "io" {
+            continue;
+        }
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // Fields after the command name (which is in parentheses): utime is the 12th, stime
+        // the 13th.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        ticks += fields
+            .get(11)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+            + fields
+                .get(12)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0);
+    }
+    ticks
+}
+
+/// `GET path` on the daemon's HTTP port, answered within a second; returns the status line's
+/// code and the body.
+fn http_get(d: &Daemon, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(d.http()).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .unwrap_or_else(|e| panic!("GET {path} did not answer within a second: {e}"));
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, text)
+}
+
+/// The daemon's files may grow only a little past their size now: from then on its writes fail
+/// as on a full disk (`RLIMIT_FSIZE`; the daemon catches SIGXFSZ, so the write fails with EFBIG,
+/// which SQLite reports as "database or disk is full"). `None` lifts the limit.
+fn limit_file_size(d: &Daemon, bytes: Option<u64>) {
+    use rustix::process::{Pid, Resource, Rlimit, prlimit};
+    let pid = Pid::from_raw(d.pid().as_raw()).unwrap();
+    prlimit(
+        Some(pid),
+        Resource::Fsize,
+        Rlimit {
+            current: bytes,
+            maximum: None,
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_full_disk_refuses_new_orders_keeps_health_answering_does_not_spin_and_loses_nothing() {
+    let mut d = Daemon::start_with(
+        "[http]\nlisten = \"127.0.0.1:0\"\nopen_compat_orders = true\n",
+        &[],
+    );
+    let mut c = d.json();
+    let first = c.call(&order("alice", "BTC-USD", "buy", "90", "0.01"));
+    assert_eq!(first["type"], "accepted", "{first}");
+    until_metric(&d, "orderpipe_durable_cseq", 1);
+    let size = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    // Room for a few checkpoints into the main files: once they are full, the journal's
+    // write-ahead log cannot be reset either, and the "disk" stays full.
+    let biggest_main = size(&d.journal).max(size(&d.db));
+    limit_file_size(&d, Some(biggest_main + 64 * 1024));
+    let mut accepted = vec![first["order_id"].as_u64().unwrap()];
+    let mut fills = 0;
+    loop {
+        fills += 1;
+        assert!(fills < 1000, "the journal never stayed failing");
+        // Orders until the disk is "full": each is accepted until the journal's first failed
+        // commit, then refused at once with the documented code.
+        let refused = loop {
+            assert!(accepted.len() < 1_000_000, "the journal never failed");
+            let price = format!("{}", 80 + accepted.len() % 10);
+            let r = c.call(&order("alice", "BTC-USD", "buy", &price, "0.0001"));
+            match r["type"].as_str() {
+                Some("accepted") => accepted.push(r["order_id"].as_u64().unwrap()),
+                Some("busy") => {}
+                _ => break r,
+            }
+        };
+        assert_eq!(
+            (&refused["type"], &refused["code"]),
+            (&Value::from("error"), &Value::from("journal_unavailable")),
+            "{refused}"
+        );
+        // While the journal retries, the I/O thread stays idle: over five failed commits it
+        // uses a fraction of the time (a spin would use all of it). A checkpoint that still
+        // found room lets the journal commit again: then fill on.
+        let errors = metric(&d, "orderpipe_journal_commit_errors_total");
+        let (cpu_before, wall_before) = (io_cpu_ticks(&d), std::time::Instant::now());
+        let deadline = wall_before + HANG_GUARD;
+        let recovered = loop {
+            if metric(&d, "orderpipe_journal_failing") == 0 {
+                break true;
+            }
+            if metric(&d, "orderpipe_journal_commit_errors_total") >= errors + 5 {
+                break false;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the journal stopped retrying"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        if recovered {
+            continue;
+        }
+        let cpu = io_cpu_ticks(&d) - cpu_before;
+        let wall_ticks = wall_before.elapsed().as_millis() as u64 / 10;
+        assert!(
+            cpu * 2 <= wall_ticks.max(4),
+            "the I/O thread used {cpu} of {wall_ticks} ticks while the disk was full"
+        );
+        break;
+    }
+    // Health and stats answer (each within a second), and say why once the supervisor's next
+    // round has seen the failure.
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    let body = loop {
+        let (status, body) = http_get(&d, "/readyz");
+        if status == 503 {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz stayed {status}: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(body.contains("journal_failing"), "{body}");
+    let stats = c.request(r#"{"type":"stats"}"#);
+    assert_eq!(stats["counters"]["orderpipe_journal_failing"], 1, "{stats}");
+    let (status, metrics) = http_get(&d, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("orderpipe_journal_commit_errors_total"),
+        "{metrics}"
+    );
+    // Space again: everything accepted is committed, new orders are taken.
+    limit_file_size(&d, None);
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    while metric(&d, "orderpipe_journal_failing") != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the journal never recovered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let again = c.call(&order("alice", "BTC-USD", "buy", "79", "0.0001"));
+    assert_eq!(again["type"], "accepted", "{again}");
+    accepted.push(again["order_id"].as_u64().unwrap());
+    drop(c);
+    d.stop();
+    let stored: Vec<i64> = order_statuses(&d.db()).iter().map(|(id, _)| *id).collect();
+    for id in &accepted {
+        assert!(
+            stored.contains(&(*id as i64)),
+            "accepted order {id} was lost"
+        );
+    }
+    // A restart reaches the state a replay of the journal reaches.
+    d.start_again();
+    let (cseq, digest) = d.state();
+    assert_eq!(d.reference_state(), (cseq, digest));
+    d.stop();
+}
