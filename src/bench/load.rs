@@ -324,17 +324,19 @@ impl Generator {
         }
     }
 
-    /// Pair `k / 2`: a bid from the connection's first user, then an ask at the same price from
-    /// its second. A user only ever buys or only ever sells, so no order meets one of its own
-    /// user's (self-trade prevention never cancels one) and whatever crosses trades: the book
-    /// holds at most the orders in flight, however the connections interleave.
+    /// Pair `k / 2`: a bid from the connection's first user, then an ask from its second, all
+    /// at the reference price. A user only ever buys or only ever sells, so no order meets one
+    /// of its own user's (self-trade prevention never cancels one); with one price, a resting
+    /// bid and a resting ask would cross, so only one side ever rests, and the book holds at
+    /// most the orders in flight however the connections interleave (with prices that varied
+    /// per pair, a bid of one connection and an ask of another could rest apart for good).
     fn trade(&mut self, k: u64) -> Op {
         let pair = k / 2;
         let buy = k.is_multiple_of(2);
         Op::New {
             user: self.pair[usize::from(!buy)],
             side: if buy { Side::Buy } else { Side::Sell },
-            price_ticks: self.reference + pair % 100,
+            price_ticks: self.reference,
             lots: self.min_lots * (1 + pair % 10),
             tif: TimeInForce::Gtc,
         }
