@@ -255,7 +255,12 @@ fn run(args: &BenchArgs) -> Result<(), Failure> {
     let pid = daemon.as_ref().map(|d| d.child.id());
     let outcome = load_and_report(&plan, own, pid, args.subscribers);
     if let Some(d) = daemon {
-        d.stop();
+        let exited = d.stop(outcome.is_err());
+        if let Err(Failure::Run(e)) = &outcome
+            && let Some(how) = exited
+        {
+            return Err(Failure::Run(format!("{e}\n{how}")));
+        }
     }
     let report = outcome?;
     print!("{}", report.table());
@@ -603,22 +608,41 @@ impl OwnDaemon {
         }
     }
 
-    /// SIGTERM, and the daemon's own drain; killed if it takes longer than a minute.
-    fn stop(mut self) {
+    /// SIGTERM, and the daemon's own drain; killed if it takes longer than a minute. After a
+    /// failed run (`keep`) the temporary folder, with the daemon's log and files, is kept, and
+    /// the return value says how the daemon ended and where the folder is.
+    fn stop(mut self, keep: bool) -> Option<String> {
+        let early = self.child.try_wait().ok().flatten();
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             match self.child.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
+                Ok(Some(_)) | Err(_) => break,
                 Ok(None) if Instant::now() > deadline => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
-                    return;
+                    break;
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(20)),
             }
         }
+        if !keep {
+            return None;
+        }
+        let dir = self._dir.keep();
+        let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        Some(format!(
+            "the daemon {}; its folder is kept: {}\nthe end of its log:\n{}",
+            match early {
+                Some(status) => format!("had exited during the run ({status})"),
+                None => "was still running".to_string(),
+            },
+            dir.display(),
+            tail.join("\n")
+        ))
     }
 }
 
