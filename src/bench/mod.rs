@@ -374,12 +374,13 @@ fn load_and_report(
         }
         (results, failure.map_or(Ok(watched), Err))
     });
-    let watched = watched.map_err(Failure::Run)?;
     let elapsed = shared.t0.elapsed();
+    // A connection's error first: a subscriber's usually follows from it.
     let results = results
         .into_iter()
         .collect::<Result<Vec<_>, _>>()
         .map_err(Failure::Run)?;
+    let watched = watched.map_err(Failure::Run)?;
     let (counts, latency) = load::merge(results).map_err(Failure::Run)?;
     if counts.answered != counts.sent {
         return Err(Failure::Run(format!(
