@@ -211,6 +211,14 @@ impl Engine {
                 if o.market as usize >= e.markets.len() || e.orders.is_full() {
                     return Err(format!("order {} does not fit the config", o.order_id));
                 }
+                if o.account as usize >= snap.accounts.len() {
+                    return Err(format!(
+                        "order {} belongs to account {}, and the snapshot has {} accounts",
+                        o.order_id,
+                        o.account,
+                        snap.accounts.len()
+                    ));
+                }
                 let mut r = RestingOrder::new(
                     o.order_id,
                     o.market,

@@ -114,8 +114,20 @@ pub fn encode_large<T: bincode::Encode>(value: &T) -> Vec<u8> {
 }
 
 /// Decodes a value of any size encoded by [`encode_large`], which must be consumed exactly.
+/// The memory it may claim grows with the input: at most [`LARGE_CLAIM_PER_BYTE`] times its
+/// length (at least 1 MiB, at most [`LARGE_LIMIT`]), so that a damaged length field in a few
+/// hundred bytes cannot make it allocate gigabytes.
 pub fn decode_large<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, String> {
-    let (value, used) = bincode::decode_from_slice(bytes, large()).map_err(|e| e.to_string())?;
+    let wanted = bytes.len().saturating_mul(LARGE_CLAIM_PER_BYTE);
+    let (value, used) = if wanted <= 1 << 20 {
+        decode_within::<T, { 1 << 20 }>(bytes)?
+    } else if wanted <= 1 << 24 {
+        decode_within::<T, { 1 << 24 }>(bytes)?
+    } else if wanted <= 1 << 28 {
+        decode_within::<T, { 1 << 28 }>(bytes)?
+    } else {
+        decode_within::<T, LARGE_LIMIT>(bytes)?
+    };
     if used != bytes.len() {
         return Err(format!(
             "{} bytes after the end of the value",
@@ -124,6 +136,20 @@ pub fn decode_large<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<T, String> {
     }
     Ok(value)
 }
+
+fn decode_within<T: bincode::Decode<()>, const LIMIT: usize>(
+    bytes: &[u8],
+) -> Result<(T, usize), String> {
+    let config = bincode::config::standard()
+        .with_little_endian()
+        .with_fixed_int_encoding()
+        .with_limit::<LIMIT>();
+    bincode::decode_from_slice(bytes, config).map_err(|e| e.to_string())
+}
+
+/// How much memory [`decode_large`] lets one input byte claim: the engine's types take at
+/// most a few times their encoded size in memory.
+pub const LARGE_CLAIM_PER_BYTE: usize = 16;
 
 /// Most memory a value decoded by [`decode_large`] may claim: a damaged length cannot make it
 /// allocate more (a snapshot of ten million resting orders needs about a gigabyte).
