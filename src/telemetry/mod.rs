@@ -55,6 +55,9 @@ pub fn init_logging(default_filter: &str) {
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
+        // A log line that cannot be written (stderr on a full disk) is dropped; by default the
+        // subscriber would report it with `eprintln!`, which panics when stderr fails.
+        .log_internal_errors(false)
         .try_init();
 }
 
