@@ -174,9 +174,10 @@ impl StoredBlock {
             let (body, used) = binary::decode_prefix::<CommandBody>(after).map_err(decode_error)?;
             each(cseq, u64::from_le_bytes(ns), body);
             rest = &after[used..];
-            cseq += 1;
+            // A stored range may end at u64::MAX: the count check below still catches it.
+            cseq = cseq.saturating_add(1);
         }
-        if cseq != self.last_cseq + 1 {
+        if Some(cseq) != self.last_cseq.checked_add(1) {
             return Err(BlockError::Count {
                 first: self.first_cseq,
                 last: self.last_cseq,
