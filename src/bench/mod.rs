@@ -77,8 +77,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub amqp: bool,
     /// Write the report as JSON to this file.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+    #[arg(long, default_value = "orderpipe-bench.json")]
+    pub json: PathBuf,
     /// Draw the pictures (latency.svg, timeline.svg) into this folder.
     #[arg(long)]
     pub plot: Option<PathBuf>,
@@ -264,13 +264,11 @@ fn run(args: &BenchArgs) -> Result<(), Failure> {
     }
     let report = outcome?;
     print!("{}", report.table());
-    if let Some(path) = &args.json {
-        let text =
-            serde_json::to_string_pretty(&report).map_err(|e| Failure::Run(e.to_string()))?;
-        std::fs::write(path, text + "\n")
-            .map_err(|e| Failure::Run(format!("cannot write {}: {e}", path.display())))?;
-        println!("wrote {}", path.display());
-    }
+    let path = &args.json;
+    let text = serde_json::to_string_pretty(&report).map_err(|e| Failure::Run(e.to_string()))?;
+    std::fs::write(path, text + "\n")
+        .map_err(|e| Failure::Run(format!("cannot write {}: {e}", path.display())))?;
+    println!("wrote {}", path.display());
     if let Some(dir) = &args.plot {
         for file in plot::draw(std::slice::from_ref(&report), dir).map_err(Failure::Run)? {
             println!("wrote {}", file.display());

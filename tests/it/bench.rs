@@ -225,20 +225,29 @@ fn shipped_config() -> PathBuf {
 #[test]
 fn without_a_target_the_bench_starts_a_daemon_on_a_copy_of_the_config() {
     let out = tempfile::tempdir().unwrap();
-    let json = out.path().join("own.json");
+    // Without --json, the report is left in the current folder.
+    let json = out.path().join("orderpipe-bench.json");
     let config = shipped_config();
-    let result = run(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--duration",
-        "1",
-        "--subscribers",
-        "1",
-        "--json",
-        json.to_str().unwrap(),
-        "--plot",
-        out.path().join("plot").to_str().unwrap(),
-    ]);
+    let result = bench_cmd()
+        .current_dir(out.path())
+        .arg("bench")
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--duration",
+            "1",
+            "--subscribers",
+            "1",
+            "--plot",
+            out.path().join("plot").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("started a daemon"), "{stderr}");
     // Not a terminal: progress comes as plain lines.
