@@ -693,22 +693,25 @@ fn binary_answer(payload: &[u8]) -> Result<Answer, String> {
     })
 }
 
+/// A failed read of an answer: a timeout says how long was waited, anything else what failed.
+fn read_failed(e: std::io::Error, what: &str) -> String {
+    if matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ) {
+        format!("no answer within {} s", ANSWER_TIMEOUT.as_secs())
+    } else {
+        format!("{what}: {e}")
+    }
+}
+
 fn read_socket_reply(
     reader: &mut BufReader<UnixStream>,
     binary_framing: bool,
     buf: &mut Vec<u8>,
 ) -> Result<Answer, String> {
     buf.clear();
-    let failed = |e: std::io::Error| {
-        if matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ) {
-            format!("no answer within {} s", ANSWER_TIMEOUT.as_secs())
-        } else {
-            format!("reading answers: {e}")
-        }
-    };
+    let failed = |e| read_failed(e, "reading answers");
     if binary_framing {
         let mut len = [0u8; 4];
         reader.read_exact(&mut len).map_err(failed)?;
@@ -1155,16 +1158,7 @@ fn read_http_response(
     reader: &mut BufReader<TcpStream>,
     body: &mut Vec<u8>,
 ) -> Result<u16, String> {
-    let failed = |e: std::io::Error| {
-        if matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ) {
-            format!("no answer within {} s", ANSWER_TIMEOUT.as_secs())
-        } else {
-            format!("reading an HTTP response: {e}")
-        }
-    };
+    let failed = |e| read_failed(e, "reading an HTTP response");
     let mut line = String::new();
     if reader.read_line(&mut line).map_err(failed)? == 0 {
         return Err("the gateway closed the connection".into());

@@ -166,6 +166,18 @@ fn a_client_gone_with_durable_replies_owed_does_not_spin_while_commits_fail() {
     assert_eq!(d.count_orders(), 3);
 }
 
+/// Waits until the journal commits again (`orderpipe_journal_failing` is 0).
+fn until_recovered(d: &Daemon) {
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    while metric(d, "orderpipe_journal_failing") != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the journal never recovered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// `POST /API/orders` (open to the network in this test's config); returns status and body.
 fn http_order(d: &Daemon) -> (u16, String) {
     use std::io::{Read, Write};
@@ -217,14 +229,7 @@ fn while_the_journal_cannot_commit_new_orders_are_refused_at_once_and_cancels_ar
     // Back to normal once the journal commits again: the cancel is recorded, orders are taken.
     holder.execute_batch("COMMIT").unwrap();
     drop(holder);
-    let deadline = std::time::Instant::now() + HANG_GUARD;
-    while metric(&d, "orderpipe_journal_failing") != 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the journal never recovered"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    until_recovered(&d);
     let again = c.call(&order("alice", "BTC-USD", "buy", "92", "0.01"));
     assert_eq!(again["type"], "accepted", "{again}");
     drop(c);
@@ -452,14 +457,7 @@ fn a_full_disk_refuses_new_orders_keeps_health_answering_does_not_spin_and_loses
     d.wait_for_message("WATCHDOG=1");
     // Space again: everything accepted is committed, new orders are taken.
     limit_file_size(&d, None);
-    let deadline = std::time::Instant::now() + HANG_GUARD;
-    while metric(&d, "orderpipe_journal_failing") != 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the journal never recovered"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    until_recovered(&d);
     let again = c.call(&order("alice", "BTC-USD", "buy", "79", "0.0001"));
     assert_eq!(again["type"], "accepted", "{again}");
     accepted.push(again["order_id"].as_u64().unwrap());
