@@ -290,6 +290,9 @@ pub struct JournalConfig {
     pub snapshot_every: Duration,
     /// Snapshots kept in the database (the newest ones); older ones are deleted.
     pub snapshot_keep: usize,
+    /// Write-ahead log size (bytes) past which a file's writer finishes the checkpoint itself
+    /// after its commit, so that the log starts over; the file is cut back to this size.
+    pub wal_limit_bytes: u64,
 }
 
 /// `[projection]`: the thread that derives the tables from the command journal.
@@ -305,6 +308,9 @@ pub struct ProjectionConfig {
     pub idle: bool,
     /// Their nice value (0 to 19) when `idle` is off.
     pub nice: i32,
+    /// At most one projection transaction per this interval while commands keep coming,
+    /// unless someone waits for a `projected` answer.
+    pub commit_interval: Duration,
 }
 
 impl Config {
@@ -562,6 +568,7 @@ fn read_journal(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Journ
     let every = t.u64("snapshot_every_commands", Some(100_000), 0, 1 << 40, errors);
     let every_secs = t.u64("snapshot_every_secs", Some(300), 0, 7 * 86_400, errors);
     let keep = t.u64("snapshot_keep", Some(2), 1, 100, errors);
+    let wal_limit_mb = t.u64("wal_limit_mb", Some(64), 1, 1 << 20, errors);
     t.finish(errors);
     Some(JournalConfig {
         batch_size: batch_size? as usize,
@@ -571,6 +578,7 @@ fn read_journal(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Journ
         snapshot_every_commands: every?,
         snapshot_every: Duration::from_secs(every_secs?),
         snapshot_keep: keep? as usize,
+        wal_limit_bytes: wal_limit_mb? << 20,
     })
 }
 
@@ -599,12 +607,14 @@ fn read_projection(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Pr
     let batch = t.u64("batch_commands", Some(8192), 1, 1 << 20, errors);
     let idle = t.bool("idle", true, errors);
     let nice = t.u64("nice", Some(19), 0, 19, errors);
+    let interval_ms = t.u64("commit_interval_ms", Some(5), 0, 10_000, errors);
     t.finish(errors);
     Some(ProjectionConfig {
         max_lag_commands: max_lag?,
         batch_commands: batch? as usize,
         idle: idle?,
         nice: nice? as i32,
+        commit_interval: Duration::from_millis(interval_ms?),
     })
 }
 

@@ -240,7 +240,7 @@ impl Dispatcher {
                         AckMode::Projected => projection.projected_cseq.load(Ordering::Acquire),
                     };
                     if r.cseq > reached && !overdue {
-                        self.ingress.journal.hurry(r.cseq, 0);
+                        self.ingress.hurry(ack, r.cseq, 0);
                         held = Some(ack);
                         break;
                     }

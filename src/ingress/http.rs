@@ -239,6 +239,11 @@ impl Http {
                 .load(Ordering::Acquire),
         );
         let projected = &self.ingress.counters.projection.projected_cseq;
+        if projected.load(Ordering::Acquire) < answered
+            && let Some(p) = &self.ingress.projection
+        {
+            p.hurry(answered, 0);
+        }
         let wait = async {
             loop {
                 let told = self.ingress.projected.notified();

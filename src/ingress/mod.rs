@@ -91,6 +91,18 @@ pub struct Ingress {
 }
 
 impl Ingress {
+    /// Asks for the commit that a held answer of `stage` waits for (command `cseq`, event
+    /// `seq`) to come without waiting for a batch to fill: the journal's, and for `projected`
+    /// the projection's as well.
+    pub fn hurry(&self, stage: crate::config::AckMode, cseq: u64, seq: u64) {
+        self.journal.hurry(cseq, seq);
+        if stage == crate::config::AckMode::Projected
+            && let Some(p) = &self.projection
+        {
+            p.hurry(cseq, seq);
+        }
+    }
+
     /// Commands processed by the engine and not yet committed to the journal.
     pub fn journal_backlog(&self) -> u64 {
         let commands = self.counters.engine.last_cseq.load(Ordering::Relaxed);

@@ -642,7 +642,7 @@ impl Conn {
                     // The journal commits without waiting for its batch to fill (the
                     // projection follows each commit at once), and this task waits for it.
                     self.held = Some(wait.stage);
-                    self.ingress.journal.hurry(wait.cseq, wait.seq);
+                    self.ingress.hurry(wait.stage, wait.cseq, wait.seq);
                     break;
                 }
                 Next::Nothing => break,

@@ -22,6 +22,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::Wanted;
 use super::block::StoredBlock;
 use super::read::read_blocks;
 use super::store::Store;
@@ -104,6 +105,9 @@ pub struct Projector {
     /// Control messages (the thread's; `None` during start-up). Answered between batches and
     /// while a failing commit is retried, so that `stats` answers whatever the disk does.
     control: Option<Receiver<ProjectionControl>>,
+    /// What connections holding `projected` answers wait for: the projection does not wait
+    /// out its commit interval while it is beyond what is projected.
+    wanted: Arc<Wanted>,
 }
 
 impl std::fmt::Debug for Projector {
@@ -151,6 +155,7 @@ impl Projector {
             counters,
             latency: LatencyHistogram::new(),
             control: None,
+            wanted: Arc::new(Wanted::default()),
         }
     }
 
@@ -362,6 +367,7 @@ pub struct ProjectorHandle {
     /// Set once the journal has ended: project to its end, then stop.
     stop: Arc<AtomicBool>,
     control: Sender<ProjectionControl>,
+    wanted: Arc<Wanted>,
     thread: Option<JoinHandle<Result<(), String>>>,
 }
 
@@ -370,9 +376,20 @@ pub struct ProjectorHandle {
 pub struct ProjectionLink {
     bell: Arc<Doorbell>,
     control: Sender<ProjectionControl>,
+    wanted: Arc<Wanted>,
 }
 
 impl ProjectionLink {
+    /// Asks the projection to project up to command `cseq` and event `seq` (0: none) without
+    /// waiting out its commit interval, and wakes it.
+    pub fn hurry(&self, cseq: u64, seq: u64) {
+        let before_c = self.wanted.cseq.fetch_max(cseq, Ordering::AcqRel);
+        let before_s = self.wanted.seq.fetch_max(seq, Ordering::AcqRel);
+        if before_c < cseq || before_s < seq {
+            self.bell.wake();
+        }
+    }
+
     /// Sends a control message and wakes the projection; `false` if it cannot take it.
     pub fn send(&self, message: ProjectionControl) -> bool {
         let sent = self.control.try_send(message).is_ok();
@@ -395,6 +412,7 @@ impl ProjectorHandle {
     ) -> std::io::Result<ProjectorHandle> {
         let stop = Arc::new(AtomicBool::new(false));
         let (control, control_rx) = crossbeam_channel::bounded(16);
+        let wanted = projector.wanted.clone();
         let (b, s) = (bell.clone(), stop.clone());
         let thread = std::thread::Builder::new()
             .name("projection".into())
@@ -408,6 +426,7 @@ impl ProjectorHandle {
             bell,
             stop,
             control,
+            wanted,
             thread: Some(thread),
         })
     }
@@ -417,6 +436,7 @@ impl ProjectorHandle {
         ProjectionLink {
             bell: self.bell.clone(),
             control: self.control.clone(),
+            wanted: self.wanted.clone(),
         }
     }
 
@@ -440,6 +460,32 @@ impl ProjectorHandle {
 }
 
 impl Projector {
+    /// After a commit that caught up, waits out the rest of `projection.commit_interval` so
+    /// that a steady stream of small journal commits is projected in transactions of many
+    /// commands each. Ends at once when someone waits for a `projected` answer, a control
+    /// message comes, or the journal has stopped.
+    fn linger(&self, committed_at: std::time::Instant, stop: &AtomicBool) {
+        let deadline = committed_at + self.config.projection.commit_interval;
+        let p = &self.counters.projection;
+        loop {
+            let hurried = self.wanted.cseq.load(Ordering::Acquire)
+                > p.projected_cseq.load(Ordering::Relaxed)
+                || self.wanted.seq.load(Ordering::Acquire)
+                    > p.projected_seq.load(Ordering::Relaxed);
+            if hurried
+                || stop.load(Ordering::Acquire)
+                || self.control.as_ref().is_some_and(|c| !c.is_empty())
+            {
+                return;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            std::thread::park_timeout(deadline - now);
+        }
+    }
+
     /// The thread's loop: project what is committed, sleep on the doorbell when caught up.
     fn follow(&mut self, bell: &Doorbell, stop: &AtomicBool) -> Result<(), String> {
         let mut pause = Duration::from_millis(10);
@@ -460,7 +506,12 @@ impl Projector {
                             || control.is_some_and(|c| !c.is_empty())
                     });
                 }
-                Ok(_) => pause = Duration::from_millis(10),
+                Ok(n) => {
+                    pause = Duration::from_millis(10);
+                    if n < self.batch_commands {
+                        self.linger(std::time::Instant::now(), stop);
+                    }
+                }
                 Err(JournalError::Sqlite(e)) => {
                     // Reading the journal failed (not the commit, which retries itself).
                     tracing::warn!(error = %e, "projection cannot read the command journal; retrying");

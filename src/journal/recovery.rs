@@ -21,6 +21,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::block::{BlockWriter, StoredBlock};
+use super::checkpoint::{Log, bound_wal};
 use super::events::{EVENTS_PER_BLOCK, EventBlock};
 use super::projector::{Outputs, Projector};
 use super::read::{journal_end, open_reader, read_blocks};
@@ -411,12 +412,15 @@ pub fn recover(
     outputs: Outputs,
 ) -> Result<Recovery, JournalError> {
     let Files {
-        tables,
-        journal,
+        mut tables,
+        mut journal,
         info: journal_info,
         moved,
         expired,
     } = files;
+    let limit = config.journal.wal_limit_bytes;
+    bound_wal(&mut tables, limit, counters.clone(), Log::Tables)?;
+    bound_wal(&mut journal, limit, counters.clone(), Log::Journal)?;
     let mut info = Recovered {
         migrated_commands: moved,
         expired_orders: expired,

@@ -50,6 +50,10 @@ pub struct JournalCounters {
     /// 1 from a failed commit until the next one succeeds: the ingress then refuses every
     /// command but cancels and halts (`journal_unavailable`).
     pub failing: AtomicU64,
+    /// Frames in the command journal's write-ahead log after the last commit.
+    pub wal_frames: AtomicU64,
+    /// Checkpoints the journal ran itself because its log passed `journal.wal_limit_mb`.
+    pub wal_checkpoints: AtomicU64,
 }
 
 /// Written by the projection thread only.
@@ -72,6 +76,10 @@ pub struct ProjectionCounters {
     /// How long the projection took to copy the replica's state for the last snapshot, in
     /// ns (off the order path: the live engine never pauses for a snapshot).
     pub snapshot_copy_ns: AtomicU64,
+    /// Frames in the tables' write-ahead log after the projection's last commit.
+    pub wal_frames: AtomicU64,
+    /// Checkpoints the projection ran itself because the log passed `journal.wal_limit_mb`.
+    pub wal_checkpoints: AtomicU64,
 }
 
 /// Written by connection tasks (several at once, so these use `fetch_add`).
@@ -193,6 +201,10 @@ pub enum Counter {
     DurableCseq,
     /// [`JournalCounters::failing`]
     JournalFailing,
+    /// [`JournalCounters::wal_frames`]
+    JournalWalFrames,
+    /// [`JournalCounters::wal_checkpoints`]
+    JournalWalCheckpoints,
     /// [`ProjectionCounters::batches`]
     ProjectionBatches,
     /// [`ProjectionCounters::rows`]
@@ -213,6 +225,10 @@ pub enum Counter {
     SnapshotCseq,
     /// [`ProjectionCounters::snapshot_copy_ns`]
     SnapshotCopyNs,
+    /// [`ProjectionCounters::wal_frames`]
+    TablesWalFrames,
+    /// [`ProjectionCounters::wal_checkpoints`]
+    TablesWalCheckpoints,
     /// [`IngressCounters::connections`]
     Connections,
     /// [`IngressCounters::connections_refused`]
@@ -251,7 +267,7 @@ pub enum Counter {
 
 impl Counter {
     /// All counters, in display order.
-    pub const ALL: [Counter; 41] = [
+    pub const ALL: [Counter; 45] = [
         Counter::Commands,
         Counter::OrdersAccepted,
         Counter::OrdersRejected,
@@ -266,6 +282,8 @@ impl Counter {
         Counter::DurableSeq,
         Counter::DurableCseq,
         Counter::JournalFailing,
+        Counter::JournalWalFrames,
+        Counter::JournalWalCheckpoints,
         Counter::ProjectionBatches,
         Counter::ProjectionRows,
         Counter::ProjectionCommitErrors,
@@ -276,6 +294,8 @@ impl Counter {
         Counter::SnapshotsWritten,
         Counter::SnapshotCseq,
         Counter::SnapshotCopyNs,
+        Counter::TablesWalFrames,
+        Counter::TablesWalCheckpoints,
         Counter::Connections,
         Counter::ConnectionsRefused,
         Counter::BadRequests,
@@ -312,6 +332,8 @@ impl Counter {
             Counter::DurableSeq => "orderpipe_durable_seq",
             Counter::DurableCseq => "orderpipe_durable_cseq",
             Counter::JournalFailing => "orderpipe_journal_failing",
+            Counter::JournalWalFrames => "orderpipe_journal_wal_frames",
+            Counter::JournalWalCheckpoints => "orderpipe_journal_wal_checkpoints_total",
             Counter::ProjectionBatches => "orderpipe_projection_batches_total",
             Counter::ProjectionRows => "orderpipe_projection_events_total",
             Counter::ProjectionCommitErrors => "orderpipe_projection_commit_errors_total",
@@ -322,6 +344,8 @@ impl Counter {
             Counter::SnapshotCopyNs => "orderpipe_snapshot_copy_ns",
             Counter::SnapshotsWritten => "orderpipe_snapshots_written_total",
             Counter::SnapshotCseq => "orderpipe_snapshot_cseq",
+            Counter::TablesWalFrames => "orderpipe_tables_wal_frames",
+            Counter::TablesWalCheckpoints => "orderpipe_tables_wal_checkpoints_total",
             Counter::Connections => "orderpipe_connections_total",
             Counter::ConnectionsRefused => "orderpipe_connections_refused_total",
             Counter::BadRequests => "orderpipe_bad_requests_total",
@@ -361,6 +385,8 @@ impl Counter {
             Counter::DurableSeq => &c.journal.durable_seq,
             Counter::DurableCseq => &c.journal.durable_cseq,
             Counter::JournalFailing => &c.journal.failing,
+            Counter::JournalWalFrames => &c.journal.wal_frames,
+            Counter::JournalWalCheckpoints => &c.journal.wal_checkpoints,
             Counter::ProjectionBatches => &c.projection.batches,
             Counter::ProjectionRows => &c.projection.rows,
             Counter::ProjectionCommitErrors => &c.projection.commit_errors,
@@ -370,6 +396,8 @@ impl Counter {
             Counter::SnapshotsWritten => &c.projection.snapshots_written,
             Counter::SnapshotCseq => &c.projection.snapshot_cseq,
             Counter::SnapshotCopyNs => &c.projection.snapshot_copy_ns,
+            Counter::TablesWalFrames => &c.projection.wal_frames,
+            Counter::TablesWalCheckpoints => &c.projection.wal_checkpoints,
             Counter::Connections => &c.ingress.connections,
             Counter::ConnectionsRefused => &c.ingress.connections_refused,
             Counter::BadRequests => &c.ingress.bad_requests,
