@@ -3,6 +3,7 @@
 //! committed before [`run`] returns.
 
 use std::future::Future;
+use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -279,7 +280,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let server = tokio::spawn(uds::serve(listener, ingress, stop_rx));
 
     let http_text = http_addr.map_or_else(|| "off".to_string(), |a| format!("http://{a}"));
-    println!(
+    // Not `println!`, which panics when stdout cannot be written (a log file on a full disk).
+    let _ = writeln!(
+        std::io::stdout(),
         "orderpipe ready: socket {} database {} http {http_text}",
         d.socket_path.display(),
         d.database_path.display()
@@ -482,7 +485,10 @@ pub fn shutdown_signals() -> std::io::Result<impl Future<Output = ()>> {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
-            eprintln!("orderpipe: second signal during shutdown; exiting at once");
+            let _ = writeln!(
+                std::io::stderr(),
+                "orderpipe: second signal during shutdown; exiting at once"
+            );
             std::process::exit(130);
         });
     })
