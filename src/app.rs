@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::io::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -300,12 +300,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         NotifyState::Custom(&http_var),
     ]);
 
+    let data_files = DataFiles::new(&[&d.journal_path, &d.database_path]);
     let failure = supervise(
         &engine,
         &journal,
         projector.as_ref(),
         &counters,
         &ready,
+        &data_files,
         shutdown,
     )
     .await;
@@ -377,6 +379,7 @@ async fn supervise(
     projector: Option<&journal::ProjectorHandle>,
     counters: &Counters,
     ready: &AtomicU8,
+    data_files: &DataFiles,
     shutdown: impl Future<Output = ()>,
 ) -> Option<AppError> {
     let watchdog = sd_notify::watchdog_enabled();
@@ -396,6 +399,8 @@ async fn supervise(
     );
     // Dates the oldest event RabbitMQ has not confirmed (orderpipe_amqp_lag_seconds).
     let mut amqp_lag = telemetry::LagClock::new();
+    // What the service manager was last told (`STATUS=`), from the first round on.
+    let mut last_state = readiness::READY;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -431,6 +436,7 @@ async fn supervise(
             let age = amqp_lag.age(confirmed, now).as_millis() as u64;
             counters.bus.amqp_lag_ms.store(age, Ordering::Relaxed);
         }
+        data_files.watch(&counters.journal.files_missing);
         telemetry::export(counters);
         let now = tokio::time::Instant::now();
         let beat = heartbeat.load(Ordering::Relaxed);
@@ -444,6 +450,7 @@ async fn supervise(
         let state = if now - beat_seen.1 > READY_WINDOW {
             readiness::ENGINE_STALLED
         } else if counters.journal.failing.load(Ordering::Relaxed) != 0
+            || counters.journal.files_missing.load(Ordering::Relaxed) != 0
             || now - errors_seen.1 < READY_WINDOW
         {
             readiness::JOURNAL_FAILING
@@ -451,6 +458,10 @@ async fn supervise(
             readiness::READY
         };
         ready.store(state, Ordering::Relaxed);
+        if state != last_state {
+            last_state = state;
+            say_readiness(state);
+        }
         if let Some(interval) = watchdog {
             // Ping only while the engine loop advances: a stuck engine gets the daemon
             // restarted by systemd instead of being reported healthy.
@@ -461,6 +472,66 @@ async fn supervise(
                 last_beat = beat;
             }
         }
+    }
+}
+
+/// The data files the daemon holds open, by identity (device and inode) at start-up. A file
+/// that is no longer at its path (the data folder moved, deleted or replaced under the
+/// daemon) keeps taking writes through the open descriptor, and everything written would be
+/// lost with it: the supervisor looks every round and stops the journal until it is back.
+#[derive(Debug)]
+struct DataFiles(Vec<(std::path::PathBuf, Option<(u64, u64)>)>);
+
+impl DataFiles {
+    fn new(paths: &[&std::path::Path]) -> DataFiles {
+        DataFiles(
+            paths
+                .iter()
+                .map(|p| (p.to_path_buf(), identity(p)))
+                .collect(),
+        )
+    }
+
+    /// Publishes whether a file is missing (`files_missing`), logging each change.
+    fn watch(&self, missing: &AtomicU64) {
+        let gone = self.0.iter().find(|(p, id)| identity(p) != *id);
+        let now = u64::from(gone.is_some());
+        if missing.swap(now, Ordering::AcqRel) == now {
+            return;
+        }
+        match gone {
+            Some((path, _)) => tracing::error!(
+                file = %path.display(),
+                "a data file is no longer at its path (its folder moved, deleted or replaced): \
+                 the journal stops committing and new orders are refused until it is back"
+            ),
+            None => {
+                tracing::info!("the data files are back at their paths: the journal commits again")
+            }
+        }
+    }
+}
+
+fn identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Tells the service manager (`STATUS=`, shown by `systemctl status`) and the log that the
+/// daemon's readiness changed, with the code `/readyz` answers.
+fn say_readiness(state: u8) {
+    let (code, reason) = readiness::describe(state);
+    let status = format!("{code}: {reason}");
+    let _ = sd_notify::notify(&[NotifyState::Status(&status)]);
+    match state {
+        readiness::READY => tracing::info!(state = code, "ready again"),
+        readiness::ENGINE_STALLED => tracing::error!(
+            state = code,
+            "the engine loop has not advanced for {} ms: watchdog pings stop, so a service \
+             manager with WatchdogSec restarts the daemon",
+            READY_WINDOW.as_millis()
+        ),
+        _ => tracing::warn!(state = code, reason, "not ready"),
     }
 }
 

@@ -62,6 +62,17 @@ pub mod readiness {
     pub const JOURNAL_FAILING: u8 = 3;
     /// The daemon is stopping.
     pub const STOPPING: u8 = 4;
+
+    /// The code `/readyz` answers with and its reason, for a state that is not [`READY`].
+    pub fn describe(state: u8) -> (&'static str, &'static str) {
+        match state {
+            READY => ("ready", "serving"),
+            ENGINE_STALLED => ("engine_stalled", "the engine's heartbeat has stopped"),
+            JOURNAL_FAILING => ("journal_failing", "the journal's commits are failing"),
+            STOPPING => ("stopping", "the daemon is shutting down"),
+            _ => ("starting", "the daemon is starting"),
+        }
+    }
 }
 
 /// Everything a handler needs.
@@ -950,10 +961,7 @@ async fn readyz(State(s): State<Arc<Http>>) -> Answer {
             };
             return Ok(axum::Json(body).into_response());
         }
-        readiness::ENGINE_STALLED => ("engine_stalled", "the engine's heartbeat has stopped"),
-        readiness::JOURNAL_FAILING => ("journal_failing", "the journal's commits are failing"),
-        readiness::STOPPING => ("stopping", "the daemon is shutting down"),
-        _ => ("starting", "the daemon is starting"),
+        other => readiness::describe(other),
     };
     Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, reason))
 }

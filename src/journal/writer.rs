@@ -122,6 +122,7 @@ impl JournalHandle {
             max_delay: config.journal.max_delay,
             counters,
             latency: LatencyHistogram::new(),
+            faults: std::env::var_os(FAULTS_VAR).map(std::path::PathBuf::from),
         };
         let nice = config.journal.nice;
         let thread = std::thread::Builder::new()
@@ -184,6 +185,35 @@ struct Writer {
     max_delay: Duration,
     counters: Arc<Counters>,
     latency: LatencyHistogram,
+    /// The test hook's file, from `ORDERPIPE_TEST_FAULTS` ([`injected_fault`]).
+    faults: Option<std::path::PathBuf>,
+}
+
+/// The environment variable naming the fault-injection file of the tests.
+pub const FAULTS_VAR: &str = "ORDERPIPE_TEST_FAULTS";
+
+/// A test hook for the faults of a disk that cannot be provoked without privileges. When
+/// [`FAULTS_VAR`] names a file, the journal reads it before each commit: `slow <ms>` makes the
+/// commit take that much longer (a disk that takes seconds per write), `eio` makes it fail
+/// with SQLite's I/O error (what a failing disk returns); anything else, or no file, is a
+/// normal commit. Unset (always, outside tests) it costs nothing.
+fn injected_fault(file: &std::path::Path) -> rusqlite::Result<()> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let mut words = text.split_whitespace();
+    match (
+        words.next(),
+        words.next().and_then(|w| w.parse::<u64>().ok()),
+    ) {
+        (Some("slow"), Some(ms)) => std::thread::sleep(Duration::from_millis(ms)),
+        (Some("eio"), _) => {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+                Some(format!("disk I/O error (injected by {FAULTS_VAR})")),
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 impl Writer {
@@ -318,6 +348,21 @@ impl Writer {
         let Some(conn) = self.conn.as_mut() else {
             return Ok(());
         };
+        if let Some(file) = &self.faults {
+            injected_fault(file)?;
+        }
+        if self.counters.journal.files_missing.load(Ordering::Acquire) != 0 {
+            // The open file is no longer the one at the journal's path: a commit into it
+            // would be acknowledged and lost with it.
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(
+                    "the data files were moved, deleted or replaced under the daemon; commits \
+                     wait until they are back at their paths"
+                        .into(),
+                ),
+            ));
+        }
         let (first, last, last_seq) = self.block.range();
         conn.prepare_cached(INSERT_BLOCK)?
             .execute(rusqlite::params![

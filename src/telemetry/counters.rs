@@ -54,6 +54,11 @@ pub struct JournalCounters {
     pub wal_frames: AtomicU64,
     /// Checkpoints the journal ran itself because its log passed `journal.wal_limit_mb`.
     pub wal_checkpoints: AtomicU64,
+    /// 1 while a data file the daemon has open is no longer at its path (the data folder
+    /// moved, deleted or replaced under it); set by the supervisor. The journal then stops
+    /// committing (what it wrote would be lost with the file) and is failing until the
+    /// files are back.
+    pub files_missing: AtomicU64,
 }
 
 /// Written by the projection thread only.
@@ -205,6 +210,8 @@ pub enum Counter {
     JournalWalFrames,
     /// [`JournalCounters::wal_checkpoints`]
     JournalWalCheckpoints,
+    /// [`JournalCounters::files_missing`]
+    DataFilesMissing,
     /// [`ProjectionCounters::batches`]
     ProjectionBatches,
     /// [`ProjectionCounters::rows`]
@@ -267,7 +274,7 @@ pub enum Counter {
 
 impl Counter {
     /// All counters, in display order.
-    pub const ALL: [Counter; 45] = [
+    pub const ALL: [Counter; 46] = [
         Counter::Commands,
         Counter::OrdersAccepted,
         Counter::OrdersRejected,
@@ -284,6 +291,7 @@ impl Counter {
         Counter::JournalFailing,
         Counter::JournalWalFrames,
         Counter::JournalWalCheckpoints,
+        Counter::DataFilesMissing,
         Counter::ProjectionBatches,
         Counter::ProjectionRows,
         Counter::ProjectionCommitErrors,
@@ -334,6 +342,7 @@ impl Counter {
             Counter::JournalFailing => "orderpipe_journal_failing",
             Counter::JournalWalFrames => "orderpipe_journal_wal_frames",
             Counter::JournalWalCheckpoints => "orderpipe_journal_wal_checkpoints_total",
+            Counter::DataFilesMissing => "orderpipe_data_files_missing",
             Counter::ProjectionBatches => "orderpipe_projection_batches_total",
             Counter::ProjectionRows => "orderpipe_projection_events_total",
             Counter::ProjectionCommitErrors => "orderpipe_projection_commit_errors_total",
@@ -387,6 +396,7 @@ impl Counter {
             Counter::JournalFailing => &c.journal.failing,
             Counter::JournalWalFrames => &c.journal.wal_frames,
             Counter::JournalWalCheckpoints => &c.journal.wal_checkpoints,
+            Counter::DataFilesMissing => &c.journal.files_missing,
             Counter::ProjectionBatches => &c.projection.batches,
             Counter::ProjectionRows => &c.projection.rows,
             Counter::ProjectionCommitErrors => &c.projection.commit_errors,

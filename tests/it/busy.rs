@@ -319,23 +319,21 @@ fn io_cpu_ticks(d: &Daemon) -> u64 {
     ticks
 }
 
-/// `GET path` on the daemon's HTTP port, answered within a second; returns the status line's
-/// code and the body.
-fn http_get(d: &Daemon, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(d.http()).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(1)))
-        .unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text)
-        .unwrap_or_else(|e| panic!("GET {path} did not answer within a second: {e}"));
-    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, text)
+/// Polls `/readyz` (each answer within a second) until the supervisor's round has seen a
+/// fault and it answers 503; returns that answer.
+fn until_not_ready(d: &Daemon) -> String {
+    let deadline = std::time::Instant::now() + HANG_GUARD;
+    loop {
+        let (status, body) = http_get(d, "/readyz");
+        if status == 503 {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/readyz stayed {status}: {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// The daemon's files may grow only a little past their size now: from then on its writes fail
@@ -425,18 +423,7 @@ fn a_full_disk_refuses_new_orders_keeps_health_answering_does_not_spin_and_loses
     }
     // Health and stats answer (each within a second), and say why once the supervisor's next
     // round has seen the failure.
-    let deadline = std::time::Instant::now() + HANG_GUARD;
-    let body = loop {
-        let (status, body) = http_get(&d, "/readyz");
-        if status == 503 {
-            break body;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "/readyz stayed {status}: {body}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let body = until_not_ready(&d);
     assert!(body.contains("journal_failing"), "{body}");
     // (The journal may have got room again meanwhile: a checkpoint that found room in the
     // main file lets the write-ahead log start over, as on a real disk.)
@@ -462,17 +449,238 @@ fn a_full_disk_refuses_new_orders_keeps_health_answering_does_not_spin_and_loses
     assert_eq!(again["type"], "accepted", "{again}");
     accepted.push(again["order_id"].as_u64().unwrap());
     drop(c);
+    nothing_lost(&mut d, &accepted);
+}
+
+/// A fault-injection file for the journal (`ORDERPIPE_TEST_FAULTS`): what is written into it
+/// applies from the journal's next commit on.
+struct Faults {
+    _dir: tempfile::TempDir,
+    file: std::path::PathBuf,
+}
+
+impl Faults {
+    fn new() -> Faults {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("faults");
+        std::fs::write(&file, "").unwrap();
+        Faults { _dir: dir, file }
+    }
+
+    fn env(&self) -> (&'static str, &str) {
+        (
+            orderpipe::journal::writer::FAULTS_VAR,
+            self.file.to_str().unwrap(),
+        )
+    }
+
+    fn set(&self, fault: &str) {
+        std::fs::write(&self.file, fault).unwrap();
+    }
+}
+
+/// Every order in `accepted` is in the tables after a clean stop, and a restart reaches the
+/// state a replay of the journal reaches.
+fn nothing_lost(d: &mut Daemon, accepted: &[u64]) {
     d.stop();
     let stored: Vec<i64> = order_statuses(&d.db()).iter().map(|(id, _)| *id).collect();
-    for id in &accepted {
+    for id in accepted {
         assert!(
             stored.contains(&(*id as i64)),
             "accepted order {id} was lost"
         );
     }
-    // A restart reaches the state a replay of the journal reaches.
     d.start_again();
     let (cseq, digest) = d.state();
     assert_eq!(d.reference_state(), (cseq, digest));
     d.stop();
+}
+
+#[test]
+fn a_disk_that_takes_seconds_per_commit_times_out_durable_answers_and_keeps_health_answering() {
+    let faults = Faults::new();
+    let mut d = Daemon::start_with("durable_timeout_ms = 300\n", &[faults.env()]);
+    let mut c = d.json();
+    c.request(r#"{"type":"hello","ack":"durable"}"#);
+    let first = c.call(&order("alice", "BTC-USD", "buy", "90", "0.01"));
+    assert_eq!(first["type"], "accepted", "{first}");
+    let mut accepted = vec![first["order_id"].as_u64().unwrap()];
+    // From the next commit on, each takes three seconds.
+    faults.set("slow 3000");
+    c.send(&order("alice", "BTC-USD", "buy", "91", "0.01"));
+    let r = c.recv().unwrap();
+    // Processed, not yet durable: the commit is only slow, so the code says so.
+    assert_eq!(r["type"], "not_durable", "{r}");
+    assert_eq!(r["code"], "commit_timeout", "{r}");
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("do not send it again") && !reason.contains("  "),
+        "{r}"
+    );
+    assert_eq!(r["reply"]["type"], "accepted", "{r}");
+    accepted.push(r["reply"]["order_id"].as_u64().unwrap());
+    // While the journal is inside its commit: stats answers at once with every counter (the
+    // journal's own latencies left out), and health answers (the daemon is working, slowly).
+    let (cpu_before, wall_before) = (io_cpu_ticks(&d), std::time::Instant::now());
+    let asked = std::time::Instant::now();
+    let stats = c.request(r#"{"type":"stats"}"#);
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(1),
+        "stats took {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(stats["type"], "stats", "{stats}");
+    assert_eq!(
+        stats["counters"]["orderpipe_durable_cseq"], 1,
+        "the slow commit has not ended: {stats}"
+    );
+    assert!(
+        stats["latency_ns"].get("engine_to_commit").is_none(),
+        "{stats}"
+    );
+    assert!(
+        stats["latency_ns"].get("engine_process").is_some(),
+        "{stats}"
+    );
+    let (status, body) = http_get(&d, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    // The slow commit ends; the I/O thread waited for it without spinning.
+    until_metric(&d, "orderpipe_durable_cseq", 2);
+    let cpu = io_cpu_ticks(&d) - cpu_before;
+    let wall_ticks = wall_before.elapsed().as_millis() as u64 / 10;
+    assert!(
+        cpu * 2 <= wall_ticks.max(4),
+        "the I/O thread used {cpu} of {wall_ticks} ticks during the slow commit"
+    );
+    // A normal disk again: durable answers are durable.
+    faults.set("");
+    let again = c.call(&order("alice", "BTC-USD", "buy", "92", "0.01"));
+    assert_eq!(again["type"], "accepted", "{again}");
+    accepted.push(again["order_id"].as_u64().unwrap());
+    drop(c);
+    nothing_lost(&mut d, &accepted);
+}
+
+#[test]
+fn an_io_error_from_sqlite_is_a_failing_journal_until_the_disk_works_again() {
+    let faults = Faults::new();
+    let mut d = Daemon::start_with("", &[faults.env()]);
+    let mut c = d.json();
+    let first = c.call(&order("alice", "BTC-USD", "buy", "90", "0.01"));
+    assert_eq!(first["type"], "accepted", "{first}");
+    until_metric(&d, "orderpipe_durable_cseq", 1);
+    faults.set("eio");
+    // Accepted until the journal's next commit fails, then refused at once with the code.
+    let mut accepted = vec![first["order_id"].as_u64().unwrap()];
+    let refused = loop {
+        assert!(accepted.len() < 100_000, "the journal never failed");
+        let r = c.call(&order("alice", "BTC-USD", "buy", "91", "0.0001"));
+        match r["type"].as_str() {
+            Some("accepted") => accepted.push(r["order_id"].as_u64().unwrap()),
+            _ => break r,
+        }
+    };
+    assert_eq!(refused["code"], "journal_unavailable", "{refused}");
+    let body = until_not_ready(&d);
+    assert!(body.contains("journal_failing"), "{body}");
+    let stats = c.request(r#"{"type":"stats"}"#);
+    assert!(
+        stats["counters"]["orderpipe_journal_commit_errors_total"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{stats}"
+    );
+    // The disk works again: the retried batch commits, orders are taken.
+    faults.set("");
+    until_recovered(&d);
+    let again = c.call(&order("alice", "BTC-USD", "buy", "92", "0.0001"));
+    assert_eq!(again["type"], "accepted", "{again}");
+    accepted.push(again["order_id"].as_u64().unwrap());
+    drop(c);
+    nothing_lost(&mut d, &accepted);
+}
+
+#[test]
+fn a_data_folder_moved_away_under_the_daemon_stops_commits_until_it_is_back() {
+    let mut d = Daemon::start();
+    let mut c = d.json();
+    let first = c.call(&order("alice", "BTC-USD", "buy", "90", "0.01"));
+    assert_eq!(first["type"], "accepted", "{first}");
+    until_metric(&d, "orderpipe_durable_cseq", 1);
+    // The folder goes (as `mv data elsewhere` or a deleted folder would take it): the open
+    // files would still take writes, which would be lost with them.
+    let data = d.journal.parent().unwrap().to_path_buf();
+    let moved = data.with_file_name("data-moved");
+    std::fs::rename(&data, &moved).unwrap();
+    until_metric(&d, "orderpipe_data_files_missing", 1);
+    let refused = c.call(&order("alice", "BTC-USD", "buy", "91", "0.01"));
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["code"], "journal_unavailable", "{refused}");
+    let body = until_not_ready(&d);
+    assert!(body.contains("journal_failing"), "{body}");
+    // A cancel is taken and waits, in memory, for the files.
+    let id = first["order_id"].as_u64().unwrap();
+    let cancel = c.call(&format!(
+        r#"{{"type":"cancel","username":"alice","order_id":{id}}}"#
+    ));
+    assert_eq!(cancel["type"], "cancelled", "{cancel}");
+    until_metric(&d, "orderpipe_journal_commit_errors_total", 1);
+    assert_eq!(
+        metric(&d, "orderpipe_durable_cseq"),
+        1,
+        "a commit into the moved files"
+    );
+    // Back: the cancel commits, orders are taken.
+    std::fs::rename(&moved, &data).unwrap();
+    until_metric(&d, "orderpipe_durable_cseq", 2);
+    until_recovered(&d);
+    let again = c.call(&order("alice", "BTC-USD", "buy", "92", "0.01"));
+    assert_eq!(again["type"], "accepted", "{again}");
+    drop(c);
+    nothing_lost(&mut d, &[again["order_id"].as_u64().unwrap()]);
+    let statuses = order_statuses(&d.db());
+    assert_eq!(statuses[0], (id as i64, "cancelled".to_string()));
+}
+
+#[test]
+fn a_start_on_a_read_only_data_folder_fails_at_once_naming_the_file() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let mut d = Daemon::start();
+    let mut c = d.json();
+    let placed = c.call(&order("alice", "BTC-USD", "buy", "90", "0.01"));
+    assert_eq!(placed["type"], "accepted", "{placed}");
+    drop(c);
+    d.stop();
+    let data = d.journal.parent().unwrap().to_path_buf();
+    let top = data.parent().unwrap().to_path_buf();
+    // Permissions do not hold back root: as root, the daemon runs as `nobody` on files it owns.
+    let nobody = rustix::process::geteuid().is_root().then_some(65534);
+    if let Some(uid) = nobody {
+        for entry in std::iter::once(top.clone())
+            .chain(std::fs::read_dir(&top).unwrap().map(|e| e.unwrap().path()))
+            .chain(std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().path()))
+        {
+            std::os::unix::fs::chown(&entry, Some(uid), Some(uid)).unwrap();
+        }
+    }
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("run").arg("--config").arg(&d.config);
+    if let Some(uid) = nobody {
+        cmd.uid(uid).gid(uid);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&data.display().to_string()) && stderr.contains("readonly"),
+        "{stderr}"
+    );
+    // Writable again: the daemon starts (as root, as before), and the order is there.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o750)).unwrap();
+    d.start_again();
+    d.stop();
+    assert_eq!(d.count_orders(), 1);
 }

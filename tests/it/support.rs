@@ -661,3 +661,22 @@ pub fn order_statuses(db: &rusqlite::Connection) -> Vec<(i64, String)> {
         .collect::<rusqlite::Result<_>>()
         .unwrap()
 }
+
+/// `GET path` on the daemon's HTTP port, answered within a second; returns the status line's
+/// code and the body.
+pub fn http_get(d: &Daemon, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(d.http()).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text)
+        .unwrap_or_else(|e| panic!("GET {path} did not answer within a second: {e}"));
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, text)
+}
