@@ -154,8 +154,14 @@ impl Accounts {
             return;
         }
         let b = self.slot(account, asset);
-        debug_assert!(b.reserved >= amount, "release beyond the reservation");
-        let amount = amount.min(b.reserved);
+        // A money invariant, checked in release builds too: a balance that is wrong stops the
+        // engine (and is found again by replay) rather than being silently clamped.
+        assert!(
+            b.reserved >= amount,
+            "custody invariant broken: releasing {amount} of asset {asset} for account \
+             {account}, which has {} reserved",
+            b.reserved
+        );
         b.reserved -= amount;
         b.available += amount;
     }
@@ -164,8 +170,13 @@ impl Accounts {
     #[inline]
     pub fn spend_reserved(&mut self, account: AccountId, asset: AssetIndex, amount: u64) {
         let b = self.slot(account, asset);
-        debug_assert!(b.reserved >= amount, "spending beyond the reservation");
-        b.reserved -= amount.min(b.reserved);
+        assert!(
+            b.reserved >= amount,
+            "custody invariant broken: spending {amount} of asset {asset} for account \
+             {account}, which has {} reserved",
+            b.reserved
+        );
+        b.reserved -= amount;
     }
 
     /// Adds `amount` to available (received in a trade). Cannot overflow: no balance exceeds
@@ -339,6 +350,26 @@ impl Idempotency {
 mod tests {
     use super::*;
     use crate::engine::text::Text;
+
+    #[test]
+    #[should_panic(expected = "custody invariant broken: releasing 101 of asset 0")]
+    fn a_release_beyond_the_reservation_stops_instead_of_clamping() {
+        let mut a = Accounts::new(1, 1);
+        let alice = a.find_or_create(&Text::new("alice")).unwrap();
+        a.deposit(alice, 0, 1000).unwrap();
+        a.reserve(alice, 0, 100).unwrap();
+        a.release(alice, 0, 101);
+    }
+
+    #[test]
+    #[should_panic(expected = "custody invariant broken: spending 2 of asset 0")]
+    fn spending_beyond_the_reservation_stops_instead_of_clamping() {
+        let mut a = Accounts::new(1, 1);
+        let alice = a.find_or_create(&Text::new("alice")).unwrap();
+        a.deposit(alice, 0, 1000).unwrap();
+        a.reserve(alice, 0, 1).unwrap();
+        a.spend_reserved(alice, 0, 2);
+    }
 
     #[test]
     fn balances_move_and_add_up() {

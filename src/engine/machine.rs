@@ -744,6 +744,12 @@ impl Engine {
             Side::Buy => (base, notional + buyer_fee),
             Side::Sell => (notional + buyer_fee, base),
         };
+        assert!(
+            t.reserved >= taker_spent,
+            "order invariant broken: order {} spent {taker_spent} of a {} reservation",
+            t.order_id,
+            t.reserved
+        );
         t.reserved -= taker_spent;
         t.remaining -= lots;
         t.filled += lots;
@@ -752,6 +758,13 @@ impl Engine {
         self.markets[m].book.reduce(&mut self.orders, slot, lots);
         let (maker_remaining, maker_filled) = {
             let mo = self.orders.get_mut(slot);
+            assert!(
+                mo.reserved >= maker_spent,
+                "order invariant broken: resting order {} spent {maker_spent} of a {} \
+                 reservation",
+                mo.order_id,
+                mo.reserved
+            );
             mo.reserved -= maker_spent;
             mo.filled += lots;
             (mo.remaining, mo.filled)
@@ -984,7 +997,14 @@ impl Engine {
             self.markets[m]
                 .book
                 .reduce(&mut self.orders, slot, o.remaining - lots);
-            let release = o.reserved.saturating_sub(keep);
+            assert!(
+                keep <= o.reserved,
+                "order invariant broken: order {} reduced to a reservation of {keep} above \
+                 its {}",
+                o.order_id,
+                o.reserved
+            );
+            let release = o.reserved - keep;
             self.orders.get_mut(slot).reserved -= release;
             self.accounts.release(account, spec.spends(o.side), release);
             let seq = em.event(EventKind::OrderAmended {
@@ -1029,7 +1049,10 @@ impl Engine {
             self.markets[m].book.unlink(&mut self.orders, slot);
             self.accounts.release(account, asset, o.reserved);
             let reserved = self.accounts.reserve(account, asset, need);
-            debug_assert!(reserved.is_ok(), "funds were checked");
+            assert!(
+                reserved.is_ok(),
+                "custody invariant broken: an amend's funds were checked, then not there"
+            );
             {
                 let order = self.orders.get_mut(slot);
                 order.price = price;
@@ -1057,7 +1080,10 @@ impl Engine {
         self.open_dec(account);
         self.accounts.release(account, asset, old.reserved);
         let reserved = self.accounts.reserve(account, asset, need);
-        debug_assert!(reserved.is_ok(), "funds were checked");
+        assert!(
+            reserved.is_ok(),
+            "custody invariant broken: an amend's funds were checked, then not there"
+        );
         let seq = em.event(EventKind::OrderAmended {
             order_id: o.order_id,
             market: o.market,
