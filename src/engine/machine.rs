@@ -136,6 +136,14 @@ pub(super) struct Market {
     pub(super) last_price: u64,
 }
 
+impl Market {
+    /// True when a resting order at `price` ticks with `remaining` lots is one this market
+    /// could hold (a snapshot's orders are checked with it: a level's total stays in range).
+    pub(super) fn could_rest(&self, price: u64, remaining: u64) -> bool {
+        (1..=self.spec.max_price).contains(&price) && (1..=self.spec.max_lots).contains(&remaining)
+    }
+}
+
 /// An order being matched.
 #[derive(Debug, Clone, Copy)]
 struct Taker {

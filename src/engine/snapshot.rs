@@ -195,6 +195,14 @@ impl Engine {
             }
             e.accounts.restore(id, &a.balances);
         }
+        if snap.fees.len() != assets.len() || snap.supply.len() != assets.len() {
+            return Err(format!(
+                "the snapshot has fees of {} and supplies of {} assets, the config {}",
+                snap.fees.len(),
+                snap.supply.len(),
+                assets.len()
+            ));
+        }
         e.accounts.restore_totals(&snap.fees, &snap.supply);
         e.accounts.drain_touched(|_, _, _| {});
         e.open_orders = snap.accounts.iter().map(|a| a.open_orders).collect();
@@ -210,6 +218,12 @@ impl Engine {
             for o in snap.orders[start..end].iter().rev() {
                 if o.market as usize >= e.markets.len() || e.orders.is_full() {
                     return Err(format!("order {} does not fit the config", o.order_id));
+                }
+                if !e.markets[o.market as usize].could_rest(o.price, o.remaining) {
+                    return Err(format!(
+                        "order {} rests at {} ticks for {} lots, outside its market's grid",
+                        o.order_id, o.price, o.remaining
+                    ));
                 }
                 if o.account as usize >= snap.accounts.len() {
                     return Err(format!(
