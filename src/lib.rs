@@ -113,6 +113,7 @@ pub mod config;
 pub mod engine;
 pub mod ingress;
 pub mod journal;
+pub mod limits;
 pub mod num;
 pub mod telemetry;
 pub mod untrusted;

@@ -32,7 +32,7 @@ pub fn json_line(data: &[u8]) -> Result<(), String> {
 
 /// A binary frame: its length prefix, then its payload as a request.
 pub fn binary_frame(data: &[u8]) -> Result<(), String> {
-    match binary::frame_head(data, crate::config::FRAME_BYTES_LIMIT as u32) {
+    match binary::frame_head(data, crate::limits::FRAME_BYTES_LIMIT as u32) {
         binary::FrameHead::Complete(len) => {
             let payload = &data[binary::PREFIX_LEN..binary::PREFIX_LEN + len];
             binary::decode::<Request>(payload).map(drop)

@@ -707,7 +707,7 @@ fn bench_config(
     amqp.insert("enabled".into(), amqp_on.into());
     // The trade scenario's buyers only buy and its sellers only sell: each holds up to 10^10
     // of every asset, within the engine's supply limit over all of them.
-    let cap_units = crate::engine::custody::SUPPLY_LIMIT / 2 / users.len().max(1) as u64;
+    let cap_units = crate::limits::SUPPLY_LIMIT / 2 / users.len().max(1) as u64;
     for user in users {
         let mut balances = toml::Table::new();
         for (asset, scale) in &assets {

@@ -37,7 +37,7 @@ use crate::telemetry::Counters;
 
 /// Every topic the daemon publishes, in the order of docs/EVENTS.md; an event's topic is
 /// stored as its index here, and a subscriber's topics as a mask with one bit per index.
-pub const TOPICS: [&str; 14] = [
+pub const TOPICS: [&str; crate::limits::TOPIC_COUNT] = [
     "order.created",
     "order.rejected",
     "order.partially_filled",

@@ -10,10 +10,7 @@ mod trading;
 
 pub use access::{AccessConfig, Grant, HttpConfig, MIN_TOKEN_LEN, Token};
 
-pub use trading::{
-    AccountConfig, AssetConfig, AssetId, ComplianceConfig, MAX_ASSET_NAME, MAX_MARKETS,
-    MarketConfig, StpMode,
-};
+pub use trading::{AccountConfig, AssetConfig, AssetId, ComplianceConfig, MarketConfig, StpMode};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -21,11 +18,7 @@ use std::time::Duration;
 
 use read::Table;
 
-/// Longest market name, in bytes (the engine keeps names inline).
-pub const MAX_MARKET_NAME: usize = 32;
-
-/// Largest frame the binary codec accepts, whatever the config says (1 MiB).
-pub const FRAME_BYTES_LIMIT: u64 = 1 << 20;
+use crate::limits::{FRAME_BYTES_LIMIT, MAX_ASSETS, MAX_MARKETS};
 
 /// Longest path a Unix socket address holds (`sun_path` is 108 bytes with the final NUL).
 const SUN_PATH_MAX: usize = 107;
@@ -359,6 +352,12 @@ impl Config {
             errors.push(ConfigError::new(
                 "markets",
                 "at least one [markets.NAME] table is required".to_string(),
+            ));
+        }
+        if assets.len() > MAX_ASSETS {
+            errors.push(ConfigError::new(
+                "assets",
+                format!("at most {MAX_ASSETS} assets per daemon"),
             ));
         }
         if markets.len() > MAX_MARKETS {
@@ -705,6 +704,25 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigErrors> {
         Config::parse(text, Path::new("/etc/op/config.toml"), Path::new("/etc/op"))
+    }
+
+    #[test]
+    fn more_assets_than_a_balance_mask_holds_are_refused() {
+        let extra: String = (0..MAX_ASSETS - 1)
+            .map(|i| format!("[assets.A{i}]\nscale = 2\n"))
+            .collect();
+        // Two assets in GOOD plus 63: one too many.
+        let e = parse(&format!("{GOOD}\n{extra}")).unwrap_err();
+        assert!(
+            e.errors
+                .iter()
+                .any(|e| e.to_string().contains("at most 64 assets per daemon")),
+            "{e}"
+        );
+        let fits: String = (0..MAX_ASSETS - 2)
+            .map(|i| format!("[assets.A{i}]\nscale = 2\n"))
+            .collect();
+        parse(&format!("{GOOD}\n{fits}")).unwrap();
     }
 
     #[test]

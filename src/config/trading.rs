@@ -2,8 +2,9 @@
 //! Every decimal is converted here, once, into the integers the engine compares: ticks, lots
 //! and asset units.
 
+use super::ConfigError;
 use super::read::Table;
-use super::{ConfigError, MAX_MARKET_NAME};
+use crate::limits::{MAX_MARKET_NAME, SUPPLY_LIMIT};
 use crate::num::Decimal;
 
 /// Index of an asset in `Config::assets`.
@@ -12,11 +13,7 @@ pub type AssetId = usize;
 /// Most decimal places an asset's smallest unit may have.
 pub(super) const MAX_ASSET_SCALE: u64 = 18;
 
-/// Most markets one daemon serves (a user's allow-list is a 64-bit mask).
-pub const MAX_MARKETS: usize = 64;
-
-/// Longest asset name, in bytes.
-pub const MAX_ASSET_NAME: usize = 16;
+use crate::limits::MAX_ASSET_NAME;
 
 /// `[assets.NAME]`: something accounts hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -384,15 +381,13 @@ pub(super) fn read_accounts(
             .filter(|(a, _)| *a == id)
             .map(|(_, units)| u128::from(*units))
             .sum();
-        if total > u128::from(crate::engine::custody::SUPPLY_LIMIT) {
+        if total > u128::from(SUPPLY_LIMIT) {
             errors.push(ConfigError::new(
                 "accounts",
                 format!(
                     "start-up balances of {} add up to more than the engine can hold ({} units \
                      of 10^-{}); lower them or the asset's scale",
-                    asset.name,
-                    crate::engine::custody::SUPPLY_LIMIT,
-                    asset.scale
+                    asset.name, SUPPLY_LIMIT, asset.scale
                 ),
             ));
         }

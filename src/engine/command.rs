@@ -5,23 +5,16 @@
 use super::text::Text;
 use crate::num::Decimal;
 
-/// Longest username, in bytes.
-pub const MAX_USERNAME: usize = 64;
-/// Longest client order id, in bytes.
-pub const MAX_CLIENT_ORDER_ID: usize = 64;
-/// Longest client timestamp text, in bytes.
-pub const MAX_CLIENT_TIMESTAMP: usize = 64;
-/// Longest idempotency key, in bytes.
-pub const MAX_IDEMPOTENCY_KEY: usize = 64;
+use crate::limits::{MAX_CLIENT_ORDER_ID, MAX_CLIENT_TIMESTAMP, MAX_IDEMPOTENCY_KEY, MAX_USERNAME};
 
 /// A username as the engine carries it.
 pub type Username = Text<MAX_USERNAME>;
 /// A client order id as the engine carries it.
 pub type ClientOrderId = Text<MAX_CLIENT_ORDER_ID>;
 /// A market name as the engine carries it.
-pub type MarketName = Text<{ crate::config::MAX_MARKET_NAME }>;
+pub type MarketName = Text<{ crate::limits::MAX_MARKET_NAME }>;
 /// An asset name as the engine carries it.
-pub type AssetName = Text<{ crate::config::MAX_ASSET_NAME }>;
+pub type AssetName = Text<{ crate::limits::MAX_ASSET_NAME }>;
 /// An idempotency key as the engine carries it.
 pub type IdempotencyKey = Text<MAX_IDEMPOTENCY_KEY>;
 

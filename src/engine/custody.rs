@@ -51,14 +51,15 @@ pub struct Accounts {
     touched_mask: Vec<u64>,
 }
 
-/// Largest supply of one asset, in units: half of `u64`, so that no balance and no sum of two
-/// balances can overflow.
-pub const SUPPLY_LIMIT: u64 = u64::MAX / 2;
+use crate::limits::SUPPLY_LIMIT;
 
 impl Accounts {
     /// Room for `max` accounts of `n_assets` assets (at most 64), allocated now.
     pub fn new(n_assets: usize, max: usize) -> Accounts {
-        debug_assert!(n_assets <= 64);
+        assert!(
+            n_assets <= crate::limits::MAX_ASSETS,
+            "the config allows at most MAX_ASSETS assets"
+        );
         Accounts {
             names: Vec::with_capacity(max),
             // Grows with the accounts: a table sized for the maximum would make lookups among

@@ -4,10 +4,11 @@
 //! and, from there, hands them to subscribers. docs/EVENTS.md lists the topics and payloads.
 
 use super::command::{
-    AssetIndex, CancelReason, ClientOrderId, HaltTarget, MAX_CLIENT_TIMESTAMP, MarketId,
-    MarketName, OrderType, RejectCode, Side, TimeInForce, Username,
+    AssetIndex, CancelReason, ClientOrderId, HaltTarget, MarketId, MarketName, OrderType,
+    RejectCode, Side, TimeInForce, Username,
 };
 use super::text::Text;
+use crate::limits::MAX_CLIENT_TIMESTAMP;
 
 /// Most events one command produces when its incoming order makes `fills` fills (or cancels
 /// that many orders): the most a projection holds for one command.

@@ -7,7 +7,7 @@
 
 use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 
-use crate::config::FRAME_BYTES_LIMIT;
+use crate::limits::FRAME_BYTES_LIMIT;
 
 /// First four bytes a binary client sends.
 pub const MAGIC: [u8; 4] = *b"ORDP";
