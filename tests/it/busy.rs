@@ -644,6 +644,48 @@ fn a_data_folder_moved_away_under_the_daemon_stops_commits_until_it_is_back() {
 }
 
 #[test]
+fn a_data_folder_made_read_only_under_the_daemon_changes_nothing_until_the_next_start() {
+    use std::os::unix::fs::PermissionsExt;
+    // Permissions do not hold back root: as root, the daemon runs as `nobody`.
+    let mut d = if rustix::process::geteuid().is_root() {
+        Daemon::start_as("", 65534)
+    } else {
+        Daemon::start()
+    };
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        !uid.split_whitespace().any(|f| f == "0"),
+        "the daemon runs as root, whom a read-only folder does not stop: {uid}"
+    );
+    let mut c = d.json();
+    c.request(r#"{"type":"hello","ack":"durable"}"#);
+    let first = c.call(&order("alice", "BTC-USD", "buy", "90", "0.01"));
+    assert_eq!(first["type"], "accepted", "{first}");
+    let data = d.journal.parent().unwrap().to_path_buf();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o555)).unwrap();
+    // The files are open: durable answers come as before, and health says ready.
+    let mut accepted = vec![first["order_id"].as_u64().unwrap()];
+    for price in ["91", "92", "93"] {
+        let r = c.call(&order("alice", "BTC-USD", "buy", price, "0.01"));
+        assert_eq!(r["type"], "accepted", "{r}");
+        accepted.push(r["order_id"].as_u64().unwrap());
+    }
+    let (status, body) = http_get(&d, "/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(metric(&d, "orderpipe_journal_commit_errors_total"), 0);
+    drop(c);
+    // (A stop with the folder read-only would leave the socket file behind, which the next
+    // start replaces: the helper's clean stop checks that it is gone.)
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o750)).unwrap();
+    nothing_lost(&mut d, &accepted);
+}
+
+#[test]
 fn a_start_on_a_read_only_data_folder_fails_at_once_naming_the_file() {
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;

@@ -121,19 +121,24 @@ impl Daemon {
 
     /// Starts a daemon whose assets, markets and accounts are `markets`.
     pub fn start_with_markets(sections: &str, markets: &str, env: &[(&str, &str)]) -> Daemon {
-        Daemon::start_on(sections, markets, env, None, None)
+        Daemon::start_on(sections, markets, env, None, None, None)
     }
 
     /// Starts a daemon whose data folder holds a copy of the tables file `tables` (a database
     /// written by an earlier build) when it starts.
     pub fn start_on_tables(sections: &str, tables: &Path) -> Daemon {
-        Daemon::start_on(sections, MARKETS, &[], Some(tables), None)
+        Daemon::start_on(sections, MARKETS, &[], Some(tables), None, None)
     }
 
     /// Starts a daemon whose process runs with `umask` (through `sh -c 'umask ..; exec ..'`,
     /// so the child is the daemon itself).
     pub fn start_with_umask(sections: &str, umask: u32) -> Daemon {
-        Daemon::start_on(sections, MARKETS, &[], None, Some(umask))
+        Daemon::start_on(sections, MARKETS, &[], None, Some(umask), None)
+    }
+
+    /// Starts a daemon running as the user `uid` (its folder and files given to that user).
+    pub fn start_as(sections: &str, uid: u32) -> Daemon {
+        Daemon::start_on(sections, MARKETS, &[], None, None, Some(uid))
     }
 
     fn start_on(
@@ -142,6 +147,7 @@ impl Daemon {
         env: &[(&str, &str)],
         tables: Option<&Path>,
         umask: Option<u32>,
+        uid: Option<u32>,
     ) -> Daemon {
         let dir = tempfile::Builder::new().prefix("op").tempdir().unwrap();
         let config = write_config(dir.path(), sections, markets);
@@ -174,6 +180,13 @@ impl Daemon {
             .stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some(uid) = uid {
+            use std::os::unix::process::CommandExt;
+            for p in [dir.path(), config.as_path(), notify_path.as_path()] {
+                std::os::unix::fs::chown(p, Some(uid), Some(uid)).unwrap();
+            }
+            cmd.uid(uid).gid(uid);
         }
         let child = cmd.spawn().unwrap();
         let data = dir.path().join("data");
