@@ -82,7 +82,9 @@ fn snapshot_config() -> &'static Config {
 /// config and its own invariants).
 pub fn snapshot(data: &[u8]) -> Result<(), String> {
     let snap = binary::decode_large::<Snapshot>(data)?;
-    Engine::restore(snapshot_config(), &snap).map(drop)
+    Engine::restore(snapshot_config(), &snap)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// A command block as stored: 24 bytes of first command, last command and last event number,

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use super::command::{ClientOrderId, MarketId, Owner, Side};
+use super::error::Broken;
 use super::hash::{FnvBuild, IdBuild};
 
 /// Index of an order in the slab.
@@ -664,14 +665,14 @@ impl Book {
 
     /// Checks the book's internal invariants (levels match their orders, the book is not
     /// crossed). For tests and debug builds; walks everything.
-    pub fn check(&self, orders: &Orders) -> Result<(), String> {
+    pub fn check(&self, orders: &Orders) -> Result<(), Broken> {
         for ladder in [&self.bids, &self.asks] {
             let mut last: Option<u64> = None;
             let mut seen = 0;
             for l in ladder.in_priority() {
                 let level = &ladder.levels[l as usize];
                 if last.is_some_and(|p| !ladder.better(p, level.price)) {
-                    return Err("levels not in strict priority order".into());
+                    return Err(Broken::LevelOrder);
                 }
                 last = Some(level.price);
                 seen += 1;
@@ -679,10 +680,14 @@ impl Book {
                 while s != NIL {
                     let o = orders.get(s);
                     if o.price != level.price || o.side != ladder.side || o.prev != prev {
-                        return Err(format!("order {} misplaced in its level", o.order_id));
+                        return Err(Broken::Misplaced {
+                            order_id: o.order_id,
+                        });
                     }
                     if o.remaining == 0 {
-                        return Err(format!("order {} rests with nothing left", o.order_id));
+                        return Err(Broken::EmptyOrder {
+                            order_id: o.order_id,
+                        });
                     }
                     total += o.remaining;
                     count += 1;
@@ -690,21 +695,21 @@ impl Book {
                     s = o.next;
                 }
                 if total != level.total || count != level.count || prev != level.tail {
-                    return Err(format!("level {} totals are off", level.price));
+                    return Err(Broken::LevelTotals { price: level.price });
                 }
             }
             if seen != ladder.in_window + ladder.outside.len() {
-                return Err("the window's level count is off".into());
+                return Err(Broken::WindowCount);
             }
             let occupied: usize = ladder.bits.iter().map(|w| w.count_ones() as usize).sum();
             if occupied != ladder.in_window {
-                return Err("the window's bitmap is off".into());
+                return Err(Broken::WindowBitmap);
             }
         }
         if let (Some(b), Some(a)) = (self.best_price(Side::Buy), self.best_price(Side::Sell))
             && b >= a
         {
-            return Err(format!("book crossed: bid {b} >= ask {a}"));
+            return Err(Broken::Crossed { bid: b, ask: a });
         }
         Ok(())
     }
@@ -834,7 +839,8 @@ mod tests {
                     book.insert(&mut orders, s);
                     live.push((id, side, price, lots));
                 }
-                book.check(&orders).map_err(proptest::test_runner::TestCaseError::fail)?;
+                book.check(&orders)
+                    .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
                 for side in [Side::Buy, Side::Sell] {
                     let mut want: Vec<(u64, u64)> = Vec::new();
                     let mut prices: Vec<u64> = live.iter().filter(|o| o.1 == side).map(|o| o.2).collect();

@@ -254,7 +254,7 @@ impl Accounts {
     }
 
     /// Checks the custody invariants: every asset's balances plus fees add up to its supply.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), super::error::Broken> {
         for asset in 0..self.n_assets {
             let mut total: u128 = u128::from(self.fees[asset]);
             for account in 0..self.names.len() {
@@ -262,10 +262,11 @@ impl Accounts {
                 total += u128::from(b.available) + u128::from(b.reserved);
             }
             if total != u128::from(self.supply[asset]) {
-                return Err(format!(
-                    "asset {asset}: balances and fees add up to {total}, supply is {}",
-                    self.supply[asset]
-                ));
+                return Err(super::error::Broken::Supply {
+                    asset,
+                    total,
+                    supply: self.supply[asset],
+                });
             }
         }
         Ok(())

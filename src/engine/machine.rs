@@ -21,6 +21,7 @@ use super::command::{
     RejectCode, Reply, Report, ReportKind, Side, TimeInForce, Transfer, Username,
 };
 use super::custody::{Accounts, Balance, CustodyError, Idempotency};
+use super::error::Broken;
 use super::event::{
     BalanceReason, CommandRecord, Event, EventKind, OrderRecord, TradeRecord, events_bound,
 };
@@ -1304,7 +1305,7 @@ impl Engine {
     }
 
     /// Checks every invariant of the engine state; walks everything (tests, debug).
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), Broken> {
         for market in &self.markets {
             market.book.check(&self.orders)?;
             for side in [Side::Buy, Side::Sell] {
@@ -1312,10 +1313,11 @@ impl Engine {
                     let o = self.orders.get(slot);
                     let need = market.spec.reservation(o.side, o.price, o.remaining);
                     if u128::from(o.reserved) < need {
-                        return Err(format!(
-                            "order {} reserves {} but may cost {need}",
-                            o.order_id, o.reserved
-                        ));
+                        return Err(Broken::UnderReserved {
+                            order_id: o.order_id,
+                            reserved: o.reserved,
+                            need,
+                        });
                     }
                 }
             }
@@ -1340,10 +1342,12 @@ impl Engine {
                     .copied()
                     .unwrap_or(0);
                 if b.reserved != h {
-                    return Err(format!(
-                        "account {i} asset {asset}: reserved {} but orders hold {h}",
-                        b.reserved
-                    ));
+                    return Err(Broken::Reserved {
+                        account: i,
+                        asset,
+                        reserved: b.reserved,
+                        held: h,
+                    });
                 }
             }
         }

@@ -8,6 +8,7 @@
 pub mod book;
 pub mod command;
 pub mod custody;
+pub mod error;
 pub mod event;
 pub mod hash;
 pub mod machine;
@@ -25,6 +26,7 @@ pub use command::{
     Outcome, Owner, RejectCode, Reply, Report, ReportKind, Side, TimeInForce, Transfer, Username,
 };
 pub use custody::Balance;
+pub use error::{Broken, RestoreError};
 pub use event::{
     BalanceReason, CommandRecord, Event, EventKind, OrderRecord, TradeRecord, events_bound,
 };

@@ -9,6 +9,7 @@
 use super::book::{NIL, RestingOrder};
 use super::command::{ClientOrderId, IdempotencyKey, MarketId, NO_OWNER, Outcome, Side, Username};
 use super::custody::Balance;
+use super::error::RestoreError;
 use super::hash::Hash64;
 use super::machine::Engine;
 use super::risk::Bucket;
@@ -166,20 +167,23 @@ impl Engine {
 
     /// An engine in the state of `snap`, for the markets and assets of `config` (which must be
     /// the ones the snapshot was taken with). Orders have no connection to report to.
-    pub fn restore(config: &Config, snap: &Snapshot) -> Result<Engine, String> {
+    pub fn restore(config: &Config, snap: &Snapshot) -> Result<Engine, RestoreError> {
         if snap.version != SNAPSHOT_VERSION {
-            return Err(format!(
-                "snapshot format {} is not {SNAPSHOT_VERSION}",
-                snap.version
-            ));
+            return Err(RestoreError::Version {
+                found: snap.version,
+                supported: SNAPSHOT_VERSION,
+            });
         }
         let markets: Vec<&str> = config.markets.iter().map(|m| m.name.as_str()).collect();
         let assets: Vec<&str> = config.assets.iter().map(|a| a.name.as_str()).collect();
         if snap.markets != markets || snap.assets != assets {
-            return Err(format!(
-                "the snapshot is of markets {:?} and assets {:?}, the config has {markets:?} and {assets:?}",
-                snap.markets, snap.assets
-            ));
+            let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+            return Err(RestoreError::OtherConfig {
+                markets: snap.markets.clone(),
+                assets: snap.assets.clone(),
+                config_markets: owned(&markets),
+                config_assets: owned(&assets),
+            });
         }
         // Start from an empty engine (no demo balances: the snapshot has every balance).
         let mut bare = config.clone();
@@ -189,19 +193,20 @@ impl Engine {
             let id = e
                 .accounts
                 .find_or_create(&a.name)
-                .map_err(|_| "more accounts than max_accounts".to_string())?;
+                .map_err(|_| RestoreError::TooManyAccounts)?;
             if id as usize != i || a.balances.len() != assets.len() {
-                return Err(format!("account {} does not fit the config", a.name));
+                return Err(RestoreError::Account {
+                    name: a.name.to_string(),
+                });
             }
             e.accounts.restore(id, &a.balances);
         }
         if snap.fees.len() != assets.len() || snap.supply.len() != assets.len() {
-            return Err(format!(
-                "the snapshot has fees of {} and supplies of {} assets, the config {}",
-                snap.fees.len(),
-                snap.supply.len(),
-                assets.len()
-            ));
+            return Err(RestoreError::Totals {
+                fees: snap.fees.len(),
+                supplies: snap.supply.len(),
+                assets: assets.len(),
+            });
         }
         e.accounts.restore_totals(&snap.fees, &snap.supply);
         e.accounts.drain_touched(|_, _, _| {});
@@ -217,21 +222,23 @@ impl Engine {
                 .map_or(snap.orders.len(), |n| start + n);
             for o in snap.orders[start..end].iter().rev() {
                 if o.market as usize >= e.markets.len() || e.orders.is_full() {
-                    return Err(format!("order {} does not fit the config", o.order_id));
+                    return Err(RestoreError::OrderDoesNotFit {
+                        order_id: o.order_id,
+                    });
                 }
                 if !e.markets[o.market as usize].could_rest(o.price, o.remaining) {
-                    return Err(format!(
-                        "order {} rests at {} ticks for {} lots, outside its market's grid",
-                        o.order_id, o.price, o.remaining
-                    ));
+                    return Err(RestoreError::OffGrid {
+                        order_id: o.order_id,
+                        price: o.price,
+                        remaining: o.remaining,
+                    });
                 }
                 if o.account as usize >= snap.accounts.len() {
-                    return Err(format!(
-                        "order {} belongs to account {}, and the snapshot has {} accounts",
-                        o.order_id,
-                        o.account,
-                        snap.accounts.len()
-                    ));
+                    return Err(RestoreError::NoSuchAccount {
+                        order_id: o.order_id,
+                        account: o.account,
+                        accounts: snap.accounts.len(),
+                    });
                 }
                 let mut r = RestingOrder::new(
                     o.order_id,
@@ -256,10 +263,10 @@ impl Engine {
                 let slot = e
                     .orders
                     .find(*id)
-                    .ok_or_else(|| format!("book order {id} is not among the orders"))?;
+                    .ok_or(RestoreError::NotAnOrder { order_id: *id })?;
                 let o = e.orders.get(slot);
                 if o.market as usize != m || side_index(o.side) != i % 2 {
-                    return Err(format!("order {id} is in the wrong book"));
+                    return Err(RestoreError::WrongBook { order_id: *id });
                 }
                 e.markets[m].book.insert(&mut e.orders, slot);
             }

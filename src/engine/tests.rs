@@ -739,7 +739,31 @@ fn a_restored_snapshot_behaves_exactly_like_the_engine_it_was_taken_from() {
     // A snapshot of other markets is refused.
     let mut other = snap.clone();
     other.markets[0] = "XYZ-USD".into();
-    assert!(Engine::restore(&config, &other).is_err());
+    match Engine::restore(&config, &other) {
+        Err(crate::engine::RestoreError::OtherConfig { markets, .. }) => {
+            assert_eq!(markets[0], "XYZ-USD");
+        }
+        other => panic!("expected OtherConfig, got {:?}", other.map(|e| e.digest())),
+    }
+    // A snapshot whose balances break the books' reservations is refused by the checker.
+    let mut off = snap.clone();
+    let b = off
+        .accounts
+        .iter_mut()
+        .flat_map(|a| a.balances.iter_mut())
+        .find(|b| b.reserved > 0)
+        .expect("the workload leaves resting orders with reservations");
+    b.reserved -= 1;
+    b.available += 1;
+    assert!(
+        matches!(
+            Engine::restore(&config, &off),
+            Err(crate::engine::RestoreError::Broken(
+                crate::engine::Broken::Reserved { .. }
+            ))
+        ),
+        "a reservation one unit short was restored"
+    );
 }
 
 #[test]

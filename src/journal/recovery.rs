@@ -609,7 +609,7 @@ fn load_snapshot(
                         tracing::info!(cseq, "restored the engine from a snapshot");
                         return Ok((engine, cseq));
                     }
-                    Err(e) => e,
+                    Err(e) => e.to_string(),
                 },
             }
         };
