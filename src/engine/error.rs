@@ -40,7 +40,7 @@ pub enum Broken {
         account: usize,
         asset: usize,
         reserved: u64,
-        held: u64,
+        held: u128,
     },
 }
 

@@ -1324,14 +1324,15 @@ impl Engine {
         }
         self.accounts.check()?;
         // Reserved balances are exactly what the resting orders hold.
-        let mut held: HashMap<(AccountId, AssetIndex), u64> = HashMap::new();
+        // Summed wide: a damaged snapshot's reservations may add up past u64.
+        let mut held: HashMap<(AccountId, AssetIndex), u128> = HashMap::new();
         for market in &self.markets {
             for side in [Side::Buy, Side::Sell] {
                 for slot in market.book.orders_in_priority(&self.orders, side) {
                     let o = self.orders.get(slot);
                     *held
                         .entry((o.account, market.spec.spends(o.side)))
-                        .or_default() += o.reserved;
+                        .or_default() += u128::from(o.reserved);
                 }
             }
         }
@@ -1341,7 +1342,7 @@ impl Engine {
                     .get(&(i as AccountId, asset as AssetIndex))
                     .copied()
                     .unwrap_or(0);
-                if b.reserved != h {
+                if u128::from(b.reserved) != h {
                     return Err(Broken::Reserved {
                         account: i,
                         asset,
