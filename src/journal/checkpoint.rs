@@ -125,7 +125,8 @@ pub enum Log {
 /// commit it publishes the log's length, and once the log is past the limit it runs a PASSIVE
 /// checkpoint on the writer's own connection, so that the writer's next commit starts the log
 /// over. While a reader holds part of the log (an old read transaction), the checkpoint cannot
-/// finish; it is tried again each time the log has grown by another eighth of the limit.
+/// finish; it is tried again each time the log has grown by another eighth of the limit. One
+/// that finds the checkpoint thread at work (SQLite's busy answer) leaves the copying to it.
 pub fn bound_wal(
     conn: &mut Connection,
     limit_bytes: u64,
@@ -155,8 +156,15 @@ pub fn bound_wal(
         }
         next_try = frames + (limit / 8).max(1);
         bump(runs);
-        if let Err(e) = wal.checkpoint_v2(CheckpointMode::PASSIVE) {
-            tracing::warn!(?log, error = %e, frames, "checkpoint of an overlong write-ahead log failed; tried again later");
+        match wal.checkpoint_v2(CheckpointMode::PASSIVE) {
+            // The checkpoint thread is copying this log right now: it finishes the work.
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    || e.code == rusqlite::ErrorCode::DatabaseLocked => {}
+            Err(e) => {
+                tracing::warn!(?log, error = %e, frames, "checkpoint of an overlong write-ahead log failed; tried again later");
+            }
+            Ok(_) => {}
         }
         Ok(())
     }))
