@@ -173,13 +173,18 @@ fn every_interface_in_a_closed_and_an_open_loop_reports_what_the_daemon_did() {
         // Every answer that was not `busy` is a command the daemon processed, and the
         // daemon's own figures for the run came with the report.
         let c = &r["counts"];
+        // A cancel or amend of an order that no longer rests and is not in the tables yet
+        // (the projection behind, on a loaded machine) is answered 404 `not_found` by the
+        // gateway itself, without a command.
+        let gateway_only = c["rejected"].get("not_found").map_or(0, n);
         assert_eq!(
             commands(&d) - before,
-            answered - n(&c["busy"]),
-            "run {i}: the daemon processed another number of commands than were answered"
+            answered - n(&c["busy"]) - gateway_only,
+            "run {i}: the daemon processed another number of commands than were answered: {c}"
         );
         assert!(
-            n(&r["daemon_stats"]["counters"]["orderpipe_commands_total"]) >= before + answered,
+            n(&r["daemon_stats"]["counters"]["orderpipe_commands_total"])
+                >= before + answered - gateway_only,
             "run {i}: {}",
             r["daemon_stats"]
         );
