@@ -7,8 +7,7 @@ use orderpipe::engine::{CommandRecord, Engine, Event, Outcome, Output, Owner, Re
 
 use crate::allocations_on_this_thread;
 
-#[path = "../../benches/common/workload.rs"]
-mod workload;
+use crate::workload;
 
 /// Command records into a ring that is emptied as it goes, as the journal would; events
 /// counted and dropped (the live engine records its commands only), reports counted.

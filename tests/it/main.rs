@@ -14,6 +14,7 @@ mod drain;
 mod events;
 mod held;
 mod http;
+mod identical;
 mod model;
 mod projection;
 mod protocol;
@@ -22,6 +23,8 @@ mod signals;
 mod support;
 mod systemd;
 mod trading;
+#[path = "../../benches/common/workload.rs"]
+mod workload;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
