@@ -5,21 +5,32 @@
 //! (balances) and [`risk`] (compliance); [`runner`] is the thread around it: rings in, rings
 //! out, idle strategy, control plane.
 
+mod admission;
+mod amend;
 pub mod book;
+mod cancel;
+mod check;
 pub mod command;
 pub mod custody;
 pub mod error;
 pub mod event;
+mod halt;
 pub mod hash;
 pub mod machine;
+mod market;
+mod matching;
+pub mod output;
+mod read;
 pub mod risk;
 pub mod runner;
 pub mod snapshot;
 pub mod text;
+mod transfer;
 
 #[cfg(test)]
 mod tests;
 
+pub use admission::ValidOrder;
 pub use command::{
     Amend, AssetName, Cancel, CancelAll, CancelReason, Command, CommandBody, HaltTarget,
     IdempotencyKey, MarketId, MarketName, NO_OWNER, NewOrder, OrderRef, OrderType, Outbound,
@@ -30,7 +41,9 @@ pub use error::{Broken, RestoreError};
 pub use event::{
     BalanceReason, CommandRecord, Event, EventKind, OrderRecord, TradeRecord, events_bound,
 };
-pub use machine::{Depth, Engine, Output, Recorder, ValidOrder};
+pub use machine::Engine;
+pub use output::{Output, Recorder};
+pub use read::Depth;
 pub use runner::{Connection, Control, EngineHandle, EngineLink, EngineSnapshot};
 pub use snapshot::Snapshot;
 pub use text::Text;

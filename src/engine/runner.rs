@@ -13,7 +13,9 @@ use super::command::{Command, MarketName, Outbound, Outcome, Owner, Report, User
 use super::custody::Balance;
 use super::event::{CommandRecord, Event};
 use super::hash::IdBuild;
-use super::machine::{Depth, Engine, Output};
+use super::machine::Engine;
+use super::output::Output;
+use super::read::Depth;
 use crate::config::{Config, IdleStrategy};
 use crate::telemetry::{Counters, LatencyHistogram, bump, mono_ns};
 use crate::wake::{Doorbell, TaskBell};

@@ -1,0 +1,87 @@
+//! Cancels: one order by id or client order id, or every order of a user.
+
+use super::book::{AccountId, NIL, Slot};
+use super::command::{Cancel, CancelAll, CancelReason, OrderRef, Outcome, RejectCode, Username};
+use super::machine::Engine;
+use super::output::{Emit, Output};
+use super::risk::Exposure;
+
+impl Engine {
+    /// The slot of `username`'s order named by `target`.
+    pub(super) fn find_own(
+        &self,
+        username: &Username,
+        target: &OrderRef,
+    ) -> Result<(AccountId, Slot), RejectCode> {
+        if username.is_empty() || username.overflowed() {
+            return Err(RejectCode::InvalidUsername);
+        }
+        let account = self
+            .accounts
+            .find(username)
+            .ok_or(RejectCode::UnknownOrder)?;
+        let slot = match target {
+            OrderRef::Id(id) => self.orders.find(*id),
+            OrderRef::Client(id) => self.orders.find_client(account, id),
+        }
+        .ok_or(RejectCode::UnknownOrder)?;
+        if self.orders.get(slot).account != account {
+            return Err(RejectCode::UnknownOrder);
+        }
+        Ok((account, slot))
+    }
+
+    pub(super) fn cancel<O: Output>(&mut self, c: &Cancel, em: &mut Emit<'_, O>) -> Outcome {
+        let found = self.find_own(&c.username, &c.target).and_then(|(_, slot)| {
+            let market = self.orders.get(slot).market;
+            self.compliance
+                .admit(&c.username, Some(market), Exposure::Reduces, slot)
+        });
+        match found {
+            Ok(approved) => {
+                let slot = approved.into_inner();
+                let order_id = self.orders.get(slot).order_id;
+                let seq = self.remove_resting(slot, CancelReason::Requested, em);
+                Outcome::Cancelled { order_id, seq }
+            }
+            Err(code) => Outcome::Rejected(code),
+        }
+    }
+
+    pub(super) fn cancel_all<O: Output>(&mut self, c: &CancelAll, em: &mut Emit<'_, O>) -> Outcome {
+        if c.username.is_empty() || c.username.overflowed() {
+            return Outcome::Rejected(RejectCode::InvalidUsername);
+        }
+        let market = if c.market.is_empty() {
+            None
+        } else {
+            match self.market_id(&c.market) {
+                Some(m) => Some(m),
+                None => return Outcome::Rejected(RejectCode::UnknownMarket),
+            }
+        };
+        let Some(account) = self.accounts.find(&c.username) else {
+            return Outcome::CancelledAll {
+                count: 0,
+                left: 0,
+                seq: 0,
+            };
+        };
+        let (mut count, mut left, mut seq) = (0u32, 0u32, 0u64);
+        let mut slot = self.orders.first_of_account(account);
+        while slot != NIL {
+            let o = *self.orders.get(slot);
+            let next = o.next_of_account();
+            if market.is_none_or(|m| m == o.market) {
+                if (count as usize) < self.max_fills {
+                    seq = self.remove_resting(slot, CancelReason::Requested, em);
+                    count += 1;
+                } else {
+                    left += 1;
+                }
+            }
+            slot = next;
+        }
+        Outcome::CancelledAll { count, left, seq }
+    }
+}

@@ -1,0 +1,138 @@
+//! A market's rules in the engine's integers (its spec, built once from the config) and the
+//! grid arithmetic on them: prices to ticks, sizes to lots, bands, protection prices,
+//! reservations and notionals.
+
+use super::book::Book;
+use super::command::{AssetIndex, RejectCode, Side};
+use crate::config::StpMode;
+use crate::num::{Decimal, GridError};
+
+/// A market's rules in the engine's integers.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Spec {
+    pub(super) tick: Decimal,
+    pub(super) lot: Decimal,
+    pub(super) base: AssetIndex,
+    pub(super) quote: AssetIndex,
+    pub(super) base_per_lot: u64,
+    pub(super) quote_per_tick_lot: u64,
+    pub(super) min_lots: u64,
+    pub(super) max_lots: u64,
+    pub(super) max_price: u64,
+    pub(super) max_notional: Option<u64>,
+    pub(super) band_bps: Option<u64>,
+    pub(super) protection_bps: u64,
+    pub(super) stp: StpMode,
+    pub(super) maker_bps: u64,
+    pub(super) taker_bps: u64,
+    pub(super) enabled: bool,
+}
+
+impl Spec {
+    /// Quote units a buy of `lots` at `price` must reserve: the notional plus the highest fee
+    /// it can pay, rounded up.
+    pub(super) fn buy_reservation(&self, price: u64, lots: u64) -> u128 {
+        let fee = self.maker_bps.max(self.taker_bps);
+        let n = self.notional(price, lots);
+        (n * u128::from(10_000 + fee)).div_ceil(10_000)
+    }
+
+    pub(super) fn notional(&self, price: u64, lots: u64) -> u128 {
+        u128::from(price) * u128::from(lots) * u128::from(self.quote_per_tick_lot)
+    }
+
+    /// What an order of `side` reserves, in units of the asset it spends.
+    pub(super) fn reservation(&self, side: Side, price: u64, lots: u64) -> u128 {
+        match side {
+            Side::Buy => self.buy_reservation(price, lots),
+            Side::Sell => u128::from(lots) * u128::from(self.base_per_lot),
+        }
+    }
+
+    pub(super) fn spends(&self, side: Side) -> AssetIndex {
+        match side {
+            Side::Buy => self.quote,
+            Side::Sell => self.base,
+        }
+    }
+}
+
+/// One market: its rules, its book and its last trade price.
+#[derive(Debug)]
+pub(super) struct Market {
+    pub(super) spec: Spec,
+    pub(super) book: Book,
+    /// Last trade price in ticks (the reference price before the first trade).
+    pub(super) last_price: u64,
+}
+
+impl Market {
+    /// True when a resting order at `price` ticks with `remaining` lots is one this market
+    /// could hold (a snapshot's orders are checked with it: a level's total stays in range).
+    pub(super) fn could_rest(&self, price: u64, remaining: u64) -> bool {
+        (1..=self.spec.max_price).contains(&price) && (1..=self.spec.max_lots).contains(&remaining)
+    }
+}
+
+/// True when an incoming order of `side` with limit `limit` trades with a resting `price`.
+#[inline]
+pub(super) fn crosses(side: Side, price: u64, limit: u64) -> bool {
+    match side {
+        Side::Buy => price <= limit,
+        Side::Sell => price >= limit,
+    }
+}
+
+pub(super) fn price_ticks(p: Decimal, spec: &Spec) -> Result<u64, RejectCode> {
+    let ticks = p.to_units(spec.tick).map_err(|e| match e {
+        GridError::NotPositive => RejectCode::InvalidPrice,
+        GridError::OffGrid => RejectCode::PriceOffTick,
+        GridError::TooLarge => RejectCode::PriceOutOfRange,
+    })?;
+    if ticks > spec.max_price {
+        return Err(RejectCode::PriceOutOfRange);
+    }
+    Ok(ticks)
+}
+
+pub(super) fn size_lots(s: Decimal, spec: &Spec) -> Result<u64, RejectCode> {
+    let lots = s.to_units(spec.lot).map_err(|e| match e {
+        GridError::NotPositive => RejectCode::InvalidSize,
+        GridError::OffGrid => RejectCode::SizeOffLot,
+        GridError::TooLarge => RejectCode::SizeAboveMaximum,
+    })?;
+    if lots < spec.min_lots {
+        return Err(RejectCode::SizeBelowMinimum);
+    }
+    if lots > spec.max_lots {
+        return Err(RejectCode::SizeAboveMaximum);
+    }
+    Ok(lots)
+}
+
+/// Refuses a limit price more than the band away from the reference price.
+pub(super) fn check_band(spec: &Spec, reference: u64, price: u64) -> Result<(), RejectCode> {
+    if let Some(band) = spec.band_bps {
+        let diff = u128::from(price.abs_diff(reference));
+        if diff * 10_000 > u128::from(band) * u128::from(reference) {
+            return Err(RejectCode::PriceOutOfBand);
+        }
+    }
+    Ok(())
+}
+
+/// The worst price a market order may trade at: `protection_bps` beyond the best price, on
+/// the grid, within the market's limits.
+pub(super) fn protection_price(spec: &Spec, side: Side, best: u64) -> u64 {
+    let best = u128::from(best);
+    match side {
+        Side::Buy => {
+            let p = best * u128::from(10_000 + spec.protection_bps) / 10_000;
+            (p as u64).min(spec.max_price)
+        }
+        Side::Sell => {
+            let p = (best * u128::from(10_000 - spec.protection_bps)).div_ceil(10_000);
+            (p as u64).max(1)
+        }
+    }
+}

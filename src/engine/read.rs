@@ -1,0 +1,77 @@
+//! Read access to the engine's state, for market data, snapshots and tests (allocates).
+
+use super::command::{AssetIndex, MarketId, MarketName, Side, Username};
+use super::custody::Balance;
+use super::machine::Engine;
+
+/// Best levels of a book: `(bids, asks)`, each `(price ticks, total lots)`, best first.
+pub type Depth = (Vec<(u64, u64)>, Vec<(u64, u64)>);
+
+impl Engine {
+    /// Best `n` levels of each side of a market as `(price ticks, total lots)`, best first.
+    pub fn depth(&self, market: MarketId, n: usize) -> Option<Depth> {
+        let book = &self.markets.get(market as usize)?.book;
+        Some((
+            book.depth(Side::Buy, n).collect(),
+            book.depth(Side::Sell, n).collect(),
+        ))
+    }
+
+    /// The owner of a resting order (`None`: no such order rests).
+    pub fn order_owner(&self, order_id: u64) -> Option<Username> {
+        let slot = self.orders.find(order_id)?;
+        Some(*self.accounts.name(self.orders.get(slot).account))
+    }
+
+    /// The id of a market by name.
+    pub fn market(&self, name: &str) -> Option<MarketId> {
+        self.market_id(&MarketName::new(name))
+    }
+
+    /// A user's balances, one per configured asset, if the user has an account.
+    pub fn balances(&self, username: &str) -> Option<Vec<Balance>> {
+        let account = self.accounts.find(&Username::new(username))?;
+        Some(
+            (0..self.asset_units.len() as AssetIndex)
+                .map(|a| self.accounts.balance(account, a))
+                .collect(),
+        )
+    }
+
+    /// Fees collected in an asset, in units.
+    pub fn fees(&self, asset: AssetIndex) -> u64 {
+        self.accounts.fees(asset)
+    }
+
+    /// Deposits minus withdrawals (with start-up balances) of an asset, in units.
+    pub fn supply(&self, asset: AssetIndex) -> u64 {
+        self.accounts.supply(asset)
+    }
+
+    /// Every resting order of a market side in priority order: `(order id, user, price ticks,
+    /// remaining lots)`. Allocates.
+    pub fn book_orders(&self, market: MarketId, side: Side) -> Vec<(u64, String, u64, u64)> {
+        let book = &self.markets[market as usize].book;
+        book.orders_in_priority(&self.orders, side)
+            .into_iter()
+            .map(|s| {
+                let o = self.orders.get(s);
+                (
+                    o.order_id,
+                    self.accounts.name(o.account).to_string(),
+                    o.price,
+                    o.remaining,
+                )
+            })
+            .collect()
+    }
+
+    /// Every account's balances: `(user, balances per asset)`, in account creation order.
+    pub fn all_balances(&self) -> Vec<(String, Vec<Balance>)> {
+        self.accounts
+            .all()
+            .into_iter()
+            .map(|(n, b)| (n.to_string(), b))
+            .collect()
+    }
+}
