@@ -7,7 +7,8 @@ use super::command::{
 };
 use super::event::{EventKind, OrderRecord};
 use super::machine::Engine;
-use super::market::{check_band, crosses, price_ticks, protection_price, size_lots};
+use super::machine::username;
+use super::market::{Spec, check_band, crosses, price_ticks, protection_price, size_lots};
 use super::matching::Taker;
 use super::output::{Emit, Output};
 use super::risk::{Approved, Exposure};
@@ -25,9 +26,7 @@ pub struct ValidOrder {
 impl Engine {
     /// Checks the shape-independent numbers of an order: grid, limits.
     pub fn validate(&self, o: &NewOrder) -> Result<ValidOrder, RejectCode> {
-        if o.username.is_empty() || o.username.overflowed() {
-            return Err(RejectCode::InvalidUsername);
-        }
+        username(&o.username)?;
         if o.client_order_id.overflowed() {
             return Err(RejectCode::InvalidClientOrderId);
         }
@@ -81,31 +80,19 @@ impl Engine {
         recv_ns: u64,
     ) -> Result<(Approved<ValidOrder>, AccountId), RejectCode> {
         let v = self.validate(o)?;
-        let m = v.market;
         let approved = self
             .compliance
-            .admit(&o.username, Some(m), Exposure::Adds, v)?;
+            .admit(&o.username, Some(v.market), Exposure::Adds, v)?;
         let account = self
             .accounts
             .find(&o.username)
             .ok_or(RejectCode::InsufficientBalance)?;
         self.compliance.take_token(account, recv_ns)?;
-        let market = &self.markets[m as usize];
-        let spec = market.spec;
+        let spec = self.markets[v.market as usize].spec;
         if !spec.enabled {
             return Err(RejectCode::MarketDisabled);
         }
-        let price = if o.order_type == OrderType::Limit {
-            check_band(&spec, market.last_price, v.price)?;
-            v.price
-        } else {
-            // A market order sweeps at most `protection_bps` away from the best price.
-            let best = market
-                .book
-                .best_price(o.side.opposite())
-                .ok_or(RejectCode::NoLiquidity)?;
-            protection_price(&spec, o.side, best)
-        };
+        let price = self.order_price(o, &v, &spec)?;
         let approved = approved.map(|v| ValidOrder { price, ..v });
         let v = *approved.get();
         if let Some(max) = spec.max_notional
@@ -113,6 +100,38 @@ impl Engine {
         {
             return Err(RejectCode::NotionalTooLarge);
         }
+        self.check_against_book(o, &v, account)?;
+        let need = u64::try_from(spec.reservation(o.side, v.price, v.lots))
+            .map_err(|_| RejectCode::InsufficientBalance)?;
+        self.accounts
+            .reserve(account, spec.spends(o.side), need)
+            .map_err(|_| RejectCode::InsufficientBalance)?;
+        Ok((approved, account))
+    }
+
+    /// The price the order trades up to: a limit price within the band around the last trade,
+    /// or for a market order the protection price, `protection_bps` beyond the best price.
+    fn order_price(&self, o: &NewOrder, v: &ValidOrder, spec: &Spec) -> Result<u64, RejectCode> {
+        let market = &self.markets[v.market as usize];
+        if o.order_type == OrderType::Limit {
+            check_band(spec, market.last_price, v.price)?;
+            return Ok(v.price);
+        }
+        let best = market
+            .book
+            .best_price(o.side.opposite())
+            .ok_or(RejectCode::NoLiquidity)?;
+        Ok(protection_price(spec, o.side, best))
+    }
+
+    /// The checks that need the book and the user's open orders: duplicate client order id,
+    /// post-only, fill-or-kill, room to rest.
+    fn check_against_book(
+        &self,
+        o: &NewOrder,
+        v: &ValidOrder,
+        account: AccountId,
+    ) -> Result<(), RejectCode> {
         if self
             .orders
             .find_client(account, &o.client_order_id)
@@ -120,15 +139,17 @@ impl Engine {
         {
             return Err(RejectCode::DuplicateClientOrderId);
         }
+        let book = &self.markets[v.market as usize].book;
         if o.post_only
-            && market
-                .book
+            && book
                 .best_price(o.side.opposite())
                 .is_some_and(|p| crosses(o.side, p, v.price))
         {
             return Err(RejectCode::PostOnlyWouldCross);
         }
-        if o.tif == TimeInForce::Fok && !self.fok_fillable(m, o.side, v.price, v.lots, account) {
+        if o.tif == TimeInForce::Fok
+            && !self.fok_fillable(v.market, o.side, v.price, v.lots, account)
+        {
             return Err(RejectCode::FokNotFillable);
         }
         if o.order_type == OrderType::Limit && o.tif == TimeInForce::Gtc {
@@ -137,12 +158,7 @@ impl Engine {
             }
             self.compliance.may_rest(self.open_count(account))?;
         }
-        let need = u64::try_from(spec.reservation(o.side, v.price, v.lots))
-            .map_err(|_| RejectCode::InsufficientBalance)?;
-        self.accounts
-            .reserve(account, spec.spends(o.side), need)
-            .map_err(|_| RejectCode::InsufficientBalance)?;
-        Ok((approved, account))
+        Ok(())
     }
 
     /// Whether a fill-or-kill order would fill completely: walks the opposite side in priority

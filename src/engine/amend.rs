@@ -1,13 +1,24 @@
-//! Amends: a smaller size in place, a move that rests at the back of its level, a move that
-//! crosses and trades.
+//! Amends: a smaller size at the same price stays in place (keeping its queue position); any
+//! other change is a move, which rests at the back of its new level when nothing crosses, or
+//! leaves the book and comes back as an incoming order that trades.
 
-use super::command::{Amend, Outcome, Owner, RejectCode};
+use super::book::{AccountId, RestingOrder, Slot};
+use super::command::{Amend, AssetIndex, NO_OWNER, Outcome, Owner, RejectCode};
 use super::event::EventKind;
 use super::machine::Engine;
-use super::market::{check_band, crosses, price_ticks, size_lots};
+use super::market::{Spec, check_band, crosses, price_ticks, size_lots};
 use super::matching::Taker;
 use super::output::{Emit, Output};
 use super::risk::Exposure;
+
+/// What an amend asks for, in the engine's integers.
+#[derive(Debug, Clone, Copy)]
+struct Change {
+    /// New limit price, in ticks.
+    price: u64,
+    /// New open size, in lots.
+    lots: u64,
+}
 
 impl Engine {
     pub(super) fn amend<O: Output>(
@@ -22,7 +33,7 @@ impl Engine {
         }
     }
 
-    pub(super) fn try_amend<O: Output>(
+    fn try_amend<O: Output>(
         &mut self,
         a: &Amend,
         origin: Owner,
@@ -30,20 +41,21 @@ impl Engine {
     ) -> Result<Outcome, RejectCode> {
         let (account, slot) = self.find_own(&a.username, &a.target)?;
         let o = *self.orders.get(slot);
-        let m = o.market as usize;
-        let spec = self.markets[m].spec;
-        let price = match a.price {
-            Some(p) => price_ticks(p, &spec)?,
-            None => o.price,
+        let spec = self.markets[o.market as usize].spec;
+        let change = Change {
+            price: match a.price {
+                Some(p) => price_ticks(p, &spec)?,
+                None => o.price,
+            },
+            lots: match a.size {
+                Some(s) => size_lots(s, &spec)?,
+                None => o.remaining,
+            },
         };
-        let lots = match a.size {
-            Some(s) => size_lots(s, &spec)?,
-            None => o.remaining,
-        };
-        if price == o.price && lots == o.remaining {
+        if change.price == o.price && change.lots == o.remaining {
             return Err(RejectCode::NothingToAmend);
         }
-        let exposure = if price == o.price && lots < o.remaining {
+        let exposure = if change.price == o.price && change.lots < o.remaining {
             Exposure::Reduces
         } else {
             Exposure::Adds
@@ -52,116 +64,32 @@ impl Engine {
             .compliance
             .admit(&a.username, Some(o.market), exposure, slot)?;
         if exposure == Exposure::Reduces {
-            // Smaller at the same price: in place, keeping the order's place in the queue.
-            let slot = approved.into_inner();
-            let keep = spec.reservation(o.side, o.price, lots) as u64;
-            self.markets[m]
-                .book
-                .reduce(&mut self.orders, slot, o.remaining - lots);
-            assert!(
-                keep <= o.reserved,
-                "order invariant broken: order {} reduced to a reservation of {keep} above \
-                 its {}",
-                o.order_id,
-                o.reserved
-            );
-            let release = o.reserved - keep;
-            self.orders.get_mut(slot).reserved -= release;
-            self.accounts.release(account, spec.spends(o.side), release);
-            let seq = em.event(EventKind::OrderAmended {
-                order_id: o.order_id,
-                market: o.market,
-                price_ticks: price,
-                remaining_lots: lots,
-                filled_lots: o.filled,
-                requeued: false,
-            });
-            return Ok(Outcome::Accepted {
-                order_id: o.order_id,
-                seq,
-            });
+            self.reduce_in_place(approved.into_inner(), &o, change.lots, &spec, account);
+            return Ok(amended(em, &o, change, false));
         }
-        self.compliance.take_token(account, em.recv_ns)?;
-        if !spec.enabled {
-            return Err(RejectCode::MarketDisabled);
-        }
-        if price != o.price {
-            check_band(&spec, self.markets[m].last_price, price)?;
-        }
-        if let Some(max) = spec.max_notional
-            && spec.notional(price, lots) > u128::from(max)
-        {
-            return Err(RejectCode::NotionalTooLarge);
-        }
-        let need = u64::try_from(spec.reservation(o.side, price, lots))
-            .map_err(|_| RejectCode::InsufficientBalance)?;
-        let asset = spec.spends(o.side);
-        if self.accounts.balance(account, asset).available + o.reserved < need {
-            return Err(RejectCode::InsufficientBalance);
-        }
+        let need = self.check_move(&o, change, &spec, account, em.recv_ns)?;
         let slot = approved.into_inner();
-        let crosses_now = self.markets[m]
+        let crosses_now = self.markets[o.market as usize]
             .book
             .best_price(o.side.opposite())
-            .is_some_and(|best| crosses(o.side, best, price));
+            .is_some_and(|best| crosses(o.side, best, change.price));
         if !crosses_now {
-            // Nothing to trade with: the order moves to the back of its (new) level in place,
-            // keeping its slot and its index entries.
-            self.markets[m].book.unlink(&mut self.orders, slot);
-            self.accounts.release(account, asset, o.reserved);
-            let reserved = self.accounts.reserve(account, asset, need);
-            assert!(
-                reserved.is_ok(),
-                "custody invariant broken: an amend's funds were checked, then not there"
-            );
-            {
-                let order = self.orders.get_mut(slot);
-                order.price = price;
-                order.remaining = lots;
-                order.reserved = need;
-            }
-            self.markets[m].book.insert(&mut self.orders, slot);
-            let seq = em.event(EventKind::OrderAmended {
-                order_id: o.order_id,
-                market: o.market,
-                price_ticks: price,
-                remaining_lots: lots,
-                filled_lots: o.filled,
-                requeued: true,
-            });
-            return Ok(Outcome::Accepted {
-                order_id: o.order_id,
-                seq,
-            });
+            self.requeue(slot, &o, change, &spec, account, need);
+            return Ok(amended(em, &o, change, true));
         }
         // A new price that crosses: the order leaves the book and comes back as if new (keeping
         // its id and what it filled), so it trades.
-        self.markets[m].book.unlink(&mut self.orders, slot);
-        let old = self.orders.remove(slot);
-        self.open_dec(account);
-        self.accounts.release(account, asset, old.reserved);
-        let reserved = self.accounts.reserve(account, asset, need);
-        assert!(
-            reserved.is_ok(),
-            "custody invariant broken: an amend's funds were checked, then not there"
-        );
-        let seq = em.event(EventKind::OrderAmended {
-            order_id: o.order_id,
-            market: o.market,
-            price_ticks: price,
-            remaining_lots: lots,
-            filled_lots: o.filled,
-            requeued: true,
-        });
+        let old = self.take_for_move(slot, &spec, account, need);
+        let outcome = amended(em, &o, change, true);
         let taker = Taker {
             order_id: o.order_id,
             market: o.market,
             side: o.side,
-            limit: price,
-            remaining: lots,
+            limit: change.price,
+            remaining: change.lots,
             filled: o.filled,
             account,
-            owner: if old.owner == super::command::NO_OWNER {
+            owner: if old.owner == NO_OWNER {
                 origin
             } else {
                 old.owner
@@ -171,9 +99,137 @@ impl Engine {
             may_rest: true,
         };
         self.run_taker(taker, em);
-        Ok(Outcome::Accepted {
-            order_id: o.order_id,
-            seq,
-        })
+        Ok(outcome)
+    }
+
+    /// Smaller at the same price: the order keeps its place in the queue and gives back what
+    /// it no longer needs reserved.
+    fn reduce_in_place(
+        &mut self,
+        slot: Slot,
+        o: &RestingOrder,
+        lots: u64,
+        spec: &Spec,
+        account: AccountId,
+    ) {
+        let keep = spec.reservation(o.side, o.price, lots) as u64;
+        self.markets[o.market as usize]
+            .book
+            .reduce(&mut self.orders, slot, o.remaining - lots);
+        assert!(
+            keep <= o.reserved,
+            "order invariant broken: order {} reduced to a reservation of {keep} above its {}",
+            o.order_id,
+            o.reserved
+        );
+        let release = o.reserved - keep;
+        self.orders.get_mut(slot).reserved -= release;
+        self.accounts.release(account, spec.spends(o.side), release);
+    }
+
+    /// The checks of a move (an amend that adds exposure), in the order of a new order's:
+    /// rate limit, market enabled, band (for a new price), notional, funds. Returns what the
+    /// moved order must reserve.
+    fn check_move(
+        &mut self,
+        o: &RestingOrder,
+        change: Change,
+        spec: &Spec,
+        account: AccountId,
+        recv_ns: u64,
+    ) -> Result<u64, RejectCode> {
+        self.compliance.take_token(account, recv_ns)?;
+        if !spec.enabled {
+            return Err(RejectCode::MarketDisabled);
+        }
+        if change.price != o.price {
+            let last = self.markets[o.market as usize].last_price;
+            check_band(spec, last, change.price)?;
+        }
+        if let Some(max) = spec.max_notional
+            && spec.notional(change.price, change.lots) > u128::from(max)
+        {
+            return Err(RejectCode::NotionalTooLarge);
+        }
+        let need = u64::try_from(spec.reservation(o.side, change.price, change.lots))
+            .map_err(|_| RejectCode::InsufficientBalance)?;
+        let asset = spec.spends(o.side);
+        if self.accounts.balance(account, asset).available + o.reserved < need {
+            return Err(RejectCode::InsufficientBalance);
+        }
+        Ok(need)
+    }
+
+    /// Nothing to trade with: the order moves to the back of its (new) level in place, keeping
+    /// its slot and its index entries, with its new reservation.
+    fn requeue(
+        &mut self,
+        slot: Slot,
+        o: &RestingOrder,
+        change: Change,
+        spec: &Spec,
+        account: AccountId,
+        need: u64,
+    ) {
+        let book = &mut self.markets[o.market as usize].book;
+        book.unlink(&mut self.orders, slot);
+        self.swap_reservation(account, spec.spends(o.side), o.reserved, need);
+        let order = self.orders.get_mut(slot);
+        order.price = change.price;
+        order.remaining = change.lots;
+        order.reserved = need;
+        self.markets[o.market as usize]
+            .book
+            .insert(&mut self.orders, slot);
+    }
+
+    /// Takes a crossing order off its book for its re-entry, its reservation replaced by
+    /// `need`; returns the order as it rested.
+    fn take_for_move(
+        &mut self,
+        slot: Slot,
+        spec: &Spec,
+        account: AccountId,
+        need: u64,
+    ) -> RestingOrder {
+        let m = self.orders.get(slot).market as usize;
+        self.markets[m].book.unlink(&mut self.orders, slot);
+        let old = self.orders.remove(slot);
+        self.open_dec(account);
+        self.swap_reservation(account, spec.spends(old.side), old.reserved, need);
+        old
+    }
+
+    /// Releases an order's old reservation and reserves its new one (whose funds were
+    /// checked, so a failure is a broken invariant).
+    fn swap_reservation(&mut self, account: AccountId, asset: AssetIndex, old: u64, need: u64) {
+        self.accounts.release(account, asset, old);
+        let reserved = self.accounts.reserve(account, asset, need);
+        assert!(
+            reserved.is_ok(),
+            "custody invariant broken: an amend's funds were checked, then not there"
+        );
+    }
+}
+
+/// `order.amended` with the order's new price and size (`requeued`: it lost its place in the
+/// queue), and the amend's answer.
+fn amended<O: Output>(
+    em: &mut Emit<'_, O>,
+    o: &RestingOrder,
+    change: Change,
+    requeued: bool,
+) -> Outcome {
+    let seq = em.event(EventKind::OrderAmended {
+        order_id: o.order_id,
+        market: o.market,
+        price_ticks: change.price,
+        remaining_lots: change.lots,
+        filled_lots: o.filled,
+        requeued,
+    });
+    Outcome::Accepted {
+        order_id: o.order_id,
+        seq,
     }
 }

@@ -22,6 +22,31 @@ pub const NIL: Slot = u32::MAX;
 /// Entries the order indexes have room for before they first grow.
 const INDEX_UP_FRONT: usize = 4096;
 
+/// What a new resting order is made of, by name, so that its integers cannot be swapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderTerms {
+    /// Engine order id.
+    pub order_id: u64,
+    /// Its market.
+    pub market: MarketId,
+    /// Its side.
+    pub side: Side,
+    /// Limit price, in ticks.
+    pub price: u64,
+    /// Open size, in lots (> 0).
+    pub remaining: u64,
+    /// Filled before it rests, in lots.
+    pub filled: u64,
+    /// The owner's account.
+    pub account: AccountId,
+    /// The connection that placed it.
+    pub owner: Owner,
+    /// What is reserved for it.
+    pub reserved: u64,
+    /// The client's id for it (may be empty).
+    pub client_order_id: ClientOrderId,
+}
+
 /// One resting order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RestingOrder {
@@ -58,29 +83,18 @@ pub struct RestingOrder {
 
 impl RestingOrder {
     /// A new order, not yet linked anywhere.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        order_id: u64,
-        market: MarketId,
-        side: Side,
-        price: u64,
-        remaining: u64,
-        account: AccountId,
-        owner: Owner,
-        reserved: u64,
-        client_order_id: ClientOrderId,
-    ) -> RestingOrder {
+    pub fn new(t: OrderTerms) -> RestingOrder {
         RestingOrder {
-            order_id,
-            market,
-            side,
-            price,
-            remaining,
-            filled: 0,
-            account,
-            owner,
-            reserved,
-            client_order_id,
+            order_id: t.order_id,
+            market: t.market,
+            side: t.side,
+            price: t.price,
+            remaining: t.remaining,
+            filled: t.filled,
+            account: t.account,
+            owner: t.owner,
+            reserved: t.reserved,
+            client_order_id: t.client_order_id,
             prev: NIL,
             next: NIL,
             user_prev: NIL,
@@ -721,7 +735,18 @@ mod tests {
     use crate::engine::text::Text;
 
     fn order(id: u64, side: Side, price: u64, lots: u64) -> RestingOrder {
-        RestingOrder::new(id, 0, side, price, lots, (id % 3) as u32, 0, 0, Text::EMPTY)
+        RestingOrder::new(OrderTerms {
+            order_id: id,
+            market: 0,
+            side,
+            price,
+            remaining: lots,
+            filled: 0,
+            account: (id % 3) as u32,
+            owner: 0,
+            reserved: 0,
+            client_order_id: Text::EMPTY,
+        })
     }
 
     #[test]

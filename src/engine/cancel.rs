@@ -2,6 +2,7 @@
 
 use super::book::{AccountId, NIL, Slot};
 use super::command::{Cancel, CancelAll, CancelReason, OrderRef, Outcome, RejectCode, Username};
+use super::machine;
 use super::machine::Engine;
 use super::output::{Emit, Output};
 use super::risk::Exposure;
@@ -13,9 +14,7 @@ impl Engine {
         username: &Username,
         target: &OrderRef,
     ) -> Result<(AccountId, Slot), RejectCode> {
-        if username.is_empty() || username.overflowed() {
-            return Err(RejectCode::InvalidUsername);
-        }
+        machine::username(username)?;
         let account = self
             .accounts
             .find(username)
@@ -49,8 +48,8 @@ impl Engine {
     }
 
     pub(super) fn cancel_all<O: Output>(&mut self, c: &CancelAll, em: &mut Emit<'_, O>) -> Outcome {
-        if c.username.is_empty() || c.username.overflowed() {
-            return Outcome::Rejected(RejectCode::InvalidUsername);
+        if let Err(code) = machine::username(&c.username) {
+            return Outcome::Rejected(code);
         }
         let market = if c.market.is_empty() {
             None

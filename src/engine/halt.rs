@@ -3,6 +3,7 @@
 use super::command::{HaltTarget, Outcome, RejectCode};
 use super::event::EventKind;
 use super::machine::Engine;
+use super::machine::username;
 use super::output::{Emit, Output};
 
 impl Engine {
@@ -17,9 +18,10 @@ impl Engine {
                 Some(m) => Some(m),
                 None => return Outcome::Rejected(RejectCode::UnknownMarket),
             },
-            HaltTarget::User(u) if u.is_empty() || u.overflowed() => {
-                return Outcome::Rejected(RejectCode::InvalidUsername);
-            }
+            HaltTarget::User(u) => match username(&u) {
+                Ok(()) => None,
+                Err(code) => return Outcome::Rejected(code),
+            },
             _ => None,
         };
         self.compliance.set_halt(target, market, halted);

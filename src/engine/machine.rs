@@ -14,15 +14,15 @@
 
 use std::collections::HashMap;
 
-use super::book::{AccountId, Book, Orders};
+use super::book::{AccountId, Orders};
 use super::command::{
     AssetIndex, AssetName, Command, CommandBody, HaltTarget, MarketId, MarketName, Outcome, Owner,
-    Reply, Username,
+    RejectCode, Reply, Username,
 };
 use super::custody::{Accounts, Idempotency};
 use super::event::{BalanceReason, CommandRecord, EventKind, events_bound};
 use super::hash::FnvBuild;
-use super::market::{Market, Spec};
+use super::market::Market;
 use super::output::{Emit, Output};
 use super::risk::Compliance;
 use super::text::Text;
@@ -77,32 +77,7 @@ impl Engine {
     /// An engine for the configured markets, with the demo accounts' start-up balances.
     pub fn new(config: &Config) -> Engine {
         let e = &config.engine;
-        let markets: Vec<Market> = config
-            .markets
-            .iter()
-            .map(|m| Market {
-                spec: Spec {
-                    tick: m.tick_size,
-                    lot: m.lot_size,
-                    base: m.base as AssetIndex,
-                    quote: m.quote as AssetIndex,
-                    base_per_lot: m.base_per_lot,
-                    quote_per_tick_lot: m.quote_per_tick_lot,
-                    min_lots: m.min_size_lots,
-                    max_lots: m.max_size_lots,
-                    max_price: m.max_price_ticks,
-                    max_notional: m.max_notional,
-                    band_bps: m.price_band_bps,
-                    protection_bps: m.market_protection_bps,
-                    stp: m.stp,
-                    maker_bps: m.maker_fee_bps,
-                    taker_bps: m.taker_fee_bps,
-                    enabled: m.enabled,
-                },
-                book: Book::around(m.reference_price_ticks),
-                last_price: m.reference_price_ticks,
-            })
-            .collect();
+        let markets: Vec<Market> = config.markets.iter().map(Market::new).collect();
         let market_ids = config
             .markets
             .iter()
@@ -262,4 +237,13 @@ impl Engine {
     pub(super) fn open_dec(&mut self, account: AccountId) {
         self.open_orders[account as usize] -= 1;
     }
+}
+
+/// The one check of a username's shape, for every command that names a user: not empty, not
+/// longer than the limit.
+pub(super) fn username(u: &Username) -> Result<(), RejectCode> {
+    if u.is_empty() || u.overflowed() {
+        return Err(RejectCode::InvalidUsername);
+    }
+    Ok(())
 }

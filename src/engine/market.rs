@@ -4,7 +4,7 @@
 
 use super::book::Book;
 use super::command::{AssetIndex, RejectCode, Side};
-use crate::config::StpMode;
+use crate::config::{MarketConfig, StpMode};
 use crate::num::{Decimal, GridError};
 
 /// A market's rules in the engine's integers.
@@ -57,6 +57,35 @@ impl Spec {
     }
 }
 
+/// What one trade of `lots` at `price` moves, in asset units.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TradeAmounts {
+    pub(super) price: u64,
+    pub(super) lots: u64,
+    /// Quote units, before fees.
+    pub(super) notional: u64,
+    /// Base units.
+    pub(super) base: u64,
+    pub(super) maker_fee: u64,
+    pub(super) taker_fee: u64,
+}
+
+impl Spec {
+    /// The amounts of a trade of `lots` at `price` ticks, fees rounded down.
+    pub(super) fn trade(&self, price: u64, lots: u64) -> TradeAmounts {
+        // Config validation keeps every notional well inside u64.
+        let notional = self.notional(price, lots) as u64;
+        TradeAmounts {
+            price,
+            lots,
+            notional,
+            base: lots * self.base_per_lot,
+            maker_fee: notional * self.maker_bps / 10_000,
+            taker_fee: notional * self.taker_bps / 10_000,
+        }
+    }
+}
+
 /// One market: its rules, its book and its last trade price.
 #[derive(Debug)]
 pub(super) struct Market {
@@ -67,6 +96,32 @@ pub(super) struct Market {
 }
 
 impl Market {
+    /// A market of the config, its book empty around the reference price.
+    pub(super) fn new(m: &MarketConfig) -> Market {
+        Market {
+            spec: Spec {
+                tick: m.tick_size,
+                lot: m.lot_size,
+                base: m.base as AssetIndex,
+                quote: m.quote as AssetIndex,
+                base_per_lot: m.base_per_lot,
+                quote_per_tick_lot: m.quote_per_tick_lot,
+                min_lots: m.min_size_lots,
+                max_lots: m.max_size_lots,
+                max_price: m.max_price_ticks,
+                max_notional: m.max_notional,
+                band_bps: m.price_band_bps,
+                protection_bps: m.market_protection_bps,
+                stp: m.stp,
+                maker_bps: m.maker_fee_bps,
+                taker_bps: m.taker_fee_bps,
+                enabled: m.enabled,
+            },
+            book: Book::around(m.reference_price_ticks),
+            last_price: m.reference_price_ticks,
+        }
+    }
+
     /// True when a resting order at `price` ticks with `remaining` lots is one this market
     /// could hold (a snapshot's orders are checked with it: a level's total stays in range).
     pub(super) fn could_rest(&self, price: u64, remaining: u64) -> bool {

@@ -2,12 +2,12 @@
 //! the fill limit, settlement of both sides of every trade, and what is left rests or is
 //! cancelled.
 
-use super::book::{AccountId, RestingOrder, Slot};
-use super::command::{CancelReason, ClientOrderId, MarketId, Owner, Report, ReportKind, Side};
+use super::book::{AccountId, OrderTerms, RestingOrder, Slot};
+use super::command::{CancelReason, ClientOrderId, MarketId, Owner, Side};
 use super::event::{EventKind, TradeRecord};
 use super::machine::Engine;
-use super::market::{Spec, crosses};
-use super::output::{Emit, Output};
+use super::market::{Spec, TradeAmounts, crosses};
+use super::output::{Emit, Output, Subject};
 use crate::config::StpMode;
 
 /// An order being matched.
@@ -26,6 +26,34 @@ pub(super) struct Taker {
     pub(super) client_order_id: ClientOrderId,
     /// It may rest when matching ends (a GTC limit order).
     pub(super) may_rest: bool,
+}
+
+impl Taker {
+    /// What the reports about it repeat.
+    fn subject(&self) -> Subject {
+        Subject {
+            order_id: self.order_id,
+            client_order_id: self.client_order_id,
+            market: self.market,
+            side: self.side,
+        }
+    }
+
+    /// What is left of it, to rest on the book.
+    fn rest_terms(&self) -> OrderTerms {
+        OrderTerms {
+            order_id: self.order_id,
+            market: self.market,
+            side: self.side,
+            price: self.limit,
+            remaining: self.remaining,
+            filled: self.filled,
+            account: self.account,
+            owner: self.owner,
+            reserved: self.reserved,
+            client_order_id: self.client_order_id,
+        }
+    }
 }
 
 /// Why matching stopped before the incoming order was filled.
@@ -50,19 +78,7 @@ impl Engine {
             return;
         }
         if t.may_rest && stop == Stop::NoCross {
-            let mut order = RestingOrder::new(
-                t.order_id,
-                t.market,
-                t.side,
-                t.limit,
-                t.remaining,
-                t.account,
-                t.owner,
-                t.reserved,
-                t.client_order_id,
-            );
-            order.filled = t.filled;
-            let slot = self.orders.add(order);
+            let slot = self.orders.add(RestingOrder::new(t.rest_terms()));
             self.markets[t.market as usize]
                 .book
                 .insert(&mut self.orders, slot);
@@ -83,20 +99,11 @@ impl Engine {
             remaining_lots: t.remaining,
             reason,
         });
-        em.out.report(
-            t.owner,
-            Report {
-                seq,
-                order_id: t.order_id,
-                client_order_id: t.client_order_id,
-                market: t.market,
-                side: t.side,
-                remaining_lots: 0,
-                kind: ReportKind::Cancelled(reason),
-            },
-        );
+        em.out.report(t.owner, t.subject().cancelled(seq, reason));
     }
 
+    /// Trades the incoming order against the best resting orders while they cross, applying
+    /// self-trade prevention and the fill limit.
     pub(super) fn match_order<O: Output>(&mut self, t: &mut Taker, em: &mut Emit<'_, O>) -> Stop {
         let m = t.market as usize;
         let spec = self.markets[m].spec;
@@ -133,81 +140,94 @@ impl Engine {
     }
 
     /// One trade between the incoming order and the resting order in `slot`, at the resting
-    /// order's price; settles both sides.
-    pub(super) fn fill<O: Output>(
-        &mut self,
-        t: &mut Taker,
-        slot: Slot,
-        spec: &Spec,
-        em: &mut Emit<'_, O>,
-    ) {
+    /// order's price: settles both sides, records and reports it, and takes a resting order
+    /// that is filled off the book.
+    fn fill<O: Output>(&mut self, t: &mut Taker, slot: Slot, spec: &Spec, em: &mut Emit<'_, O>) {
         let maker = *self.orders.get(slot);
-        let lots = t.remaining.min(maker.remaining);
-        let price = maker.price;
-        // Config validation keeps every notional well inside u64.
-        let notional = spec.notional(price, lots) as u64;
-        let base = lots * spec.base_per_lot;
-        let maker_fee = notional * spec.maker_bps / 10_000;
-        let taker_fee = notional * spec.taker_bps / 10_000;
-        let (buyer, buyer_fee, seller, seller_fee) = match t.side {
-            Side::Buy => (t.account, taker_fee, maker.account, maker_fee),
-            Side::Sell => (maker.account, maker_fee, t.account, taker_fee),
+        let x = spec.trade(maker.price, t.remaining.min(maker.remaining));
+        let (maker_spent, taker_spent) = self.settle(t.side, t.account, maker.account, &x, spec);
+        spend(&mut t.reserved, taker_spent, t.order_id, "order");
+        t.remaining -= x.lots;
+        t.filled += x.lots;
+        let m = t.market as usize;
+        self.markets[m].last_price = x.price;
+        self.markets[m].book.reduce(&mut self.orders, slot, x.lots);
+        let resting = self.orders.get_mut(slot);
+        spend(
+            &mut resting.reserved,
+            maker_spent,
+            resting.order_id,
+            "resting order",
+        );
+        resting.filled += x.lots;
+        let resting = *resting;
+        self.record_trade(t, &resting, &x, em);
+        if resting.remaining == 0 {
+            self.markets[m].book.unlink(&mut self.orders, slot);
+            let done = self.orders.remove(slot);
+            self.accounts
+                .release(done.account, spec.spends(done.side), done.reserved);
+            self.open_dec(done.account);
+        }
+    }
+
+    /// Moves the money of one trade: the buyer's quote (notional and fee) and the seller's
+    /// base leave their reservations, each receives the other asset (the seller net of its
+    /// fee), the fees are collected. Returns what the maker and the taker spent of their
+    /// reservations.
+    fn settle(
+        &mut self,
+        taker_side: Side,
+        taker: AccountId,
+        maker: AccountId,
+        x: &TradeAmounts,
+        spec: &Spec,
+    ) -> (u64, u64) {
+        let (buyer, buyer_fee, seller, seller_fee) = match taker_side {
+            Side::Buy => (taker, x.taker_fee, maker, x.maker_fee),
+            Side::Sell => (maker, x.maker_fee, taker, x.taker_fee),
         };
         let a = &mut self.accounts;
-        a.spend_reserved(buyer, spec.quote, notional + buyer_fee);
-        a.receive(buyer, spec.base, base);
-        a.spend_reserved(seller, spec.base, base);
-        a.receive(seller, spec.quote, notional - seller_fee);
+        a.spend_reserved(buyer, spec.quote, x.notional + buyer_fee);
+        a.receive(buyer, spec.base, x.base);
+        a.spend_reserved(seller, spec.base, x.base);
+        a.receive(seller, spec.quote, x.notional - seller_fee);
         a.collect_fee(spec.quote, buyer_fee + seller_fee);
-        let (maker_spent, taker_spent) = match t.side {
-            Side::Buy => (base, notional + buyer_fee),
-            Side::Sell => (notional + buyer_fee, base),
-        };
-        assert!(
-            t.reserved >= taker_spent,
-            "order invariant broken: order {} spent {taker_spent} of a {} reservation",
-            t.order_id,
-            t.reserved
-        );
-        t.reserved -= taker_spent;
-        t.remaining -= lots;
-        t.filled += lots;
-        let m = t.market as usize;
-        self.markets[m].last_price = price;
-        self.markets[m].book.reduce(&mut self.orders, slot, lots);
-        let (maker_remaining, maker_filled) = {
-            let mo = self.orders.get_mut(slot);
-            assert!(
-                mo.reserved >= maker_spent,
-                "order invariant broken: resting order {} spent {maker_spent} of a {} \
-                 reservation",
-                mo.order_id,
-                mo.reserved
-            );
-            mo.reserved -= maker_spent;
-            mo.filled += lots;
-            (mo.remaining, mo.filled)
-        };
+        match taker_side {
+            Side::Buy => (x.base, x.notional + buyer_fee),
+            Side::Sell => (x.notional + buyer_fee, x.base),
+        }
+    }
+
+    /// The events of one trade (`trade.executed`, then `order.filled` for the maker and the
+    /// taker) and the fill reports to both owners.
+    fn record_trade<O: Output>(
+        &mut self,
+        t: &Taker,
+        maker: &RestingOrder,
+        x: &TradeAmounts,
+        em: &mut Emit<'_, O>,
+    ) {
         let trade_id = self.next_trade_id;
         self.next_trade_id += 1;
         em.event(EventKind::Trade(TradeRecord {
             trade_id,
             market: t.market,
-            price_ticks: price,
-            size_lots: lots,
+            price_ticks: x.price,
+            size_lots: x.lots,
             maker_order_id: maker.order_id,
             taker_order_id: t.order_id,
             aggressor: t.side,
             maker: *self.accounts.name(maker.account),
             taker: *self.accounts.name(t.account),
-            maker_fee,
-            taker_fee,
+            maker_fee: x.maker_fee,
+            taker_fee: x.taker_fee,
         }));
         let maker_seq = em.event(EventKind::OrderFilled {
             order_id: maker.order_id,
             market: t.market,
-            filled_lots: maker_filled,
-            remaining_lots: maker_remaining,
+            filled_lots: maker.filled,
+            remaining_lots: maker.remaining,
         });
         let taker_seq = em.event(EventKind::OrderFilled {
             order_id: t.order_id,
@@ -215,46 +235,11 @@ impl Engine {
             filled_lots: t.filled,
             remaining_lots: t.remaining,
         });
-        em.out.report(
-            maker.owner,
-            Report {
-                seq: maker_seq,
-                order_id: maker.order_id,
-                client_order_id: maker.client_order_id,
-                market: t.market,
-                side: maker.side,
-                remaining_lots: maker_remaining,
-                kind: ReportKind::Fill {
-                    price_ticks: price,
-                    size_lots: lots,
-                    maker: true,
-                },
-            },
-        );
-        em.out.report(
-            t.owner,
-            Report {
-                seq: taker_seq,
-                order_id: t.order_id,
-                client_order_id: t.client_order_id,
-                market: t.market,
-                side: t.side,
-                remaining_lots: t.remaining,
-                kind: ReportKind::Fill {
-                    price_ticks: price,
-                    size_lots: lots,
-                    maker: false,
-                },
-            },
-        );
-        if maker_remaining == 0 {
-            let mspec = self.markets[m].spec;
-            self.markets[m].book.unlink(&mut self.orders, slot);
-            let done = self.orders.remove(slot);
-            self.accounts
-                .release(done.account, mspec.spends(done.side), done.reserved);
-            self.open_dec(done.account);
-        }
+        let (price, lots) = (x.price, x.lots);
+        let maker_report = Subject::of(maker).fill(maker_seq, maker.remaining, price, lots, true);
+        em.out.report(maker.owner, maker_report);
+        let taker_report = t.subject().fill(taker_seq, t.remaining, price, lots, false);
+        em.out.report(t.owner, taker_report);
     }
 
     /// Takes a resting order off its book, releases its reservation, reports it cancelled.
@@ -279,19 +264,19 @@ impl Engine {
             reason,
         });
         if reason != CancelReason::Requested {
-            em.out.report(
-                o.owner,
-                Report {
-                    seq,
-                    order_id: o.order_id,
-                    client_order_id: o.client_order_id,
-                    market: o.market,
-                    side: o.side,
-                    remaining_lots: 0,
-                    kind: ReportKind::Cancelled(reason),
-                },
-            );
+            em.out
+                .report(o.owner, Subject::of(&o).cancelled(seq, reason));
         }
         seq
     }
+}
+
+/// Takes `spent` from an order's reservation: a money invariant, checked in release builds (a
+/// trade may never cost an order more than it reserved).
+fn spend(reserved: &mut u64, spent: u64, order_id: u64, what: &str) {
+    assert!(
+        *reserved >= spent,
+        "order invariant broken: {what} {order_id} spent {spent} of a {reserved} reservation",
+    );
+    *reserved -= spent;
 }

@@ -2,7 +2,8 @@
 //! benchmarks implement, an in-memory [`Recorder`], the sequence numbering of events, and the
 //! builders of execution reports.
 
-use super::command::{Owner, Report};
+use super::book::RestingOrder;
+use super::command::{CancelReason, ClientOrderId, MarketId, Owner, Report, ReportKind, Side};
 use super::event::{CommandRecord, Event, EventKind};
 
 /// Where the engine sends what it produces. The engine asks for room for the worst case of a
@@ -68,5 +69,64 @@ impl<O: Output> Emit<'_, O> {
             kind,
         });
         seq
+    }
+}
+
+/// The order an execution report is about: what every report repeats.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Subject {
+    pub(super) order_id: u64,
+    pub(super) client_order_id: ClientOrderId,
+    pub(super) market: MarketId,
+    pub(super) side: Side,
+}
+
+impl Subject {
+    /// The subject of a resting order's report.
+    pub(super) fn of(o: &RestingOrder) -> Subject {
+        Subject {
+            order_id: o.order_id,
+            client_order_id: o.client_order_id,
+            market: o.market,
+            side: o.side,
+        }
+    }
+
+    /// The order traded `size_lots` at `price_ticks` (as the resting side if `maker`), leaving
+    /// `remaining_lots` open.
+    pub(super) fn fill(
+        self,
+        seq: u64,
+        remaining_lots: u64,
+        price_ticks: u64,
+        size_lots: u64,
+        maker: bool,
+    ) -> Report {
+        Report {
+            seq,
+            order_id: self.order_id,
+            client_order_id: self.client_order_id,
+            market: self.market,
+            side: self.side,
+            remaining_lots,
+            kind: ReportKind::Fill {
+                price_ticks,
+                size_lots,
+                maker,
+            },
+        }
+    }
+
+    /// The order left the book for `reason`, nothing open.
+    pub(super) fn cancelled(self, seq: u64, reason: CancelReason) -> Report {
+        Report {
+            seq,
+            order_id: self.order_id,
+            client_order_id: self.client_order_id,
+            market: self.market,
+            side: self.side,
+            remaining_lots: 0,
+            kind: ReportKind::Cancelled(reason),
+        }
     }
 }

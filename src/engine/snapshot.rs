@@ -6,7 +6,7 @@
 //! commands after it gives the same state as replaying every command from the start, which the
 //! tests check with the digest.
 
-use super::book::{NIL, RestingOrder};
+use super::book::{NIL, OrderTerms, RestingOrder};
 use super::command::{ClientOrderId, IdempotencyKey, MarketId, NO_OWNER, Outcome, Side, Username};
 use super::custody::Balance;
 use super::error::RestoreError;
@@ -240,19 +240,18 @@ impl Engine {
                         accounts: snap.accounts.len(),
                     });
                 }
-                let mut r = RestingOrder::new(
-                    o.order_id,
-                    o.market,
-                    o.side,
-                    o.price,
-                    o.remaining,
-                    o.account,
-                    NO_OWNER,
-                    o.reserved,
-                    o.client_order_id,
-                );
-                r.filled = o.filled;
-                e.orders.add(r);
+                e.orders.add(RestingOrder::new(OrderTerms {
+                    order_id: o.order_id,
+                    market: o.market,
+                    side: o.side,
+                    price: o.price,
+                    remaining: o.remaining,
+                    filled: o.filled,
+                    account: o.account,
+                    owner: NO_OWNER,
+                    reserved: o.reserved,
+                    client_order_id: o.client_order_id,
+                }));
             }
             start = end;
         }

@@ -4,6 +4,7 @@ use super::command::{AssetIndex, Outcome, RejectCode, Transfer};
 use super::custody::{Balance, CustodyError};
 use super::event::BalanceReason;
 use super::machine::Engine;
+use super::machine::username;
 use super::output::{Emit, Output};
 use crate::num::GridError;
 
@@ -14,8 +15,8 @@ impl Engine {
         deposit: bool,
         em: &mut Emit<'_, O>,
     ) -> Outcome {
-        if t.username.is_empty() || t.username.overflowed() {
-            return Outcome::Rejected(RejectCode::InvalidUsername);
+        if let Err(code) = username(&t.username) {
+            return Outcome::Rejected(code);
         }
         if t.idempotency_key.is_empty() || t.idempotency_key.overflowed() {
             return Outcome::Rejected(RejectCode::InvalidIdempotencyKey);
