@@ -510,40 +510,7 @@ impl Runner {
                 self.stats
                     .ingress_to_engine
                     .record(now.saturating_sub(cmd.recv_mono));
-                let mut sink = Sink {
-                    journal: &mut self.journal,
-                    connections: &mut self.connections,
-                    tokens: &self.tokens,
-                    origin,
-                    origin_reports: &mut self.origin_reports,
-                    cut: &mut self.cut,
-                    backlog_limit: self.backlog_limit,
-                };
-                let reply = self.engine.process(&cmd, origin, now, &mut sink);
-                let c = &self.counters.engine;
-                bump(&c.commands);
-                match reply.outcome {
-                    Outcome::Accepted { .. } => bump(&c.orders_accepted),
-                    Outcome::Rejected(_) => bump(&c.orders_rejected),
-                    Outcome::Busy => bump(&c.busy),
-                    _ => {}
-                }
-                c.last_seq.store(self.engine.last_seq(), Ordering::Relaxed);
-                c.last_cseq
-                    .store(self.engine.last_cseq(), Ordering::Relaxed);
-                let entry = &mut self.connections[i];
-                let pushed = entry.send(Outbound::Reply(reply), self.backlog_limit);
-                debug_assert!(pushed, "reply room was checked");
-                for report in self.origin_reports.drain(..) {
-                    // The backlog holds everything one command sends, so this only fails for a
-                    // client already far behind.
-                    if !entry.send(Outbound::Report(report), self.backlog_limit) {
-                        if !self.cut.contains(&origin) {
-                            self.cut.push(origin);
-                        }
-                        break;
-                    }
-                }
+                self.process_one(i, &cmd, origin, now);
                 done += 1;
                 if !self.cut.is_empty() {
                     break;
@@ -570,6 +537,45 @@ impl Runner {
             i += 1;
         }
         total
+    }
+
+    /// Processes one command of connection `i` (whose reply has room), counts it and sends its
+    /// reply and its reports; a connection whose reports do not fit is marked to be cut.
+    fn process_one(&mut self, i: usize, cmd: &Command, origin: Owner, now: u64) {
+        let mut sink = Sink {
+            journal: &mut self.journal,
+            connections: &mut self.connections,
+            tokens: &self.tokens,
+            origin,
+            origin_reports: &mut self.origin_reports,
+            cut: &mut self.cut,
+            backlog_limit: self.backlog_limit,
+        };
+        let reply = self.engine.process(cmd, origin, now, &mut sink);
+        let c = &self.counters.engine;
+        bump(&c.commands);
+        match reply.outcome {
+            Outcome::Accepted { .. } => bump(&c.orders_accepted),
+            Outcome::Rejected(_) => bump(&c.orders_rejected),
+            Outcome::Busy => bump(&c.busy),
+            _ => {}
+        }
+        c.last_seq.store(self.engine.last_seq(), Ordering::Relaxed);
+        c.last_cseq
+            .store(self.engine.last_cseq(), Ordering::Relaxed);
+        let entry = &mut self.connections[i];
+        let pushed = entry.send(Outbound::Reply(reply), self.backlog_limit);
+        debug_assert!(pushed, "reply room was checked");
+        for report in self.origin_reports.drain(..) {
+            // The backlog holds everything one command sends, so this only fails for a
+            // client already far behind.
+            if !entry.send(Outbound::Report(report), self.backlog_limit) {
+                if !self.cut.contains(&origin) {
+                    self.cut.push(origin);
+                }
+                break;
+            }
+        }
     }
 
     /// Disconnects every connection marked too slow, telling each where it can resume.

@@ -168,108 +168,14 @@ impl Engine {
     /// An engine in the state of `snap`, for the markets and assets of `config` (which must be
     /// the ones the snapshot was taken with). Orders have no connection to report to.
     pub fn restore(config: &Config, snap: &Snapshot) -> Result<Engine, RestoreError> {
-        if snap.version != SNAPSHOT_VERSION {
-            return Err(RestoreError::Version {
-                found: snap.version,
-                supported: SNAPSHOT_VERSION,
-            });
-        }
-        let markets: Vec<&str> = config.markets.iter().map(|m| m.name.as_str()).collect();
-        let assets: Vec<&str> = config.assets.iter().map(|a| a.name.as_str()).collect();
-        if snap.markets != markets || snap.assets != assets {
-            let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
-            return Err(RestoreError::OtherConfig {
-                markets: snap.markets.clone(),
-                assets: snap.assets.clone(),
-                config_markets: owned(&markets),
-                config_assets: owned(&assets),
-            });
-        }
+        same_config(config, snap)?;
         // Start from an empty engine (no demo balances: the snapshot has every balance).
         let mut bare = config.clone();
         bare.accounts.clear();
         let mut e = Engine::new(&bare);
-        for (i, a) in snap.accounts.iter().enumerate() {
-            let id = e
-                .accounts
-                .find_or_create(&a.name)
-                .map_err(|_| RestoreError::TooManyAccounts)?;
-            if id as usize != i || a.balances.len() != assets.len() {
-                return Err(RestoreError::Account {
-                    name: a.name.to_string(),
-                });
-            }
-            e.accounts.restore(id, &a.balances);
-        }
-        if snap.fees.len() != assets.len() || snap.supply.len() != assets.len() {
-            return Err(RestoreError::Totals {
-                fees: snap.fees.len(),
-                supplies: snap.supply.len(),
-                assets: assets.len(),
-            });
-        }
-        e.accounts.restore_totals(&snap.fees, &snap.supply);
-        e.accounts.drain_touched(|_, _, _| {});
-        e.open_orders = snap.accounts.iter().map(|a| a.open_orders).collect();
-        // Account lists: `add` puts an order at the head of its account's list, so adding each
-        // account's orders from the tail back gives the same lists.
-        let mut start = 0;
-        while start < snap.orders.len() {
-            let account = snap.orders[start].account;
-            let end = snap.orders[start..]
-                .iter()
-                .position(|o| o.account != account)
-                .map_or(snap.orders.len(), |n| start + n);
-            for o in snap.orders[start..end].iter().rev() {
-                if o.market as usize >= e.markets.len() || e.orders.is_full() {
-                    return Err(RestoreError::OrderDoesNotFit {
-                        order_id: o.order_id,
-                    });
-                }
-                if !e.markets[o.market as usize].could_rest(o.price, o.remaining) {
-                    return Err(RestoreError::OffGrid {
-                        order_id: o.order_id,
-                        price: o.price,
-                        remaining: o.remaining,
-                    });
-                }
-                if o.account as usize >= snap.accounts.len() {
-                    return Err(RestoreError::NoSuchAccount {
-                        order_id: o.order_id,
-                        account: o.account,
-                        accounts: snap.accounts.len(),
-                    });
-                }
-                e.orders.add(RestingOrder::new(OrderTerms {
-                    order_id: o.order_id,
-                    market: o.market,
-                    side: o.side,
-                    price: o.price,
-                    remaining: o.remaining,
-                    filled: o.filled,
-                    account: o.account,
-                    owner: NO_OWNER,
-                    reserved: o.reserved,
-                    client_order_id: o.client_order_id,
-                }));
-            }
-            start = end;
-        }
-        // Books: inserting in priority order gives every level its time priority back.
-        for (i, ids) in snap.books.iter().enumerate() {
-            let m = i / 2;
-            for id in ids {
-                let slot = e
-                    .orders
-                    .find(*id)
-                    .ok_or(RestoreError::NotAnOrder { order_id: *id })?;
-                let o = e.orders.get(slot);
-                if o.market as usize != m || side_index(o.side) != i % 2 {
-                    return Err(RestoreError::WrongBook { order_id: *id });
-                }
-                e.markets[m].book.insert(&mut e.orders, slot);
-            }
-        }
+        e.restore_accounts(snap)?;
+        e.restore_orders(snap)?;
+        e.restore_books(snap)?;
         for (m, price) in snap.last_prices.iter().enumerate() {
             if let Some(market) = e.markets.get_mut(m) {
                 market.last_price = *price;
@@ -290,6 +196,107 @@ impl Engine {
         e.next_cseq = snap.cseq + 1;
         e.check()?;
         Ok(e)
+    }
+
+    /// Accounts in their creation order with their balances, fees and supply per asset.
+    fn restore_accounts(&mut self, snap: &Snapshot) -> Result<(), RestoreError> {
+        let assets = self.asset_units.len();
+        for (i, a) in snap.accounts.iter().enumerate() {
+            let id = self
+                .accounts
+                .find_or_create(&a.name)
+                .map_err(|_| RestoreError::TooManyAccounts)?;
+            if id as usize != i || a.balances.len() != assets {
+                return Err(RestoreError::Account {
+                    name: a.name.to_string(),
+                });
+            }
+            self.accounts.restore(id, &a.balances);
+        }
+        if snap.fees.len() != assets || snap.supply.len() != assets {
+            return Err(RestoreError::Totals {
+                fees: snap.fees.len(),
+                supplies: snap.supply.len(),
+                assets,
+            });
+        }
+        self.accounts.restore_totals(&snap.fees, &snap.supply);
+        self.accounts.drain_touched(|_, _, _| {});
+        self.open_orders = snap.accounts.iter().map(|a| a.open_orders).collect();
+        Ok(())
+    }
+
+    /// Every resting order into the slab, each checked to fit its market and its account.
+    /// Account lists: `add` puts an order at the head of its account's list, so adding each
+    /// account's orders from the tail back gives the same lists.
+    fn restore_orders(&mut self, snap: &Snapshot) -> Result<(), RestoreError> {
+        let mut start = 0;
+        while start < snap.orders.len() {
+            let account = snap.orders[start].account;
+            let end = snap.orders[start..]
+                .iter()
+                .position(|o| o.account != account)
+                .map_or(snap.orders.len(), |n| start + n);
+            for o in snap.orders[start..end].iter().rev() {
+                self.restore_order(o, snap.accounts.len())?;
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    fn restore_order(&mut self, o: &SnapOrder, accounts: usize) -> Result<(), RestoreError> {
+        if o.market as usize >= self.markets.len() || self.orders.is_full() {
+            return Err(RestoreError::OrderDoesNotFit {
+                order_id: o.order_id,
+            });
+        }
+        if !self.markets[o.market as usize].could_rest(o.price, o.remaining) {
+            return Err(RestoreError::OffGrid {
+                order_id: o.order_id,
+                price: o.price,
+                remaining: o.remaining,
+            });
+        }
+        if o.account as usize >= accounts {
+            return Err(RestoreError::NoSuchAccount {
+                order_id: o.order_id,
+                account: o.account,
+                accounts,
+            });
+        }
+        self.orders.add(RestingOrder::new(OrderTerms {
+            order_id: o.order_id,
+            market: o.market,
+            side: o.side,
+            price: o.price,
+            remaining: o.remaining,
+            filled: o.filled,
+            account: o.account,
+            owner: NO_OWNER,
+            reserved: o.reserved,
+            client_order_id: o.client_order_id,
+        }));
+        Ok(())
+    }
+
+    /// Books: inserting in priority order gives every level its time priority back.
+    fn restore_books(&mut self, snap: &Snapshot) -> Result<(), RestoreError> {
+        for (i, ids) in snap.books.iter().enumerate() {
+            let m = i / 2;
+            for id in ids {
+                let slot = self
+                    .orders
+                    .find(*id)
+                    .ok_or(RestoreError::NotAnOrder { order_id: *id })?;
+                let o = self.orders.get(slot);
+                if o.market as usize != m || side_index(o.side) != i % 2 {
+                    return Err(RestoreError::WrongBook { order_id: *id });
+                }
+                self.markets[m].book.insert(&mut self.orders, slot);
+            }
+        }
+        Ok(())
     }
 
     /// A hash over the books and balances in a fixed order ([`Hash64`]): markets by id, each
@@ -340,4 +347,26 @@ pub fn checksum(bytes: &[u8]) -> u64 {
     let mut h = Hash64::new();
     h.bytes(bytes);
     h.0
+}
+
+/// The snapshot is of this version and of the config's markets and assets, in its order.
+fn same_config(config: &Config, snap: &Snapshot) -> Result<(), RestoreError> {
+    if snap.version != SNAPSHOT_VERSION {
+        return Err(RestoreError::Version {
+            found: snap.version,
+            supported: SNAPSHOT_VERSION,
+        });
+    }
+    let markets: Vec<&str> = config.markets.iter().map(|m| m.name.as_str()).collect();
+    let assets: Vec<&str> = config.assets.iter().map(|a| a.name.as_str()).collect();
+    if snap.markets != markets || snap.assets != assets {
+        let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        return Err(RestoreError::OtherConfig {
+            markets: snap.markets.clone(),
+            assets: snap.assets.clone(),
+            config_markets: owned(&markets),
+            config_assets: owned(&assets),
+        });
+    }
+    Ok(())
 }
