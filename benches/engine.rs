@@ -83,7 +83,7 @@ fn clear(e: &mut Engine, out: &mut Ring) {
                 market: Text::EMPTY,
             }),
         };
-        while matches!(e.process(&all, 0, 0, out).outcome, Outcome::CancelledAll { left, .. } if left > 0)
+        while matches!(e.process(&all, orderpipe::engine::Owner(0), 0, out).outcome, Outcome::CancelledAll { left, .. } if left > 0)
         {
             out.drain();
         }
@@ -107,7 +107,10 @@ fn timed(
         let mut refused = None;
         let start = Instant::now();
         for c in &cmds[..n] {
-            if let Outcome::Rejected(code) = engine.process(c, 0, 0, out).outcome {
+            if let Outcome::Rejected(code) = engine
+                .process(c, orderpipe::engine::Owner(0), 0, out)
+                .outcome
+            {
                 refused = Some(code);
             }
         }
@@ -155,7 +158,7 @@ fn per_operation(c: &mut Criterion) {
                 for i in 0..1000 {
                     e.process(
                         &limit(i % 32, Side::Sell, 5_000_000, 10, TimeInForce::Gtc),
-                        0,
+                        orderpipe::engine::Owner(0),
                         0,
                         out,
                     );
@@ -178,7 +181,7 @@ fn per_operation(c: &mut Criterion) {
                         let price = 5_000_000 + round * 100 + level;
                         e.process(
                             &limit(level as usize, Side::Sell, price, 10, TimeInForce::Gtc),
-                            0,
+                            orderpipe::engine::Owner(0),
                             0,
                             out,
                         );
@@ -216,7 +219,7 @@ fn per_operation(c: &mut Criterion) {
                                     10,
                                     TimeInForce::Gtc,
                                 ),
-                                0,
+                                orderpipe::engine::Owner(0),
                                 0,
                                 out,
                             )
@@ -249,7 +252,7 @@ fn per_operation(c: &mut Criterion) {
                                     10,
                                     TimeInForce::Gtc,
                                 ),
-                                0,
+                                orderpipe::engine::Owner(0),
                                 0,
                                 out,
                             )
@@ -282,7 +285,7 @@ fn per_operation(c: &mut Criterion) {
                                     10,
                                     TimeInForce::Gtc,
                                 ),
-                                0,
+                                orderpipe::engine::Owner(0),
                                 0,
                                 out,
                             )
@@ -318,7 +321,7 @@ fn mixed(quick: bool) {
         let mut e = Engine::new(&config);
         let mut out = Ring::new();
         for c in &stream[..warm] {
-            e.process(c, 0, 0, &mut out);
+            e.process(c, orderpipe::engine::Owner(0), 0, &mut out);
             out.drain();
         }
         // Mean: one clock read per batch of 4096.
@@ -327,7 +330,7 @@ fn mixed(quick: bool) {
         for chunk in timed_part.chunks(4096) {
             let start = Instant::now();
             for c in chunk {
-                black_box(e.process(c, 0, 0, &mut out));
+                black_box(e.process(c, orderpipe::engine::Owner(0), 0, &mut out));
             }
             total += start.elapsed();
             out.drain();
@@ -335,7 +338,10 @@ fn mixed(quick: bool) {
         means.push(total.as_nanos() as f64 / timed_part.len() as f64);
         if means.len() == 1 {
             // The shape the stream is meant to keep: about 1,000 orders over about 750 levels.
-            let (bids, asks) = (e.book_orders(0, Side::Buy), e.book_orders(0, Side::Sell));
+            let (bids, asks) = (
+                e.book_orders(orderpipe::engine::MarketId(0), Side::Buy),
+                e.book_orders(orderpipe::engine::MarketId(0), Side::Sell),
+            );
             let mut levels: Vec<u64> = bids.iter().chain(&asks).map(|o| o.2).collect();
             levels.dedup();
             println!(
@@ -348,14 +354,14 @@ fn mixed(quick: bool) {
         let mut e = Engine::new(&config);
         let mut out = Ring::new();
         for c in &stream[..warm] {
-            e.process(c, 0, 0, &mut out);
+            e.process(c, orderpipe::engine::Owner(0), 0, &mut out);
             out.drain();
         }
         let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 1_000_000_000, 3).unwrap();
         for chunk in timed_part.chunks(4096) {
             let mut t = Instant::now();
             for c in chunk {
-                black_box(e.process(c, 0, 0, &mut out));
+                black_box(e.process(c, orderpipe::engine::Owner(0), 0, &mut out));
                 let now = Instant::now();
                 h.saturating_record((now - t).as_nanos() as u64);
                 t = now;

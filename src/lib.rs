@@ -11,7 +11,7 @@
 //! ```
 //! use std::path::Path;
 //! use orderpipe::config::Config;
-//! use orderpipe::engine::{Engine, EventKind, Outcome, Recorder, RejectCode};
+//! use orderpipe::engine::{Engine, EventKind, NO_OWNER, Outcome, Recorder, RejectCode};
 //! use orderpipe::wire::json;
 //!
 //! let config = Config::parse(
@@ -40,7 +40,7 @@
 //! let mut out = Recorder::default();
 //! let mut send = |engine: &mut Engine, out: &mut Recorder, line: &str| {
 //!     let request = json::parse_request(line.as_bytes()).unwrap();
-//!     engine.process(&request.to_command(0, 0).unwrap(), 0, 0, out).outcome
+//!     engine.process(&request.to_command(0, 0).unwrap(), NO_OWNER, 0, out).outcome
 //! };
 //!
 //! // Bob offers 0.01 BTC at 50000.5; Alice buys it. One trade, both orders filled.

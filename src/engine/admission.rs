@@ -34,7 +34,7 @@ impl Engine {
             return Err(RejectCode::InvalidTimestamp);
         }
         let market = self.market_id(&o.market).ok_or(RejectCode::UnknownMarket)?;
-        let spec = &self.markets[market as usize].spec;
+        let spec = &self.markets[market.index()].spec;
         // Post-only is for resting limit orders; a market order has no price.
         if o.post_only && (o.order_type != OrderType::Limit || o.tif != TimeInForce::Gtc) {
             return Err(RejectCode::UnsupportedOrderType);
@@ -88,7 +88,7 @@ impl Engine {
             .find(&o.username)
             .ok_or(RejectCode::InsufficientBalance)?;
         self.compliance.take_token(account, recv_ns)?;
-        let spec = self.markets[v.market as usize].spec;
+        let spec = self.markets[v.market.index()].spec;
         if !spec.enabled {
             return Err(RejectCode::MarketDisabled);
         }
@@ -112,7 +112,7 @@ impl Engine {
     /// The price the order trades up to: a limit price within the band around the last trade,
     /// or for a market order the protection price, `protection_bps` beyond the best price.
     fn order_price(&self, o: &NewOrder, v: &ValidOrder, spec: &Spec) -> Result<u64, RejectCode> {
-        let market = &self.markets[v.market as usize];
+        let market = &self.markets[v.market.index()];
         if o.order_type == OrderType::Limit {
             check_band(spec, market.last_price, v.price)?;
             return Ok(v.price);
@@ -139,7 +139,7 @@ impl Engine {
         {
             return Err(RejectCode::DuplicateClientOrderId);
         }
-        let book = &self.markets[v.market as usize].book;
+        let book = &self.markets[v.market.index()].book;
         if o.post_only
             && book
                 .best_price(o.side.opposite())
@@ -172,7 +172,7 @@ impl Engine {
         lots: u64,
         account: AccountId,
     ) -> bool {
-        let market = &self.markets[m as usize];
+        let market = &self.markets[m.index()];
         let mut need = lots;
         let mut work = 0;
         let mut fillable = false;
@@ -206,7 +206,7 @@ impl Engine {
         em: &mut Emit<'_, O>,
     ) -> Outcome {
         let v = approved.into_inner();
-        let spec = self.markets[v.market as usize].spec;
+        let spec = self.markets[v.market.index()].spec;
         let order_id = self.next_order_id;
         self.next_order_id += 1;
         let reserved = spec.reservation(o.side, v.price, v.lots) as u64;

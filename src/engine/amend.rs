@@ -41,7 +41,7 @@ impl Engine {
     ) -> Result<Outcome, RejectCode> {
         let (account, slot) = self.find_own(&a.username, &a.target)?;
         let o = *self.orders.get(slot);
-        let spec = self.markets[o.market as usize].spec;
+        let spec = self.markets[o.market.index()].spec;
         let change = Change {
             price: match a.price {
                 Some(p) => price_ticks(p, &spec)?,
@@ -69,7 +69,7 @@ impl Engine {
         }
         let need = self.check_move(&o, change, &spec, account, em.recv_ns)?;
         let slot = approved.into_inner();
-        let crosses_now = self.markets[o.market as usize]
+        let crosses_now = self.markets[o.market.index()]
             .book
             .best_price(o.side.opposite())
             .is_some_and(|best| crosses(o.side, best, change.price));
@@ -113,7 +113,7 @@ impl Engine {
         account: AccountId,
     ) {
         let keep = spec.reservation(o.side, o.price, lots) as u64;
-        self.markets[o.market as usize]
+        self.markets[o.market.index()]
             .book
             .reduce(&mut self.orders, slot, o.remaining - lots);
         assert!(
@@ -143,7 +143,7 @@ impl Engine {
             return Err(RejectCode::MarketDisabled);
         }
         if change.price != o.price {
-            let last = self.markets[o.market as usize].last_price;
+            let last = self.markets[o.market.index()].last_price;
             check_band(spec, last, change.price)?;
         }
         if let Some(max) = spec.max_notional
@@ -171,14 +171,14 @@ impl Engine {
         account: AccountId,
         need: u64,
     ) {
-        let book = &mut self.markets[o.market as usize].book;
+        let book = &mut self.markets[o.market.index()].book;
         book.unlink(&mut self.orders, slot);
         self.swap_reservation(account, spec.spends(o.side), o.reserved, need);
         let order = self.orders.get_mut(slot);
         order.price = change.price;
         order.remaining = change.lots;
         order.reserved = need;
-        self.markets[o.market as usize]
+        self.markets[o.market.index()]
             .book
             .insert(&mut self.orders, slot);
     }
@@ -192,7 +192,7 @@ impl Engine {
         account: AccountId,
         need: u64,
     ) -> RestingOrder {
-        let m = self.orders.get(slot).market as usize;
+        let m = self.orders.get(slot).market.index();
         self.markets[m].book.unlink(&mut self.orders, slot);
         let old = self.orders.remove(slot);
         self.open_dec(account);

@@ -13,8 +13,7 @@ use super::hash::{FnvBuild, IdBuild};
 
 /// Index of an order in the slab.
 pub type Slot = u32;
-/// Index of an account (see `custody`).
-pub type AccountId = u32;
+pub use super::ids::AccountId;
 
 /// "No order": the end of a list.
 pub const NIL: Slot = u32::MAX;
@@ -188,10 +187,7 @@ impl Orders {
 
     /// The first open order of an account, or `NIL`.
     pub fn first_of_account(&self, account: AccountId) -> Slot {
-        self.user_heads
-            .get(account as usize)
-            .copied()
-            .unwrap_or(NIL)
+        self.user_heads.get(account.index()).copied().unwrap_or(NIL)
     }
 
     /// Stores an order and links it into its account's list (not into a book: see
@@ -213,7 +209,7 @@ impl Orders {
             self.by_client
                 .insert((order.account, order.client_order_id), slot);
         }
-        let a = order.account as usize;
+        let a = order.account.index();
         if self.user_heads.len() <= a {
             self.user_heads.resize(a + 1, NIL);
         }
@@ -237,7 +233,7 @@ impl Orders {
         if o.user_prev != NIL {
             self.slots[o.user_prev as usize].user_next = o.user_next;
         } else {
-            self.user_heads[o.account as usize] = o.user_next;
+            self.user_heads[o.account.index()] = o.user_next;
         }
         if o.user_next != NIL {
             self.slots[o.user_next as usize].user_prev = o.user_prev;
@@ -737,13 +733,13 @@ mod tests {
     fn order(id: u64, side: Side, price: u64, lots: u64) -> RestingOrder {
         RestingOrder::new(OrderTerms {
             order_id: id,
-            market: 0,
+            market: MarketId(0),
             side,
             price,
             remaining: lots,
             filled: 0,
-            account: (id % 3) as u32,
-            owner: 0,
+            account: AccountId((id % 3) as u32),
+            owner: Owner(0),
             reserved: 0,
             client_order_id: Text::EMPTY,
         })
@@ -890,18 +886,18 @@ mod tests {
         let mut orders = Orders::with_capacity(8, 4);
         let mut book = Book::new();
         let mut o = order(1, Side::Buy, 10, 1);
-        o.account = 2;
+        o.account = AccountId(2);
         o.client_order_id = Text::new("a");
         let s1 = orders.add(o);
         book.insert(&mut orders, s1);
         let mut o = order(2, Side::Buy, 11, 1);
-        o.account = 2;
+        o.account = AccountId(2);
         let s2 = orders.add(o);
         book.insert(&mut orders, s2);
-        assert_eq!(orders.find_client(2, &Text::new("a")), Some(s1));
-        assert_eq!(orders.find_client(1, &Text::new("a")), None);
+        assert_eq!(orders.find_client(AccountId(2), &Text::new("a")), Some(s1));
+        assert_eq!(orders.find_client(AccountId(1), &Text::new("a")), None);
         let mut seen = vec![];
-        let mut s = orders.first_of_account(2);
+        let mut s = orders.first_of_account(AccountId(2));
         while s != NIL {
             seen.push(orders.get(s).order_id);
             s = orders.get(s).next_of_account();
@@ -910,8 +906,8 @@ mod tests {
         assert_eq!(seen, [1, 2]);
         book.unlink(&mut orders, s1);
         orders.remove(s1);
-        assert_eq!(orders.find_client(2, &Text::new("a")), None);
-        assert_eq!(orders.first_of_account(2), s2);
-        assert_eq!(orders.first_of_account(3), NIL);
+        assert_eq!(orders.find_client(AccountId(2), &Text::new("a")), None);
+        assert_eq!(orders.first_of_account(AccountId(2)), s2);
+        assert_eq!(orders.first_of_account(AccountId(3)), NIL);
     }
 }

@@ -43,7 +43,7 @@ impl Engine {
         for (i, (_, balances)) in self.accounts.all().iter().enumerate() {
             for (asset, b) in balances.iter().enumerate() {
                 let h = held
-                    .get(&(i as AccountId, asset as AssetIndex))
+                    .get(&(AccountId::of(i), AssetIndex::of(asset)))
                     .copied()
                     .unwrap_or(0);
                 if u128::from(b.reserved) != h {

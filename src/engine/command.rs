@@ -18,10 +18,7 @@ pub type AssetName = Text<{ crate::limits::MAX_ASSET_NAME }>;
 /// An idempotency key as the engine carries it.
 pub type IdempotencyKey = Text<MAX_IDEMPOTENCY_KEY>;
 
-/// Index of a market in the validated config (`Config::markets`).
-pub type MarketId = u32;
-/// Index of an asset in the validated config (`Config::assets`).
-pub type AssetIndex = u32;
+pub use super::ids::{AssetIndex, MarketId, NO_OWNER, Owner};
 
 /// Buy or sell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, bincode::Encode, bincode::Decode)]
@@ -521,10 +518,3 @@ pub enum Outbound {
     /// A report about one of the connection's orders.
     Report(Report),
 }
-
-/// Who placed an order: the engine's token for a connection (see the runner), so that later
-/// fills reach the right socket. `NO_OWNER` for orders whose connection is gone.
-pub type Owner = u32;
-
-/// The owner of orders placed outside any connection (tests, replay).
-pub const NO_OWNER: Owner = u32::MAX;

@@ -99,7 +99,7 @@ impl Accounts {
         if self.names.len() >= self.max {
             return Err(CustodyError::TooManyAccounts);
         }
-        let id = self.names.len() as AccountId;
+        let id = AccountId::of(self.names.len());
         self.names.push(*name);
         self.by_name.insert(*name, id);
         self.balances
@@ -110,23 +110,23 @@ impl Accounts {
 
     /// A user's name.
     pub fn name(&self, account: AccountId) -> &Username {
-        &self.names[account as usize]
+        &self.names[account.index()]
     }
 
     /// A balance.
     #[inline]
     pub fn balance(&self, account: AccountId, asset: AssetIndex) -> Balance {
-        self.balances[account as usize * self.n_assets + asset as usize]
+        self.balances[account.index() * self.n_assets + asset.index()]
     }
 
     #[inline]
     fn slot(&mut self, account: AccountId, asset: AssetIndex) -> &mut Balance {
-        let i = account as usize * self.n_assets + asset as usize;
-        let mask = &mut self.touched_mask[account as usize];
+        let i = account.index() * self.n_assets + asset.index();
+        let mask = &mut self.touched_mask[account.index()];
         if *mask == 0 {
             self.touched.push(account);
         }
-        *mask |= 1 << asset;
+        *mask |= asset.bit();
         &mut self.balances[i]
     }
 
@@ -138,7 +138,7 @@ impl Accounts {
         asset: AssetIndex,
         amount: u64,
     ) -> Result<(), CustodyError> {
-        let i = account as usize * self.n_assets + asset as usize;
+        let i = account.index() * self.n_assets + asset.index();
         if self.balances[i].available < amount {
             return Err(CustodyError::Insufficient);
         }
@@ -191,12 +191,12 @@ impl Accounts {
     /// Adds a collected fee.
     #[inline]
     pub fn collect_fee(&mut self, asset: AssetIndex, amount: u64) {
-        self.fees[asset as usize] += amount;
+        self.fees[asset.index()] += amount;
     }
 
     /// Fees collected in an asset.
     pub fn fees(&self, asset: AssetIndex) -> u64 {
-        self.fees[asset as usize]
+        self.fees[asset.index()]
     }
 
     /// A deposit: more supply, more available.
@@ -206,11 +206,11 @@ impl Accounts {
         asset: AssetIndex,
         amount: u64,
     ) -> Result<Balance, CustodyError> {
-        let supply = self.supply[asset as usize];
+        let supply = self.supply[asset.index()];
         if amount > SUPPLY_LIMIT - supply {
             return Err(CustodyError::TooLarge);
         }
-        self.supply[asset as usize] = supply + amount;
+        self.supply[asset.index()] = supply + amount;
         let b = self.slot(account, asset);
         b.available += amount;
         Ok(*b)
@@ -226,7 +226,7 @@ impl Accounts {
         if self.balance(account, asset).available < amount {
             return Err(CustodyError::Insufficient);
         }
-        self.supply[asset as usize] -= amount;
+        self.supply[asset.index()] -= amount;
         let b = self.slot(account, asset);
         b.available -= amount;
         Ok(*b)
@@ -234,7 +234,7 @@ impl Accounts {
 
     /// The supply of an asset: start-up balances plus deposits minus withdrawals.
     pub fn supply(&self, asset: AssetIndex) -> u64 {
-        self.supply[asset as usize]
+        self.supply[asset.index()]
     }
 
     /// Calls `f(account, asset)` for every balance changed since the last call, in the order
@@ -242,13 +242,13 @@ impl Accounts {
     pub fn drain_touched(&mut self, mut f: impl FnMut(&Self, AccountId, AssetIndex)) {
         for i in 0..self.touched.len() {
             let account = self.touched[i];
-            let mut mask = self.touched_mask[account as usize];
+            let mut mask = self.touched_mask[account.index()];
             while mask != 0 {
                 let asset = mask.trailing_zeros();
                 mask &= mask - 1;
-                f(self, account, asset);
+                f(self, account, AssetIndex(asset));
             }
-            self.touched_mask[account as usize] = 0;
+            self.touched_mask[account.index()] = 0;
         }
         self.touched.clear();
     }
@@ -275,7 +275,7 @@ impl Accounts {
     /// Puts back an account's balances and the totals, when restoring a snapshot.
     pub fn restore(&mut self, account: AccountId, balances: &[Balance]) {
         for (asset, b) in balances.iter().enumerate() {
-            let i = account as usize * self.n_assets + asset;
+            let i = account.index() * self.n_assets + asset;
             self.balances[i] = *b;
         }
     }
@@ -358,9 +358,9 @@ mod tests {
     fn a_release_beyond_the_reservation_stops_instead_of_clamping() {
         let mut a = Accounts::new(1, 1);
         let alice = a.find_or_create(&Text::new("alice")).unwrap();
-        a.deposit(alice, 0, 1000).unwrap();
-        a.reserve(alice, 0, 100).unwrap();
-        a.release(alice, 0, 101);
+        a.deposit(alice, AssetIndex(0), 1000).unwrap();
+        a.reserve(alice, AssetIndex(0), 100).unwrap();
+        a.release(alice, AssetIndex(0), 101);
     }
 
     #[test]
@@ -368,9 +368,9 @@ mod tests {
     fn spending_beyond_the_reservation_stops_instead_of_clamping() {
         let mut a = Accounts::new(1, 1);
         let alice = a.find_or_create(&Text::new("alice")).unwrap();
-        a.deposit(alice, 0, 1000).unwrap();
-        a.reserve(alice, 0, 1).unwrap();
-        a.spend_reserved(alice, 0, 2);
+        a.deposit(alice, AssetIndex(0), 1000).unwrap();
+        a.reserve(alice, AssetIndex(0), 1).unwrap();
+        a.spend_reserved(alice, AssetIndex(0), 2);
     }
 
     #[test]
@@ -379,30 +379,46 @@ mod tests {
         let alice = a.find_or_create(&Text::new("alice")).unwrap();
         let bob = a.find_or_create(&Text::new("bob")).unwrap();
         assert_eq!(a.find_or_create(&Text::new("alice")), Ok(alice));
-        a.deposit(alice, 0, 1000).unwrap();
-        a.deposit(bob, 1, 50).unwrap();
-        assert_eq!(a.reserve(alice, 0, 2000), Err(CustodyError::Insufficient));
-        a.reserve(alice, 0, 600).unwrap();
-        a.spend_reserved(alice, 0, 500);
-        a.receive(bob, 0, 495);
-        a.collect_fee(0, 5);
-        a.release(alice, 0, 100);
+        a.deposit(alice, AssetIndex(0), 1000).unwrap();
+        a.deposit(bob, AssetIndex(1), 50).unwrap();
         assert_eq!(
-            a.balance(alice, 0),
+            a.reserve(alice, AssetIndex(0), 2000),
+            Err(CustodyError::Insufficient)
+        );
+        a.reserve(alice, AssetIndex(0), 600).unwrap();
+        a.spend_reserved(alice, AssetIndex(0), 500);
+        a.receive(bob, AssetIndex(0), 495);
+        a.collect_fee(AssetIndex(0), 5);
+        a.release(alice, AssetIndex(0), 100);
+        assert_eq!(
+            a.balance(alice, AssetIndex(0)),
             Balance {
                 available: 500,
                 reserved: 0
             }
         );
         a.check().unwrap();
-        assert_eq!(a.withdraw(bob, 0, 496), Err(CustodyError::Insufficient));
-        a.withdraw(bob, 0, 495).unwrap();
+        assert_eq!(
+            a.withdraw(bob, AssetIndex(0), 496),
+            Err(CustodyError::Insufficient)
+        );
+        a.withdraw(bob, AssetIndex(0), 495).unwrap();
         a.check().unwrap();
-        assert_eq!(a.deposit(alice, 1, u64::MAX), Err(CustodyError::TooLarge));
+        assert_eq!(
+            a.deposit(alice, AssetIndex(1), u64::MAX),
+            Err(CustodyError::TooLarge)
+        );
         let mut touched = vec![];
         a.drain_touched(|_, acct, asset| touched.push((acct, asset)));
         // By account in order of first touch, then by asset; the refused deposit touched nothing.
-        assert_eq!(touched, [(alice, 0), (bob, 0), (bob, 1)]);
+        assert_eq!(
+            touched,
+            [
+                (alice, AssetIndex(0)),
+                (bob, AssetIndex(0)),
+                (bob, AssetIndex(1))
+            ]
+        );
         let mut again = vec![];
         a.drain_touched(|_, acct, asset| again.push((acct, asset)));
         assert!(again.is_empty());

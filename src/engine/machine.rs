@@ -82,13 +82,13 @@ impl Engine {
             .markets
             .iter()
             .enumerate()
-            .map(|(i, m)| (MarketName::new(&m.name), i as MarketId))
+            .map(|(i, m)| (MarketName::new(&m.name), MarketId::of(i)))
             .collect();
         let asset_ids = config
             .assets
             .iter()
             .enumerate()
-            .map(|(i, a)| (AssetName::new(&a.name), i as AssetIndex))
+            .map(|(i, a)| (AssetName::new(&a.name), AssetIndex::of(i)))
             .collect();
         let mut accounts = Accounts::new(config.assets.len(), e.max_accounts);
         for a in &config.accounts {
@@ -98,7 +98,7 @@ impl Engine {
                 .expect("validated account count");
             for (asset, units) in &a.balances {
                 accounts
-                    .deposit(id, *asset as AssetIndex, *units)
+                    .deposit(id, AssetIndex::of(*asset), *units)
                     .expect("validated start-up balance");
             }
         }
@@ -223,11 +223,11 @@ impl Engine {
     }
 
     pub(super) fn open_count(&self, account: AccountId) -> u32 {
-        self.open_orders.get(account as usize).copied().unwrap_or(0)
+        self.open_orders.get(account.index()).copied().unwrap_or(0)
     }
 
     pub(super) fn open_inc(&mut self, account: AccountId) {
-        let a = account as usize;
+        let a = account.index();
         if self.open_orders.len() <= a {
             self.open_orders.resize(a + 1, 0);
         }
@@ -235,7 +235,7 @@ impl Engine {
     }
 
     pub(super) fn open_dec(&mut self, account: AccountId) {
-        self.open_orders[account as usize] -= 1;
+        self.open_orders[account.index()] -= 1;
     }
 }
 

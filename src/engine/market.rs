@@ -102,8 +102,8 @@ impl Market {
             spec: Spec {
                 tick: m.tick_size,
                 lot: m.lot_size,
-                base: m.base as AssetIndex,
-                quote: m.quote as AssetIndex,
+                base: AssetIndex::of(m.base),
+                quote: AssetIndex::of(m.quote),
                 base_per_lot: m.base_per_lot,
                 quote_per_tick_lot: m.quote_per_tick_lot,
                 min_lots: m.min_size_lots,

@@ -71,7 +71,7 @@ impl Engine {
     /// Matches an incoming order, then rests what is left (if it may) or cancels it.
     pub(super) fn run_taker<O: Output>(&mut self, mut t: Taker, em: &mut Emit<'_, O>) {
         let stop = self.match_order(&mut t, em);
-        let spec = self.markets[t.market as usize].spec;
+        let spec = self.markets[t.market.index()].spec;
         if t.remaining == 0 {
             self.accounts
                 .release(t.account, spec.spends(t.side), t.reserved);
@@ -79,7 +79,7 @@ impl Engine {
         }
         if t.may_rest && stop == Stop::NoCross {
             let slot = self.orders.add(RestingOrder::new(t.rest_terms()));
-            self.markets[t.market as usize]
+            self.markets[t.market.index()]
                 .book
                 .insert(&mut self.orders, slot);
             self.open_inc(t.account);
@@ -105,7 +105,7 @@ impl Engine {
     /// Trades the incoming order against the best resting orders while they cross, applying
     /// self-trade prevention and the fill limit.
     pub(super) fn match_order<O: Output>(&mut self, t: &mut Taker, em: &mut Emit<'_, O>) -> Stop {
-        let m = t.market as usize;
+        let m = t.market.index();
         let spec = self.markets[m].spec;
         let opposite = t.side.opposite();
         let mut work = 0;
@@ -149,7 +149,7 @@ impl Engine {
         spend(&mut t.reserved, taker_spent, t.order_id, "order");
         t.remaining -= x.lots;
         t.filled += x.lots;
-        let m = t.market as usize;
+        let m = t.market.index();
         self.markets[m].last_price = x.price;
         self.markets[m].book.reduce(&mut self.orders, slot, x.lots);
         let resting = self.orders.get_mut(slot);
@@ -249,7 +249,7 @@ impl Engine {
         reason: CancelReason,
         em: &mut Emit<'_, O>,
     ) -> u64 {
-        let m = self.orders.get(slot).market as usize;
+        let m = self.orders.get(slot).market.index();
         let spec = self.markets[m].spec;
         self.markets[m].book.unlink(&mut self.orders, slot);
         let o = self.orders.remove(slot);

@@ -16,6 +16,7 @@ pub mod error;
 pub mod event;
 mod halt;
 pub mod hash;
+pub mod ids;
 pub mod machine;
 mod market;
 mod matching;
@@ -32,9 +33,10 @@ mod tests;
 
 pub use admission::ValidOrder;
 pub use command::{
-    Amend, AssetName, Cancel, CancelAll, CancelReason, Command, CommandBody, HaltTarget,
-    IdempotencyKey, MarketId, MarketName, NO_OWNER, NewOrder, OrderRef, OrderType, Outbound,
-    Outcome, Owner, RejectCode, Reply, Report, ReportKind, Side, TimeInForce, Transfer, Username,
+    Amend, AssetIndex, AssetName, Cancel, CancelAll, CancelReason, Command, CommandBody,
+    HaltTarget, IdempotencyKey, MarketId, MarketName, NO_OWNER, NewOrder, OrderRef, OrderType,
+    Outbound, Outcome, Owner, RejectCode, Reply, Report, ReportKind, Side, TimeInForce, Transfer,
+    Username,
 };
 pub use custody::Balance;
 pub use error::{Broken, RestoreError};

@@ -10,7 +10,7 @@ pub type Depth = (Vec<(u64, u64)>, Vec<(u64, u64)>);
 impl Engine {
     /// Best `n` levels of each side of a market as `(price ticks, total lots)`, best first.
     pub fn depth(&self, market: MarketId, n: usize) -> Option<Depth> {
-        let book = &self.markets.get(market as usize)?.book;
+        let book = &self.markets.get(market.index())?.book;
         Some((
             book.depth(Side::Buy, n).collect(),
             book.depth(Side::Sell, n).collect(),
@@ -32,8 +32,8 @@ impl Engine {
     pub fn balances(&self, username: &str) -> Option<Vec<Balance>> {
         let account = self.accounts.find(&Username::new(username))?;
         Some(
-            (0..self.asset_units.len() as AssetIndex)
-                .map(|a| self.accounts.balance(account, a))
+            (0..self.asset_units.len())
+                .map(|a| self.accounts.balance(account, AssetIndex::of(a)))
                 .collect(),
         )
     }
@@ -51,7 +51,7 @@ impl Engine {
     /// Every resting order of a market side in priority order: `(order id, user, price ticks,
     /// remaining lots)`. Allocates.
     pub fn book_orders(&self, market: MarketId, side: Side) -> Vec<(u64, String, u64, u64)> {
-        let book = &self.markets[market as usize].book;
+        let book = &self.markets[market.index()].book;
         book.orders_in_priority(&self.orders, side)
             .into_iter()
             .map(|s| {

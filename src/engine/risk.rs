@@ -109,7 +109,7 @@ impl Compliance {
             && !self.allowed.is_empty()
             && exposure == Exposure::Adds
             && let Some(mask) = self.allowed.get(user)
-            && mask & (1 << m) == 0
+            && mask & m.bit() == 0
         {
             return Err(RejectCode::MarketNotAllowed);
         }
@@ -118,7 +118,7 @@ impl Compliance {
                 return Err(RejectCode::TradingHalted);
             }
             if let Some(m) = market
-                && self.halted_markets & (1 << m) != 0
+                && self.halted_markets & m.bit() != 0
             {
                 return Err(RejectCode::MarketHalted);
             }
@@ -134,7 +134,7 @@ impl Compliance {
         let Some((rate, burst)) = self.rate else {
             return Ok(());
         };
-        let a = account as usize;
+        let a = account.index();
         if self.buckets.len() <= a {
             self.buckets.resize(a + 1, Bucket::default());
         }
@@ -175,9 +175,9 @@ impl Compliance {
             (HaltTarget::All, _) => self.halted_all = halted,
             (HaltTarget::Market(_), Some(m)) => {
                 if halted {
-                    self.halted_markets |= 1 << m;
+                    self.halted_markets |= m.bit();
                 } else {
-                    self.halted_markets &= !(1 << m);
+                    self.halted_markets &= !m.bit();
                 }
             }
             (HaltTarget::Market(_), None) => {}
@@ -216,7 +216,8 @@ impl Compliance {
     /// Active halts, for the rules view: `(all, market ids, users)`.
     pub fn halts(&self) -> (bool, Vec<MarketId>, Vec<Username>) {
         let markets = (0..64)
-            .filter(|m| self.halted_markets & (1 << m) != 0)
+            .map(MarketId)
+            .filter(|m| self.halted_markets & m.bit() != 0)
             .collect();
         (
             self.halted_all,
@@ -245,41 +246,58 @@ mod tests {
     fn blocks_allow_lists_and_halts() {
         let mut c = Compliance::new(&rules(), 4);
         let u = |s: &str| Text::new(s);
-        assert!(c.admit(&u("alice"), Some(0), Exposure::Adds, ()).is_ok());
+        assert!(
+            c.admit(&u("alice"), Some(MarketId(0)), Exposure::Adds, ())
+                .is_ok()
+        );
         assert_eq!(
-            c.admit(&u("mallory"), Some(0), Exposure::Adds, ()).err(),
+            c.admit(&u("mallory"), Some(MarketId(0)), Exposure::Adds, ())
+                .err(),
             Some(RejectCode::UserBlocked)
         );
         // A blocked user may still reduce (cancel).
         assert!(
-            c.admit(&u("mallory"), Some(0), Exposure::Reduces, ())
+            c.admit(&u("mallory"), Some(MarketId(0)), Exposure::Reduces, ())
                 .is_ok()
         );
         assert_eq!(
-            c.admit(&u("carol"), Some(0), Exposure::Adds, ()).err(),
+            c.admit(&u("carol"), Some(MarketId(0)), Exposure::Adds, ())
+                .err(),
             Some(RejectCode::MarketNotAllowed)
         );
-        assert!(c.admit(&u("carol"), Some(1), Exposure::Adds, ()).is_ok());
-        c.set_halt(HaltTarget::Market(Text::new("M")), Some(1), true);
+        assert!(
+            c.admit(&u("carol"), Some(MarketId(1)), Exposure::Adds, ())
+                .is_ok()
+        );
+        c.set_halt(HaltTarget::Market(Text::new("M")), Some(MarketId(1)), true);
         assert_eq!(
-            c.admit(&u("carol"), Some(1), Exposure::Adds, ()).err(),
+            c.admit(&u("carol"), Some(MarketId(1)), Exposure::Adds, ())
+                .err(),
             Some(RejectCode::MarketHalted)
         );
-        assert!(c.admit(&u("carol"), Some(1), Exposure::Reduces, ()).is_ok());
+        assert!(
+            c.admit(&u("carol"), Some(MarketId(1)), Exposure::Reduces, ())
+                .is_ok()
+        );
         c.set_halt(HaltTarget::User(u("alice")), None, true);
         assert_eq!(
-            c.admit(&u("alice"), Some(0), Exposure::Adds, ()).err(),
+            c.admit(&u("alice"), Some(MarketId(0)), Exposure::Adds, ())
+                .err(),
             Some(RejectCode::UserHalted)
         );
         c.set_halt(HaltTarget::All, None, true);
         assert_eq!(
-            c.admit(&u("bob"), Some(0), Exposure::Adds, ()).err(),
+            c.admit(&u("bob"), Some(MarketId(0)), Exposure::Adds, ())
+                .err(),
             Some(RejectCode::TradingHalted)
         );
         c.set_halt(HaltTarget::All, None, false);
         c.set_halt(HaltTarget::User(u("alice")), None, false);
-        c.set_halt(HaltTarget::Market(Text::new("M")), Some(1), false);
-        assert!(c.admit(&u("alice"), Some(1), Exposure::Adds, ()).is_ok());
+        c.set_halt(HaltTarget::Market(Text::new("M")), Some(MarketId(1)), false);
+        assert!(
+            c.admit(&u("alice"), Some(MarketId(1)), Exposure::Adds, ())
+                .is_ok()
+        );
         assert_eq!(c.may_rest(2), Err(RejectCode::TooManyOpenOrders));
         assert_eq!(c.may_rest(1), Ok(()));
     }
@@ -290,19 +308,19 @@ mod tests {
         let t0 = 1_000_000_000_000;
         // Burst of 3, then refused until a tenth of a second (one token at 10/s) has passed.
         for _ in 0..3 {
-            assert_eq!(c.take_token(0, t0), Ok(()));
+            assert_eq!(c.take_token(AccountId(0), t0), Ok(()));
         }
-        assert_eq!(c.take_token(0, t0), Err(RejectCode::RateLimited));
+        assert_eq!(c.take_token(AccountId(0), t0), Err(RejectCode::RateLimited));
         assert_eq!(
-            c.take_token(0, t0 + 99_999_999),
+            c.take_token(AccountId(0), t0 + 99_999_999),
             Err(RejectCode::RateLimited)
         );
         // Two tenths of a second since the burst: two tokens, one taken here.
-        assert_eq!(c.take_token(0, t0 + 200_000_000), Ok(()));
+        assert_eq!(c.take_token(AccountId(0), t0 + 200_000_000), Ok(()));
         // Another account has its own bucket; a stamp from the past refills nothing, so the
         // one token left is the last.
-        assert_eq!(c.take_token(1, t0), Ok(()));
-        assert_eq!(c.take_token(0, t0), Ok(()));
-        assert_eq!(c.take_token(0, t0), Err(RejectCode::RateLimited));
+        assert_eq!(c.take_token(AccountId(1), t0), Ok(()));
+        assert_eq!(c.take_token(AccountId(0), t0), Ok(()));
+        assert_eq!(c.take_token(AccountId(0), t0), Err(RejectCode::RateLimited));
     }
 }

@@ -156,7 +156,7 @@ impl EngineHandle {
             engine,
             connections: Vec::with_capacity(max_conns),
             tokens: HashMap::with_capacity_and_hasher(max_conns, IdBuild::default()),
-            next_token: 0,
+            next_token: Owner(0),
             origin_reports: Vec::with_capacity(per_command),
             cut: Vec::with_capacity(max_conns),
             // Room for everything one command can send to one connection (its reply and two
@@ -616,7 +616,7 @@ impl Runner {
                     let token = self.next_token;
                     // Tokens are not reused while a connection could still hold one; u32
                     // wraps only after four billion connections.
-                    self.next_token = self.next_token.wrapping_add(1) % super::command::NO_OWNER;
+                    self.next_token = Owner((self.next_token.0 + 1) % super::command::NO_OWNER.0);
                     self.tokens.insert(token, self.connections.len());
                     self.connections.push(Entry {
                         conn,

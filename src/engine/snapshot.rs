@@ -6,7 +6,7 @@
 //! commands after it gives the same state as replaying every command from the start, which the
 //! tests check with the digest.
 
-use super::book::{NIL, OrderTerms, RestingOrder};
+use super::book::{AccountId, NIL, OrderTerms, RestingOrder};
 use super::command::{ClientOrderId, IdempotencyKey, MarketId, NO_OWNER, Outcome, Side, Username};
 use super::custody::Balance;
 use super::error::RestoreError;
@@ -86,7 +86,7 @@ pub struct SnapOrder {
     /// Filled size, lots.
     pub filled: u64,
     /// Owner's account.
-    pub account: u32,
+    pub account: AccountId,
     /// Reservation left.
     pub reserved: u64,
     /// Client order id.
@@ -107,7 +107,7 @@ impl Engine {
         let (fees, supply) = self.accounts.totals();
         let all = self.accounts.all();
         let mut orders = Vec::with_capacity(self.orders.len());
-        for account in 0..all.len() as u32 {
+        for account in (0..all.len()).map(AccountId::of) {
             let mut s = self.orders.first_of_account(account);
             while s != NIL {
                 let o = self.orders.get(s);
@@ -206,7 +206,7 @@ impl Engine {
                 .accounts
                 .find_or_create(&a.name)
                 .map_err(|_| RestoreError::TooManyAccounts)?;
-            if id as usize != i || a.balances.len() != assets {
+            if id.index() != i || a.balances.len() != assets {
                 return Err(RestoreError::Account {
                     name: a.name.to_string(),
                 });
@@ -246,22 +246,22 @@ impl Engine {
     }
 
     fn restore_order(&mut self, o: &SnapOrder, accounts: usize) -> Result<(), RestoreError> {
-        if o.market as usize >= self.markets.len() || self.orders.is_full() {
+        if o.market.index() >= self.markets.len() || self.orders.is_full() {
             return Err(RestoreError::OrderDoesNotFit {
                 order_id: o.order_id,
             });
         }
-        if !self.markets[o.market as usize].could_rest(o.price, o.remaining) {
+        if !self.markets[o.market.index()].could_rest(o.price, o.remaining) {
             return Err(RestoreError::OffGrid {
                 order_id: o.order_id,
                 price: o.price,
                 remaining: o.remaining,
             });
         }
-        if o.account as usize >= accounts {
+        if o.account.index() >= accounts {
             return Err(RestoreError::NoSuchAccount {
                 order_id: o.order_id,
-                account: o.account,
+                account: o.account.0,
                 accounts,
             });
         }
@@ -290,7 +290,7 @@ impl Engine {
                     .find(*id)
                     .ok_or(RestoreError::NotAnOrder { order_id: *id })?;
                 let o = self.orders.get(slot);
-                if o.market as usize != m || side_index(o.side) != i % 2 {
+                if o.market.index() != m || side_index(o.side) != i % 2 {
                     return Err(RestoreError::WrongBook { order_id: *id });
                 }
                 self.markets[m].book.insert(&mut self.orders, slot);

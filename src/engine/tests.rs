@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::*;
 use crate::config::Config;
+use crate::engine::ids::AssetIndex;
 use crate::wire::json;
 
 /// Two markets sharing USD: BTC-USD (tick 0.5, lot 0.1, fees 1 / 5 bps, STP cancel_incoming)
@@ -60,8 +61,8 @@ struct T {
     last: Vec<Event>,
 }
 
-const USD: u32 = 2;
-const BTC: u32 = 0;
+const USD: AssetIndex = AssetIndex(2);
+const BTC: AssetIndex = AssetIndex(0);
 
 impl T {
     fn new() -> T {
@@ -95,7 +96,7 @@ impl T {
     }
 
     fn send(&mut self, line: &str) -> Outcome {
-        self.at(0, 0, line)
+        self.at(Owner(0), 0, line)
     }
 
     fn order(&mut self, user: &str, market: &str, side: &str, price: &str, size: &str) -> Outcome {
@@ -125,8 +126,8 @@ impl T {
             .collect()
     }
 
-    fn balance(&self, user: &str, asset: u32) -> Balance {
-        self.engine.balances(user).unwrap()[asset as usize]
+    fn balance(&self, user: &str, asset: AssetIndex) -> Balance {
+        self.engine.balances(user).unwrap()[asset.index()]
     }
 
     fn book(&self, market: &str, side: Side) -> Vec<(u64, String, u64, u64)> {
@@ -557,7 +558,7 @@ fn halts_are_reduce_only_and_other_compliance_rules_refuse_with_their_codes() {
     ));
     assert!(matches!(
         t.at(
-            0,
+            Owner(0),
             10_000_000_000,
             r#"{"username":"alice","market":"ETH-USD","side":"sell","price":"50","size":"1"}"#
         ),
@@ -565,7 +566,7 @@ fn halts_are_reduce_only_and_other_compliance_rules_refuse_with_their_codes() {
     ));
     assert!(matches!(
         t.at(
-            0,
+            Owner(0),
             10_000_000_000,
             r#"{"username":"alice","market":"ETH-USD","side":"sell","price":"50","size":"1"}"#
         ),
@@ -573,7 +574,7 @@ fn halts_are_reduce_only_and_other_compliance_rules_refuse_with_their_codes() {
     ));
     assert_eq!(
         t.at(
-            0,
+            Owner(0),
             10_500_000_000,
             r#"{"username":"alice","market":"ETH-USD","side":"sell","price":"50","size":"1"}"#
         ),
@@ -581,7 +582,7 @@ fn halts_are_reduce_only_and_other_compliance_rules_refuse_with_their_codes() {
     );
     assert!(matches!(
         t.at(
-            0,
+            Owner(0),
             11_000_000_000,
             r#"{"username":"alice","market":"ETH-USD","side":"sell","price":"50","size":"1"}"#
         ),
@@ -592,8 +593,8 @@ fn halts_are_reduce_only_and_other_compliance_rules_refuse_with_their_codes() {
 #[test]
 fn reports_reach_the_owners_and_a_full_journal_means_busy() {
     let mut t = T::new();
-    t.at(7, 0, r#"{"client_order_id":"m","username":"alice","market":"BTC-USD","side":"sell","price":"100","size":"1"}"#);
-    t.at(9, 0, r#"{"client_order_id":"t","username":"bob","market":"BTC-USD","side":"buy","price":"100","size":"1"}"#);
+    t.at(Owner(7), 0, r#"{"client_order_id":"m","username":"alice","market":"BTC-USD","side":"sell","price":"100","size":"1"}"#);
+    t.at(Owner(9), 0, r#"{"client_order_id":"t","username":"bob","market":"BTC-USD","side":"buy","price":"100","size":"1"}"#);
     let owners: Vec<_> = t
         .out
         .reports
@@ -604,7 +605,7 @@ fn reports_reach_the_owners_and_a_full_journal_means_busy() {
         owners,
         [
             (
-                7,
+                Owner(7),
                 "m".to_string(),
                 ReportKind::Fill {
                     price_ticks: 200,
@@ -613,7 +614,7 @@ fn reports_reach_the_owners_and_a_full_journal_means_busy() {
                 }
             ),
             (
-                9,
+                Owner(9),
                 "t".to_string(),
                 ReportKind::Fill {
                     price_ticks: 200,
@@ -669,7 +670,7 @@ fn the_same_commands_give_byte_identical_event_streams() {
         .iter()
         .enumerate()
         {
-            t.at(1, i as u64, line);
+            t.at(Owner(1), i as u64, line);
         }
         // The bytes the journal writes for each event: sequence number, topic, JSON payload.
         let config = Config::parse(CONFIG, Path::new("c"), Path::new("/")).unwrap();
@@ -718,7 +719,7 @@ fn a_restored_snapshot_behaves_exactly_like_the_engine_it_was_taken_from() {
     let mut original = Engine::new(&config);
     let mut out = Recorder::default();
     for i in 0..7 {
-        original.process(&cmd(i), 0, 0, &mut out);
+        original.process(&cmd(i), Owner(0), 0, &mut out);
     }
     let snap = original.snapshot(&config);
     let bytes = crate::wire::binary::encode_large(&snap);
@@ -728,8 +729,8 @@ fn a_restored_snapshot_behaves_exactly_like_the_engine_it_was_taken_from() {
     assert_eq!(restored.digest(), original.digest());
     let (mut a, mut b) = (Recorder::default(), Recorder::default());
     for (i, line) in lines.iter().enumerate().skip(7) {
-        let ra = original.process(&cmd(i), 0, 0, &mut a);
-        let rb = restored.process(&cmd(i), 0, 0, &mut b);
+        let ra = original.process(&cmd(i), Owner(0), 0, &mut a);
+        let rb = restored.process(&cmd(i), Owner(0), 0, &mut b);
         assert_eq!(ra, rb, "{line}");
     }
     assert_eq!(a.events, b.events);
@@ -781,7 +782,7 @@ fn replaying_the_journaled_commands_gives_the_same_digest() {
     .enumerate()
     {
         let c = json::parse_request(line.as_bytes()).unwrap().to_command(i as u64, 0).unwrap();
-        engine.process(&c, 0, 0, &mut out);
+        engine.process(&c, Owner(0), 0, &mut out);
     }
     // Replay the command records alone, through their binary form, on a fresh engine.
     let mut replayed = Engine::new(&config);

@@ -1,5 +1,6 @@
 //! Deposits and withdrawals, with their idempotency keys.
 
+use super::book::AccountId;
 use super::command::{AssetIndex, Outcome, RejectCode, Transfer};
 use super::custody::{Balance, CustodyError};
 use super::event::BalanceReason;
@@ -32,7 +33,7 @@ impl Engine {
                     BalanceReason::Withdrawal
                 };
                 let seq = self.flush_balances(em, reason);
-                let account = self.accounts.find(&t.username).unwrap_or(0);
+                let account = self.accounts.find(&t.username).unwrap_or(AccountId(0));
                 let b = self.accounts.balance(account, asset);
                 Outcome::Balance {
                     asset,
@@ -58,7 +59,7 @@ impl Engine {
             .ok_or(RejectCode::UnknownAsset)?;
         let units = t
             .amount
-            .to_units(self.asset_units[asset as usize])
+            .to_units(self.asset_units[asset.index()])
             .map_err(|e| match e {
                 GridError::TooLarge => RejectCode::AmountTooLarge,
                 _ => RejectCode::InvalidAmount,
@@ -68,8 +69,8 @@ impl Engine {
                 .accounts
                 .find_or_create(&t.username)
                 .map_err(|_| RejectCode::TooManyAccounts)?;
-            if self.open_orders.len() <= account as usize {
-                self.open_orders.resize(account as usize + 1, 0);
+            if self.open_orders.len() <= account.index() {
+                self.open_orders.resize(account.index() + 1, 0);
             }
             let b = self
                 .accounts

@@ -6,7 +6,7 @@
 //! same fields in the same order (compact, the same string escapes), which a test checks.
 
 use crate::config::Config;
-use crate::engine::{Event, EventKind, HaltTarget};
+use crate::engine::{Event, EventKind, HaltTarget, MarketId};
 use crate::num::Decimal;
 
 /// One JSON object being written.
@@ -109,7 +109,7 @@ pub fn write_json_str(s: &str, out: &mut Vec<u8>) {
 
 /// Appends the payload of `event` to `out`.
 pub fn write(event: &Event, config: &Config, out: &mut Vec<u8>) {
-    let market = |m: u32| &config.markets[m as usize];
+    let market = |m: MarketId| &config.markets[m.index()];
     let mut o = Obj::new(out);
     match &event.kind {
         EventKind::OrderCreated(r) => {
@@ -206,7 +206,7 @@ pub fn write(event: &Event, config: &Config, out: &mut Vec<u8>) {
             reserved,
             reason,
         } => {
-            let a = &config.assets[*asset as usize];
+            let a = &config.assets[(*asset).index()];
             o.str("username", username.as_str())
                 .str("asset", &a.name)
                 .units("available", *available, a.unit())
@@ -229,6 +229,7 @@ pub fn write(event: &Event, config: &Config, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ids::AssetIndex;
     use crate::engine::{
         BalanceReason, CancelReason, OrderRecord, OrderType, RejectCode, Side, Text, TimeInForce,
         TradeRecord, Username,
@@ -289,7 +290,7 @@ mod tests {
         let alice = Username::new("al\"ice");
         let created = OrderRecord {
             order_id: 7,
-            market: 0,
+            market: MarketId(0),
             side: Side::Buy,
             order_type: OrderType::Limit,
             tif: TimeInForce::Gtc,
@@ -309,7 +310,7 @@ mod tests {
         );
         let trade = TradeRecord {
             trade_id: 3,
-            market: 0,
+            market: MarketId(0),
             price_ticks: 500_000,
             size_lots: 25,
             maker_order_id: 1,
@@ -331,7 +332,7 @@ mod tests {
             text(
                 EventKind::OrderCancelled {
                     order_id: 9,
-                    market: 0,
+                    market: MarketId(0),
                     filled_lots: 0,
                     remaining_lots: 10_000,
                     reason: CancelReason::Requested,
@@ -346,7 +347,7 @@ mod tests {
             text(
                 EventKind::BalanceChanged {
                     username: Username::new("bob"),
-                    asset: 1,
+                    asset: AssetIndex(1),
                     available: 150_000_000,
                     reserved: 1,
                     reason: BalanceReason::Trading,

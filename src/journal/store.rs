@@ -15,7 +15,10 @@ use super::{RFC3339_LEN, format_rfc3339};
 use crate::bus::Batch;
 use crate::config::Config;
 use crate::engine::hash::{FnvBuild, IdBuild};
-use crate::engine::{CommandRecord, Event, EventKind, OrderRecord, TradeRecord, Username};
+use crate::engine::ids::AssetIndex;
+use crate::engine::{
+    CommandRecord, Event, EventKind, MarketId, OrderRecord, TradeRecord, Username,
+};
 use crate::num::Decimal;
 
 /// Rows per multi-row statement. 64 × 17 order columns stay far below SQLite's limit of
@@ -91,7 +94,7 @@ struct OrderState {
     cancelled: bool,
     /// New price and size from an amendment (ticks, lots).
     amended: Option<(u64, u64)>,
-    market: u32,
+    market: MarketId,
 }
 
 impl OrderState {
@@ -119,8 +122,8 @@ pub struct Store {
     /// Order ids in first-touched order, so that writes are deterministic.
     order_ids: Vec<u64>,
     trades: Vec<(Event, TradeRecord)>,
-    balances: HashMap<(Username, u32), (u64, u64, u64), FnvBuild>,
-    balance_keys: Vec<(Username, u32)>,
+    balances: HashMap<(Username, AssetIndex), (u64, u64, u64), FnvBuild>,
+    balance_keys: Vec<(Username, AssetIndex)>,
     /// The last command and event the batch covers (0: none yet).
     last_cseq: u64,
     last_seq: u64,
@@ -202,7 +205,7 @@ impl Store {
         self.note(e);
     }
 
-    fn order(&mut self, id: u64, market: u32) -> &mut OrderState {
+    fn order(&mut self, id: u64, market: MarketId) -> &mut OrderState {
         if !self.orders.contains_key(&id) {
             self.order_ids.push(id);
         }
@@ -301,7 +304,7 @@ impl Store {
             let (available, reserved, seq) = self.balances[key];
             tx.prepare_cached(UPSERT_BALANCE)?.execute((
                 key.0.as_str(),
-                config.assets[key.1 as usize].name.as_str(),
+                config.assets[key.1.index()].name.as_str(),
                 available as i64,
                 reserved as i64,
                 seq as i64,
@@ -347,7 +350,7 @@ impl Store {
             if s.created.is_some() {
                 continue;
             }
-            let m = &config.markets[s.market as usize];
+            let m = &config.markets[s.market.index()];
             if let Some((price, size)) = s.amended {
                 tx.prepare_cached(UPDATE_AMENDED)?.execute((
                     *id as i64,
@@ -378,7 +381,7 @@ fn bind_order(
     o: &OrderRecord,
     config: &Config,
 ) -> rusqlite::Result<()> {
-    let market = &config.markets[o.market as usize];
+    let market = &config.markets[o.market.index()];
     let mut buf = [0u8; RFC3339_LEN];
     let ts: &str = match o.client_timestamp.non_empty() {
         Some(t) => t,
@@ -411,7 +414,7 @@ fn bind_trade(
     t: &TradeRecord,
     config: &Config,
 ) -> rusqlite::Result<()> {
-    let market = &config.markets[t.market as usize];
+    let market = &config.markets[t.market.index()];
     let mut buf = [0u8; RFC3339_LEN];
     stmt.raw_bind_parameter(p, t.trade_id as i64)?;
     stmt.raw_bind_parameter(p + 1, e.seq as i64)?;

@@ -475,7 +475,7 @@ impl WireReply {
                 reserved,
                 seq,
             } => {
-                let a = &config.assets[asset as usize];
+                let a = &config.assets[asset.index()];
                 WireReply::Balance {
                     asset: a.name.clone(),
                     available: Decimal::format_units(available, a.unit()),
@@ -499,7 +499,7 @@ impl WireReply {
 
     /// The wire form of an execution report.
     pub fn from_report(r: &Report, config: &Config) -> WireReply {
-        let market = &config.markets[r.market as usize];
+        let market = &config.markets[r.market.index()];
         let lots = |n: u64| Decimal::format_units(n, market.lot_size);
         let (exec, price, size, role, reason) = match r.kind {
             ReportKind::Fill {
@@ -734,7 +734,7 @@ impl serde::Serialize for StatsReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{CancelReason, MarketName};
+    use crate::engine::{CancelReason, MarketId, MarketName};
     use std::path::Path;
 
     pub(crate) fn config() -> Config {
@@ -798,7 +798,7 @@ mod tests {
             seq: 9,
             order_id: 3,
             client_order_id: Text::new("x"),
-            market: 0,
+            market: MarketId(0),
             side: Side::Sell,
             remaining_lots: 2,
             kind: ReportKind::Fill {

@@ -109,7 +109,7 @@ impl Outputs<'_> {
 
     fn outbound(&mut self, owner: Owner, message: &Outbound) {
         self.scratch.clear();
-        self.scratch.extend_from_slice(&owner.to_le_bytes());
+        self.scratch.extend_from_slice(&owner.0.to_le_bytes());
         write_outbound(message, self.config, Framing::Json, &mut self.scratch);
         let text = &self.scratch[4..];
         self.replies.add(&self.scratch, || {
@@ -336,7 +336,7 @@ fn a_long_workload_gives_the_same_journal_events_and_replies() {
     let (stream, _warm) = workload::mixed_stream(&config, 1_000_000);
     let mut engine = Engine::new(&config);
     for (i, c) in stream.iter().enumerate() {
-        let origin = (i % 3) as Owner + 1;
+        let origin = Owner((i % 3) as u32 + 1);
         let reply = engine.process(c, origin, 0, &mut out);
         out.outbound(origin, &Outbound::Reply(reply));
     }
@@ -345,7 +345,7 @@ fn a_long_workload_gives_the_same_journal_events_and_replies() {
     let mut live: Vec<(u64, u64)> = Vec::new();
     for i in 0..60_000u64 {
         let c = tail_command(&mut rng, &live, i);
-        let origin = (i % 5) as Owner + 1;
+        let origin = Owner((i % 5) as u32 + 1);
         let reply = engine.process(&c, origin, 0, &mut out);
         if let (Outcome::Accepted { order_id, .. }, CommandBody::NewOrder(o)) =
             (reply.outcome, c.body)

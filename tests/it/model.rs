@@ -255,7 +255,7 @@ fn answer(o: Outcome) -> Answer {
             available,
             reserved,
             ..
-        } => Answer::Balance(asset, available, reserved),
+        } => Answer::Balance(asset.0, available, reserved),
         Outcome::Rejected(code) => Answer::Rejected(code),
         other => panic!("unexpected {other:?}"),
     }
@@ -720,7 +720,7 @@ proptest! {
         let mut out = Recorder::default();
         let mut model = Model::new();
         for (i, c) in cmds.iter().enumerate() {
-            let got = answer(engine.process(&to_command(c), 0, 0, &mut out).outcome);
+            let got = answer(engine.process(&to_command(c), orderpipe::engine::Owner(0), 0, &mut out).outcome);
             let want = model.apply(c);
             prop_assert_eq!(got, want, "command {} {:?}", i, c);
             if let Err(e) = engine.check() {
@@ -754,6 +754,6 @@ proptest! {
                 prop_assert_eq!((got[a].available, got[a].reserved), (available, reserved), "{} {}", user, asset);
             }
         }
-        prop_assert_eq!(engine.fees(USD as u32), model.fees);
+        prop_assert_eq!(engine.fees(orderpipe::engine::AssetIndex(USD as u32)), model.fees);
     }
 }
