@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::gateway::Gateway;
-use super::{Ingress, Query as EngineQuery, authorize};
+use super::{Denied, Ingress, Query as EngineQuery, authorize};
 use crate::config::Grant;
 use crate::config::Token;
 use crate::journal::read::{self, OrderRow};
@@ -118,8 +118,9 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", reason)
     }
 
-    fn forbidden(reason: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, "forbidden", reason)
+    /// A request the caller's token does not allow: 403.
+    fn denied(denied: Denied) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", denied.to_string())
     }
 
     fn unavailable(reason: impl Into<String>) -> ApiError {
@@ -217,17 +218,15 @@ impl Http {
         })
     }
 
-    fn admin(&self, headers: &HeaderMap, what: &str) -> Result<&Grant, ApiError> {
+    fn admin(&self, headers: &HeaderMap, what: &'static str) -> Result<&Grant, ApiError> {
         let grant = self.grant(headers)?;
-        if !grant.admin {
-            return Err(ApiError::forbidden(format!("{what} needs the admin role")));
-        }
+        super::auth::admin(grant, what).map_err(ApiError::denied)?;
         Ok(grant)
     }
 
     /// Sends a command to the engine, if the grant allows it.
     async fn command(&self, grant: &Grant, request: Request) -> Result<WireReply, ApiError> {
-        authorize(grant, &request).map_err(ApiError::forbidden)?;
+        authorize(grant, &request).map_err(ApiError::denied)?;
         self.gateway
             .call(request)
             .await
@@ -518,9 +517,7 @@ async fn get_order(
         .ok_or_else(|| ApiError::not_found(format!("order {id} is not recorded")))?;
     let user = order["username"].as_str().unwrap_or_default();
     if !grant.may_act_for(user) {
-        return Err(ApiError::forbidden(format!(
-            "order {id} belongs to another user"
-        )));
+        return Err(ApiError::denied(Denied::OtherUsersOrder(id)));
     }
     Ok(axum::Json(order).into_response())
 }
@@ -551,9 +548,10 @@ async fn list_orders(
     if !grant.admin {
         match (&f.username, grant.users.as_slice()) {
             (Some(u), _) if !grant.may_act_for(u) => {
-                return Err(ApiError::forbidden(format!(
-                    "this token may not read the orders of {u}"
-                )));
+                return Err(ApiError::denied(Denied::OtherUsersRecords {
+                    what: "orders",
+                    user: u.clone(),
+                }));
             }
             (None, [only]) => f.username = Some(only.clone()),
             (None, _) => {
@@ -746,9 +744,10 @@ async fn account(
     let grant = s.grant(&headers)?;
     let username = path(username)?;
     if !grant.may_act_for(&username) {
-        return Err(ApiError::forbidden(format!(
-            "this token may not read the balances of {username}"
-        )));
+        return Err(ApiError::denied(Denied::OtherUsersRecords {
+            what: "balances",
+            user: username,
+        }));
     }
     reply(
         s.ingress.answer(EngineQuery::Balances(username)).await,

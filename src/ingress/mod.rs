@@ -1,55 +1,25 @@
 //! Ingress: the tokio side of the daemon. Accepts connections, decodes requests, checks their
 //! shape, and hands them to the engine through each connection's own ring.
 
+mod auth;
 mod gateway;
 pub mod http;
 mod openapi;
 mod subscribe;
 pub mod uds;
 
+pub use auth::{Denied, authorize};
 pub use gateway::{Gateway, GatewayError};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::config::{Config, Grant};
+use crate::config::Config;
 use crate::engine::{Control, EngineLink, MarketName, Username};
 use crate::journal::{JournalControl, JournalLink, ProjectionControl};
 use crate::telemetry::{Counter, Counters, LatencyHistogram, Stage};
-use crate::wire::{ErrorCode, Request, StateDigest, StatsReport, WireReply};
-
-/// Whether `grant` allows `request`; the reason if not. The same rules for the socket and HTTP:
-/// orders, cancels, amends and balances for the users a caller may act for; deposits,
-/// withdrawals, halts and event streams for the admin role; books, stats and hello for anyone.
-pub fn authorize(grant: &Grant, request: &Request) -> Result<(), String> {
-    let act = |user: &str| {
-        if grant.may_act_for(user) {
-            Ok(())
-        } else {
-            Err(format!("not allowed to act for user {user}"))
-        }
-    };
-    let admin = |what: &str| {
-        if grant.admin {
-            Ok(())
-        } else {
-            Err(format!("{what} needs the admin role"))
-        }
-    };
-    match request {
-        Request::NewOrder(o) => act(&o.username),
-        Request::Cancel(c) => act(&c.username),
-        Request::CancelAll(c) => act(&c.username),
-        Request::Amend(a) => act(&a.username),
-        Request::Balances(b) => act(&b.username),
-        Request::Deposit(_) => admin("a deposit"),
-        Request::Withdraw(_) => admin("a withdrawal"),
-        Request::Halt(_) | Request::Resume(_) => admin("halting and resuming"),
-        Request::Subscribe(_) => admin("an event stream"),
-        Request::Stats | Request::Book(_) | Request::Hello(_) => Ok(()),
-    }
-}
+use crate::wire::{ErrorCode, StateDigest, StatsReport, WireReply};
 
 /// How long a `stats` request waits for the engine to answer.
 const STATS_TIMEOUT: Duration = Duration::from_secs(2);

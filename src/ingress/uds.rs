@@ -781,10 +781,10 @@ impl Conn {
     /// answered outside the command path, `Err` if the command ring is full (nothing consumed).
     /// `ack` is the request's own acknowledgement mode, if it names one.
     fn submit(&mut self, req: Request, ack: Option<AckMode>) -> Result<bool, ()> {
-        if let Err(reason) = super::authorize(&self.grant, &req) {
+        if let Err(denied) = super::authorize(&self.grant, &req) {
             self.pending.push_back(Pending::Ready(WireReply::error(
                 ErrorCode::Forbidden,
-                reason,
+                denied.to_string(),
             )));
             return Ok(false);
         }
