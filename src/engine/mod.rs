@@ -1,9 +1,11 @@
 //! The engine: one pinned thread that owns all trading state.
 //!
-//! [`machine`] is the deterministic logic (validation, compliance, custody, matching), callable
-//! in process from tests and benchmarks, built from [`book`] (order books), [`custody`]
-//! (balances) and [`risk`] (compliance); [`runner`] is the thread around it: rings in, rings
-//! out, idle strategy, control plane.
+//! [`machine`] holds the state and the dispatch of the deterministic logic, callable in
+//! process from tests and benchmarks; each kind of command has its file (admission, matching,
+//! amend, cancel, transfer, halt), over [`book`] (order books), [`custody`] (balances),
+//! [`risk`] (compliance) and the market rules in integers (market). [`output`] is where the
+//! products go, [`ids`] the id types, read and check the read API and the invariant checker;
+//! [`runner`] is the thread around it: rings in, rings out, idle strategy, control plane.
 
 mod admission;
 mod amend;
