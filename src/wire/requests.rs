@@ -1,0 +1,240 @@
+//! What clients send: the requests of both framings, and their conversion into engine
+//! commands.
+
+use crate::config::AckMode;
+use crate::engine::{
+    Amend, AssetName, Cancel, CancelAll, Command, CommandBody, HaltTarget, NewOrder, OrderRef,
+    OrderType, Side, Text, TimeInForce, Transfer,
+};
+use crate::num::Decimal;
+
+/// A request from a client, as decoded from either framing. The variant order is the binary
+/// protocol's variant index: new variants go at the end.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub enum Request {
+    /// Place an order.
+    NewOrder(OrderRequest),
+    /// Report counters and latency percentiles.
+    Stats,
+    /// Cancel one order.
+    Cancel(CancelRequest),
+    /// Cancel all of a user's orders (in one market, or all).
+    CancelAll(CancelAllRequest),
+    /// Change an order's price or size.
+    Amend(AmendRequest),
+    /// Credit an account.
+    Deposit(TransferRequest),
+    /// Debit an account.
+    Withdraw(TransferRequest),
+    /// A user's balances.
+    Balances(BalancesRequest),
+    /// A market's order book, aggregated by price.
+    Book(BookRequest),
+    /// Halt trading: everything, one market, or one user.
+    Halt(HaltRequest),
+    /// Lift a halt.
+    Resume(HaltRequest),
+    /// Choose the connection's acknowledgement mode for the requests after it.
+    Hello(HelloRequest),
+    /// Turn the connection into a stream of committed events.
+    Subscribe(SubscribeRequest),
+}
+
+/// A subscription: topic patterns (AMQP topic rules), and where to start.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct SubscribeRequest {
+    /// Patterns such as `order.*` or `trade.#`; an event is sent if any of them matches.
+    pub patterns: Vec<String>,
+    /// Replay committed events from this sequence number on, then continue live; `None`
+    /// starts with the next event committed.
+    pub from_seq: Option<u64>,
+}
+
+/// A connection's greeting: which acknowledgement mode its later commands get.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct HelloRequest {
+    /// `None` keeps the current mode (the config's default on a new connection).
+    pub ack: Option<AckMode>,
+}
+
+/// An order as a client sends it. Only the shape is checked here; the engine checks the rest.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct OrderRequest {
+    /// The client's own id for the order.
+    pub client_order_id: Option<String>,
+    /// Who places the order.
+    pub username: String,
+    /// Market name.
+    pub market: String,
+    /// Buy or sell.
+    pub side: Side,
+    /// Limit or market.
+    pub order_type: OrderType,
+    /// Time in force.
+    pub tif: TimeInForce,
+    /// Limit price.
+    pub price: Option<Decimal>,
+    /// Size.
+    pub size: Decimal,
+    /// The client's timestamp, stored as given.
+    pub timestamp: Option<String>,
+    /// Refuse the order rather than let it trade on arrival.
+    pub post_only: bool,
+}
+
+/// Which order: by the engine's id or by the client's.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub enum OrderTarget {
+    /// The engine's order id.
+    Id(u64),
+    /// The user's client order id.
+    ClientOrderId(String),
+}
+
+/// Cancel one order.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct CancelRequest {
+    /// The order's owner.
+    pub username: String,
+    /// The order.
+    pub target: OrderTarget,
+}
+
+/// Cancel a user's open orders.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct CancelAllRequest {
+    /// Whose orders.
+    pub username: String,
+    /// Only in this market.
+    pub market: Option<String>,
+}
+
+/// Change an open order.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct AmendRequest {
+    /// The order's owner.
+    pub username: String,
+    /// The order.
+    pub target: OrderTarget,
+    /// New limit price.
+    pub price: Option<Decimal>,
+    /// New open size.
+    pub size: Option<Decimal>,
+}
+
+/// A deposit or a withdrawal.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct TransferRequest {
+    /// Whose account.
+    pub username: String,
+    /// Asset name.
+    pub asset: String,
+    /// Amount (positive, on the asset's grid).
+    pub amount: Decimal,
+    /// Repeating it repeats the first answer and changes nothing.
+    pub idempotency_key: String,
+}
+
+/// Ask for a user's balances.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct BalancesRequest {
+    /// Whose.
+    pub username: String,
+}
+
+/// Ask for a market's book.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct BookRequest {
+    /// Which market.
+    pub market: String,
+    /// How many price levels per side.
+    pub depth: u32,
+}
+
+/// What a halt or resume is about: both fields empty means all trading.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct HaltRequest {
+    /// One market.
+    pub market: Option<String>,
+    /// One user.
+    pub username: Option<String>,
+}
+
+fn target(t: &OrderTarget) -> OrderRef {
+    match t {
+        OrderTarget::Id(id) => OrderRef::Id(*id),
+        OrderTarget::ClientOrderId(id) => OrderRef::Client(Text::new(id)),
+    }
+}
+
+impl Request {
+    /// The engine command for this request, stamped with the ingress times; `None` for
+    /// requests answered outside the engine's command path (stats, book, balances).
+    pub fn to_command(&self, recv_ns: u64, recv_mono: u64) -> Option<Command> {
+        let body = match self {
+            Request::NewOrder(o) => CommandBody::NewOrder(NewOrder {
+                client_order_id: Text::new(o.client_order_id.as_deref().unwrap_or("")),
+                username: Text::new(&o.username),
+                market: Text::new(&o.market),
+                side: o.side,
+                order_type: o.order_type,
+                tif: o.tif,
+                post_only: o.post_only,
+                price: o.price,
+                size: o.size,
+                client_timestamp: Text::new(o.timestamp.as_deref().unwrap_or("")),
+            }),
+            Request::Cancel(c) => CommandBody::Cancel(Cancel {
+                username: Text::new(&c.username),
+                target: target(&c.target),
+            }),
+            Request::CancelAll(c) => CommandBody::CancelAll(CancelAll {
+                username: Text::new(&c.username),
+                market: Text::new(c.market.as_deref().unwrap_or("")),
+            }),
+            Request::Amend(a) => CommandBody::Amend(Amend {
+                username: Text::new(&a.username),
+                target: target(&a.target),
+                price: a.price,
+                size: a.size,
+            }),
+            Request::Deposit(t) | Request::Withdraw(t) => {
+                let transfer = Transfer {
+                    username: Text::new(&t.username),
+                    asset: AssetName::new(&t.asset),
+                    amount: t.amount,
+                    idempotency_key: Text::new(&t.idempotency_key),
+                };
+                if matches!(self, Request::Deposit(_)) {
+                    CommandBody::Deposit(transfer)
+                } else {
+                    CommandBody::Withdraw(transfer)
+                }
+            }
+            Request::Halt(h) | Request::Resume(h) => {
+                let t = match (&h.market, &h.username) {
+                    (Some(m), _) => HaltTarget::Market(Text::new(m)),
+                    (None, Some(u)) => HaltTarget::User(Text::new(u)),
+                    (None, None) => HaltTarget::All,
+                };
+                if matches!(self, Request::Halt(_)) {
+                    CommandBody::Halt(t)
+                } else {
+                    CommandBody::Resume(t)
+                }
+            }
+            Request::Stats
+            | Request::Balances(_)
+            | Request::Book(_)
+            | Request::Hello(_)
+            | Request::Subscribe(_) => {
+                return None;
+            }
+        };
+        Some(Command {
+            recv_ns,
+            recv_mono,
+            body,
+        })
+    }
+}
