@@ -25,27 +25,45 @@ pub(super) struct Spec {
     pub(super) stp: StpMode,
     pub(super) maker_bps: u64,
     pub(super) taker_bps: u64,
+    /// 10,000 plus the higher fee: a buy reserves this many ten-thousandths of its notional.
+    pub(super) reserve_bps: u64,
     pub(super) enabled: bool,
+}
+
+/// `a × b` exactly: two numbers below 2^64 multiply to one below 2^128, so the multiplication
+/// needs no overflow check.
+#[inline]
+fn wide_mul(a: u64, b: u64) -> u128 {
+    u128::from(a).wrapping_mul(u128::from(b))
 }
 
 impl Spec {
     /// Quote units a buy of `lots` at `price` must reserve: the notional plus the highest fee
     /// it can pay, rounded up.
     pub(super) fn buy_reservation(&self, price: u64, lots: u64) -> u128 {
-        let fee = self.maker_bps.max(self.taker_bps);
+        // The notional is below 2^63 (see `notional`) and the factor at most 11,000: the
+        // product stays below 2^77.
         let n = self.notional(price, lots);
-        (n * u128::from(10_000 + fee)).div_ceil(10_000)
+        n.wrapping_mul(u128::from(self.reserve_bps))
+            .div_ceil(10_000)
     }
 
+    /// Quote units of `lots` at `price`, before fees. Both are within the market's limits
+    /// (`price_ticks` and `size_lots` refuse anything else, a market order's protection price
+    /// is capped at `max_price`, a restored order is checked with `Market::could_rest`), and
+    /// config validation keeps `max_price × max_size` in quote units at most `u64::MAX / 2`:
+    /// the product cannot overflow, so it is computed without a check.
+    #[inline]
     pub(super) fn notional(&self, price: u64, lots: u64) -> u128 {
-        u128::from(price) * u128::from(lots) * u128::from(self.quote_per_tick_lot)
+        debug_assert!(price <= self.max_price && lots <= self.max_lots);
+        wide_mul(price, lots).wrapping_mul(u128::from(self.quote_per_tick_lot))
     }
 
     /// What an order of `side` reserves, in units of the asset it spends.
     pub(super) fn reservation(&self, side: Side, price: u64, lots: u64) -> u128 {
         match side {
             Side::Buy => self.buy_reservation(price, lots),
-            Side::Sell => u128::from(lots) * u128::from(self.base_per_lot),
+            Side::Sell => wide_mul(lots, self.base_per_lot),
         }
     }
 
@@ -73,15 +91,18 @@ pub(super) struct TradeAmounts {
 impl Spec {
     /// The amounts of a trade of `lots` at `price` ticks, fees rounded down.
     pub(super) fn trade(&self, price: u64, lots: u64) -> TradeAmounts {
-        // Config validation keeps every notional well inside u64.
+        // Below u64::MAX / 2 (see `notional`).
         let notional = self.notional(price, lots) as u64;
+        // A fee is at most a tenth of the notional (fees are at most 1,000 bps); the product
+        // is taken wide, so a notional near the limit cannot overflow it.
+        let fee = |bps: u64| (wide_mul(notional, bps) / 10_000) as u64;
         TradeAmounts {
             price,
             lots,
             notional,
             base: lots * self.base_per_lot,
-            maker_fee: notional * self.maker_bps / 10_000,
-            taker_fee: notional * self.taker_bps / 10_000,
+            maker_fee: fee(self.maker_bps),
+            taker_fee: fee(self.taker_bps),
         }
     }
 }
@@ -115,6 +136,8 @@ impl Market {
                 stp: m.stp,
                 maker_bps: m.maker_fee_bps,
                 taker_bps: m.taker_fee_bps,
+                // Fees are at most 1,000 bps (config validation).
+                reserve_bps: 10_000 + m.maker_fee_bps.max(m.taker_fee_bps),
                 enabled: m.enabled,
             },
             book: Book::around(m.reference_price_ticks),
