@@ -677,9 +677,12 @@ fn binary_answer(payload: &[u8]) -> Result<Answer, String> {
             seq,
         },
         WireReply::Cancelled { order_id, seq, .. } => Answer::Cancelled { order_id, seq },
-        WireReply::Rejected { code, .. } | WireReply::Error { code, .. } => {
-            Answer::Rejected { code }
-        }
+        WireReply::Rejected { code, .. } => Answer::Rejected {
+            code: code.to_string(),
+        },
+        WireReply::Error { code, .. } => Answer::Rejected {
+            code: code.to_string(),
+        },
         WireReply::Busy { .. } => Answer::Busy,
         WireReply::NotDurable { code, .. } => Answer::Rejected {
             code: format!("not_durable:{code}"),

@@ -33,11 +33,12 @@ use super::gateway::Gateway;
 use super::{Denied, Ingress, Query as EngineQuery, authorize};
 use crate::config::Grant;
 use crate::config::Token;
+use crate::engine::RejectCode;
 use crate::journal::read::{self, OrderRow};
 use crate::num::Decimal;
 use crate::wire::{
-    AmendRequest, CancelRequest, HaltRequest, OrderTarget, Request, TransferRequest, WireReply,
-    json as wire_json,
+    AmendRequest, CancelRequest, ErrorCode, HaltRequest, OrderTarget, Request, TransferRequest,
+    WireReply, json as wire_json,
 };
 
 /// Longest a read of the tables waits for the projection to reach the commands the gateway
@@ -286,12 +287,11 @@ impl Http {
 fn reply(reply: WireReply, created: bool) -> Answer {
     let status = match &reply {
         WireReply::Rejected { code, reason, .. } => {
-            let status = if code == "unknown_order" {
-                StatusCode::NOT_FOUND
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            return Err(ApiError::new(status, code, reason.clone()));
+            return Err(ApiError::new(
+                reject_status(code.0),
+                code.as_str(),
+                reason.clone(),
+            ));
         }
         WireReply::Busy { reason, .. } => {
             return Err(ApiError::new(
@@ -301,15 +301,11 @@ fn reply(reply: WireReply, created: bool) -> Answer {
             ));
         }
         WireReply::Error { code, reason } => {
-            let status = match code.as_str() {
-                "not_found" => StatusCode::NOT_FOUND,
-                "unavailable" | "shutting_down" | "journal_unavailable" => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                "forbidden" => StatusCode::FORBIDDEN,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            return Err(ApiError::new(status, code, reason.clone()));
+            return Err(ApiError::new(
+                error_status(code.0),
+                code.as_str(),
+                reason.clone(),
+            ));
         }
         // Processed, not yet committed: "accepted for processing, not completed".
         WireReply::NotDurable { .. } => StatusCode::ACCEPTED,
@@ -317,6 +313,71 @@ fn reply(reply: WireReply, created: bool) -> Answer {
         _ => StatusCode::OK,
     };
     Ok((status, axum::Json(reply)).into_response())
+}
+
+/// The status of an engine refusal: 404 for an order that is not there (it names a resource),
+/// 422 for every other refusal (the request was understood and refused by the rules).
+fn reject_status(code: RejectCode) -> StatusCode {
+    match code {
+        RejectCode::UnknownOrder => StatusCode::NOT_FOUND,
+        RejectCode::UnknownMarket
+        | RejectCode::InvalidUsername
+        | RejectCode::InvalidClientOrderId
+        | RejectCode::InvalidTimestamp
+        | RejectCode::InvalidPrice
+        | RejectCode::PriceOffTick
+        | RejectCode::PriceOutOfRange
+        | RejectCode::InvalidSize
+        | RejectCode::SizeOffLot
+        | RejectCode::SizeBelowMinimum
+        | RejectCode::SizeAboveMaximum
+        | RejectCode::UnsupportedOrderType
+        | RejectCode::MarketDisabled
+        | RejectCode::MarketHalted
+        | RejectCode::UserHalted
+        | RejectCode::TradingHalted
+        | RejectCode::UserBlocked
+        | RejectCode::MarketNotAllowed
+        | RejectCode::RateLimited
+        | RejectCode::NotionalTooLarge
+        | RejectCode::PriceOutOfBand
+        | RejectCode::DuplicateClientOrderId
+        | RejectCode::TooManyOpenOrders
+        | RejectCode::BookFull
+        | RejectCode::InsufficientBalance
+        | RejectCode::PostOnlyWouldCross
+        | RejectCode::FokNotFillable
+        | RejectCode::NoLiquidity
+        | RejectCode::NothingToAmend
+        | RejectCode::UnknownAsset
+        | RejectCode::InvalidAmount
+        | RejectCode::AmountTooLarge
+        | RejectCode::InvalidIdempotencyKey
+        | RejectCode::TooManyAccounts => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+/// The status of an `error` reply the gateway passes on.
+fn error_status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        // The last three are the socket's own and do not reach the gateway's connection; were
+        // one to, "try again" is what it means.
+        ErrorCode::Unavailable
+        | ErrorCode::ShuttingDown
+        | ErrorCode::JournalUnavailable
+        | ErrorCode::CommitTimeout
+        | ErrorCode::TooManyConnections
+        | ErrorCode::SlowConsumer => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::BadRequest
+        | ErrorCode::LineTooLong
+        | ErrorCode::FrameTooLarge
+        | ErrorCode::BadFrame
+        | ErrorCode::TruncatedFrame
+        | ErrorCode::BadMagic
+        | ErrorCode::UnsupportedVersion => StatusCode::BAD_REQUEST,
+    }
 }
 
 /// True if the request says its body is JSON.

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::engine::{Control, EngineLink, MarketName, Username};
 use crate::journal::{JournalControl, JournalLink, ProjectionControl};
 use crate::telemetry::{Counter, Counters, LatencyHistogram, Stage};
-use crate::wire::{ErrorCode, StateDigest, StatsReport, WireReply};
+use crate::wire::{Code, ErrorCode, StateDigest, StatsReport, WireReply};
 
 /// How long a `stats` request waits for the engine to answer.
 const STATS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -169,7 +169,7 @@ impl Ingress {
             )
         };
         WireReply::NotDurable {
-            code: code.as_str().to_string(),
+            code: Code(code),
             reason,
             reply: Box::new(reply),
         }

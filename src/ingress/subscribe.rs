@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use super::Ingress;
 use super::uds::write_all;
 use crate::bus::{self, Batch, FeedState, Joined, READ_CHUNK};
-use crate::wire::{ErrorCode, Framing, WireReply, write};
+use crate::wire::{Code, ErrorCode, Framing, WireReply, write};
 
 /// Why the stream stopped.
 enum Stop {
@@ -102,7 +102,7 @@ pub(super) async fn serve(
         return;
     }
     let last = WireReply::Unsubscribed {
-        code: code.as_str().to_string(),
+        code: Code(code),
         reason,
         resume_from_seq: s.resume,
     };

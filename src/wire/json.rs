@@ -434,7 +434,7 @@ mod tests {
         write_reply(
             &WireReply::Rejected {
                 client_order_id: None,
-                code: "unknown_market".into(),
+                code: crate::wire::Code(crate::engine::RejectCode::UnknownMarket),
                 reason: "market XYZ-USD is not configured".into(),
             },
             &mut out,

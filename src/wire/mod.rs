@@ -12,7 +12,7 @@ mod requests;
 mod stats;
 mod text;
 
-pub use codes::ErrorCode;
+pub use codes::{Code, ErrorCode, Word};
 pub use replies::{AssetBalance, ExecutionReport, Framing, WireReply, write, write_outbound};
 pub use requests::{
     AmendRequest, BalancesRequest, BookRequest, CancelAllRequest, CancelRequest, HaltRequest,

@@ -1,9 +1,9 @@
 //! What clients receive: replies and execution reports, built from the engine's answers, and
 //! written in a connection's framing.
 
-use super::{ErrorCode, StatsReport, binary, json, reject_reason};
+use super::{Code, ErrorCode, StatsReport, binary, json, reject_reason};
 use crate::config::{AckMode, Config};
-use crate::engine::{Balance, Outbound, Outcome, Reply, Report, ReportKind};
+use crate::engine::{Balance, Outbound, Outcome, RejectCode, Reply, Report, ReportKind};
 use crate::num::Decimal;
 
 /// An asset balance in a reply, as exact decimal text.
@@ -71,7 +71,7 @@ pub enum WireReply {
         #[serde(skip_serializing_if = "Option::is_none")]
         client_order_id: Option<String>,
         /// Stable snake_case code (docs/PROTOCOL.md).
-        code: String,
+        code: Code<RejectCode>,
         /// Human-readable explanation.
         reason: String,
     },
@@ -86,7 +86,7 @@ pub enum WireReply {
     /// The request itself was unusable (bad JSON, missing field, bad frame, ...).
     Error {
         /// Stable snake_case code (docs/PROTOCOL.md).
-        code: String,
+        code: Code<ErrorCode>,
         /// What exactly is wrong.
         reason: String,
     },
@@ -169,7 +169,7 @@ pub enum WireReply {
     /// The last message of an event stream that the daemon ends: why, and where to resume.
     Unsubscribed {
         /// `slow_consumer` or `shutting_down`.
-        code: String,
+        code: Code<ErrorCode>,
         /// Human-readable explanation.
         reason: String,
         /// Subscribe again with this `from_seq` to miss nothing.
@@ -182,7 +182,7 @@ pub enum WireReply {
     NotDurable {
         /// `journal_unavailable` while the journal's commits fail, `commit_timeout` while they
         /// only take longer.
-        code: String,
+        code: Code<ErrorCode>,
         /// Human-readable explanation.
         reason: String,
         /// The engine's answer to the command.
@@ -206,7 +206,7 @@ impl WireReply {
     /// An `error` reply.
     pub fn error(code: ErrorCode, reason: impl Into<String>) -> WireReply {
         WireReply::Error {
-            code: code.as_str().to_string(),
+            code: Code(code),
             reason: reason.into(),
         }
     }
@@ -245,7 +245,7 @@ impl WireReply {
             Outcome::Done { seq } => WireReply::Ok { seq },
             Outcome::Rejected(code) => WireReply::Rejected {
                 client_order_id,
-                code: code.as_str().to_string(),
+                code: Code(code),
                 reason: reject_reason(code, reply.market.as_str(), config),
             },
             Outcome::Busy => WireReply::Busy {
