@@ -1,0 +1,232 @@
+//! Decoding the read buffer (JSON lines or binary frames) into requests, and handing each
+//! on: authorized, then to the engine's ring or answered here.
+
+use std::sync::atomic::Ordering;
+
+use super::*;
+use crate::config::AckMode;
+use crate::ingress::Query;
+use crate::wire::binary::{self, FrameHead, PREFIX_LEN};
+use crate::wire::{ErrorCode, Framing, Request, WireReply, json};
+
+impl Conn {
+    /// Decodes complete requests from the read buffer and hands them on, until the buffer has
+    /// no complete request left or the command ring or the pending queue is full.
+    pub(super) fn parse_input(&mut self) {
+        self.blocked = false;
+        let mut pushed = 0;
+        loop {
+            if self.pending.len() >= self.max_pending {
+                self.blocked = true;
+                break;
+            }
+            let step = match self.framing {
+                Framing::Json => self.next_line(),
+                Framing::Binary => self.next_frame(),
+            };
+            match step {
+                Step::Request(req, ack, consumed) => match self.submit(req, ack) {
+                    Ok(engine) => {
+                        self.rpos += consumed;
+                        pushed += usize::from(engine);
+                        if self.subscribing {
+                            break;
+                        }
+                    }
+                    Err(()) => {
+                        self.blocked = true;
+                        break;
+                    }
+                },
+                Step::Skip(consumed) => self.rpos += consumed,
+                Step::Error(code, reason, consumed) => {
+                    self.ingress
+                        .counters
+                        .ingress
+                        .bad_requests
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.pending
+                        .push_back(Pending::Ready(WireReply::error(code, reason)));
+                    self.rpos += consumed;
+                }
+                Step::Fatal(code, reason) => {
+                    self.ingress
+                        .counters
+                        .ingress
+                        .bad_requests
+                        .fetch_add(1, Ordering::Relaxed);
+                    self.pending
+                        .push_back(Pending::Ready(WireReply::error(code, reason)));
+                    self.closing = true;
+                    self.rpos = self.rbuf.len();
+                    break;
+                }
+                Step::NeedMore => break,
+            }
+        }
+        if pushed > 0 {
+            self.ingress.engine.ring();
+        }
+    }
+
+    /// Hands one request on. `Ok(true)` if it went to the engine, `Ok(false)` if it is
+    /// answered outside the command path, `Err` if the command ring is full (nothing consumed).
+    /// `ack` is the request's own acknowledgement mode, if it names one.
+    pub(super) fn submit(&mut self, req: Request, ack: Option<AckMode>) -> Result<bool, ()> {
+        if let Err(denied) = crate::ingress::authorize(&self.grant, &req) {
+            self.pending.push_back(Pending::Ready(WireReply::error(
+                ErrorCode::Forbidden,
+                denied.to_string(),
+            )));
+            return Ok(false);
+        }
+        if let Some(refused) = self.ingress.refuse_while_journal_fails(&req) {
+            self.pending.push_back(Pending::Ready(refused));
+            return Ok(false);
+        }
+        if let Some(cmd) = req.to_command(self.recv_ns, self.recv_mono) {
+            let ring = self.commands.as_mut().ok_or(())?;
+            if ring.is_full() || self.paused {
+                return Err(());
+            }
+            let pushed = ring.push(cmd);
+            debug_assert!(pushed.is_ok());
+            let ack = ack.unwrap_or(self.ack);
+            self.pending.push_back(Pending::Engine { ack });
+            return Ok(true);
+        }
+        let query = match req {
+            Request::Hello(h) => {
+                if let Some(a) = h.ack {
+                    self.ack = a;
+                }
+                self.pending
+                    .push_back(Pending::Ready(WireReply::Hello { ack: self.ack }));
+                return Ok(false);
+            }
+            Request::Subscribe(sub) => {
+                match crate::bus::topic::compile(&sub.patterns) {
+                    Ok(patterns) => {
+                        let mask = crate::bus::mask(&patterns);
+                        self.subscribing = true;
+                        self.pending.push_back(Pending::Subscribe(sub, mask));
+                    }
+                    Err(reason) => {
+                        self.ingress
+                            .counters
+                            .ingress
+                            .bad_requests
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.pending.push_back(Pending::Ready(WireReply::error(
+                            ErrorCode::BadRequest,
+                            reason,
+                        )));
+                    }
+                }
+                return Ok(false);
+            }
+            Request::Book(b) => Query::Book(b.market, b.depth),
+            Request::Balances(b) => Query::Balances(b.username),
+            _ => Query::Stats,
+        };
+        self.pending.push_back(Pending::Query(query, None));
+        Ok(false)
+    }
+
+    pub(super) fn next_line(&mut self) -> Step {
+        let max = self.ingress.config.daemon.max_line_bytes;
+        let buf = &self.rbuf[self.rpos..];
+        if self.skipping_line {
+            return match memchr::memchr(b'\n', buf) {
+                Some(i) => {
+                    self.skipping_line = false;
+                    Step::Skip(i + 1)
+                }
+                None if buf.is_empty() => Step::NeedMore,
+                None => Step::Skip(buf.len()),
+            };
+        }
+        let (line, consumed) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (&buf[..i], i + 1),
+            None if buf.len() > max => {
+                self.skipping_line = true;
+                return Step::Error(
+                    ErrorCode::LineTooLong,
+                    format!("line longer than max_line_bytes ({max} bytes); skipped"),
+                    buf.len(),
+                );
+            }
+            // The client closed without a final newline: the rest is the last line.
+            None if self.eof && !buf.is_empty() => (buf, buf.len()),
+            None => return Step::NeedMore,
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > max {
+            return Step::Error(
+                ErrorCode::LineTooLong,
+                format!(
+                    "line of {} bytes is longer than max_line_bytes ({max})",
+                    line.len()
+                ),
+                consumed,
+            );
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Step::Skip(consumed);
+        }
+        match json::parse_request_ack(line) {
+            Ok((req, ack)) => Step::Request(req, ack, consumed),
+            Err(reason) => Step::Error(ErrorCode::BadRequest, reason, consumed),
+        }
+    }
+
+    pub(super) fn next_frame(&mut self) -> Step {
+        let max = self.ingress.config.daemon.max_frame_bytes;
+        let buf = &self.rbuf[self.rpos..];
+        match binary::frame_head(buf, max) {
+            FrameHead::Incomplete if self.eof && !buf.is_empty() => Step::Fatal(
+                ErrorCode::TruncatedFrame,
+                if buf.len() < PREFIX_LEN {
+                    format!(
+                        "the connection ended inside a length prefix ({} of 4 bytes)",
+                        buf.len()
+                    )
+                } else {
+                    let announced = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+                    format!(
+                        "the connection ended inside a frame ({} of the {announced} payload bytes arrived)",
+                        buf.len() - PREFIX_LEN
+                    )
+                },
+            ),
+            FrameHead::Incomplete => Step::NeedMore,
+            FrameHead::TooLarge(len) => Step::Fatal(
+                ErrorCode::FrameTooLarge,
+                format!("frame of {len} bytes is larger than max_frame_bytes ({max})"),
+            ),
+            FrameHead::Complete(len) => {
+                match binary::decode::<Request>(&buf[PREFIX_LEN..PREFIX_LEN + len]) {
+                    Ok(req) => Step::Request(req, None, PREFIX_LEN + len),
+                    Err(e) => Step::Fatal(
+                        ErrorCode::BadFrame,
+                        format!("frame does not decode as a request: {e}"),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// The outcome of looking at the read buffer once.
+pub(super) enum Step {
+    /// A request, its own acknowledgement mode if it names one, and the bytes it took.
+    Request(Request, Option<AckMode>, usize),
+    /// Bytes to drop without an answer (blank lines, the rest of an over-long line).
+    Skip(usize),
+    /// An answer-worthy error; the connection goes on after the bytes it took.
+    Error(ErrorCode, String, usize),
+    /// An error after which the framing cannot be trusted: answer, then close.
+    Fatal(ErrorCode, String),
+    /// No complete request yet.
+    NeedMore,
+}
