@@ -7,18 +7,23 @@
 //! formats the ones that match and writes them. Anything the client sends from now on is
 //! read and ignored; closing the connection ends the subscription (shutting down only its
 //! sending side does not).
+//!
+//! The same task serves `GET /api/events`: its sink is then a bounded channel of Server-Sent
+//! Events to the HTTP response, fed from the bus's batches directly (each event's id, topic
+//! and JSON line are in the batch).
 
+use std::collections::VecDeque;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use axum::response::sse;
 use rusqlite::Connection;
 use tokio::net::UnixStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::Ingress;
-use super::uds::write_all;
 use crate::bus::{self, Batch, FeedState, Joined, READ_CHUNK};
 use crate::wire::{Code, ErrorCode, Framing, WireReply, write};
 
@@ -32,11 +37,34 @@ enum Stop {
     Cut,
 }
 
-/// The socket, its framing, and what is owed to it.
+/// Where a subscription's messages go.
+enum Sink {
+    /// A socket connection, in its framing; what is encoded and not yet written waits in
+    /// `Stream::out`.
+    Socket {
+        stream: UnixStream,
+        framing: Framing,
+        /// The client may still send (bytes that are read and dropped). A client that shuts
+        /// down its sending side still receives the stream; a closed socket shows when a
+        /// write fails.
+        input_open: bool,
+    },
+    /// Server-Sent Events for an HTTP response, through a channel of [`SSE_QUEUE`]; what is
+    /// made and not yet sent waits in `events`.
+    Sse {
+        tx: mpsc::Sender<sse::Event>,
+        events: VecDeque<sse::Event>,
+    },
+}
+
+/// Server-Sent Events made and not yet taken by the HTTP response, at most. Beyond it the task
+/// waits (and the bus's own bound, `bus.subscriber_buffer`, cuts a client that does not read).
+const SSE_QUEUE: usize = 64;
+
+/// A subscription's sink and what is owed to it.
 struct Stream<'a> {
-    stream: UnixStream,
-    framing: Framing,
-    /// Encoded and not yet written.
+    sink: Sink,
+    /// Encoded and not yet written (socket sinks).
     out: Vec<u8>,
     /// Topics wanted, one bit per topic id.
     mask: u16,
@@ -44,11 +72,8 @@ struct Stream<'a> {
     shutdown: &'a mut watch::Receiver<bool>,
     /// Sequence number to resume from: every event before it was written (or did not match).
     resume: u64,
-    /// What `resume` becomes once `out` is written.
+    /// What `resume` becomes once everything owed is written.
     resume_after_out: u64,
-    /// The client may still send (bytes that are read and dropped). A client that shuts down
-    /// its sending side still receives the stream; a closed socket shows when a write fails.
-    input_open: bool,
 }
 
 /// Serves a subscription on `stream` until the client leaves, the daemon stops or the client
@@ -62,16 +87,32 @@ pub(super) async fn serve(
     ingress: &Arc<Ingress>,
     shutdown: &mut watch::Receiver<bool>,
 ) {
-    let mut s = Stream {
+    let sink = Sink::Socket {
         stream,
         framing,
+        input_open: true,
+    };
+    run_to_end(sink, pending, request, mask, ingress, shutdown).await;
+}
+
+/// Runs a subscription on `sink`, then, unless the client is gone, finishes what is owed and
+/// says why the stream ends (`unsubscribed`, with where to resume).
+async fn run_to_end(
+    sink: Sink,
+    pending: Vec<u8>,
+    request: crate::wire::SubscribeRequest,
+    mask: u16,
+    ingress: &Arc<Ingress>,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let mut s = Stream {
+        sink,
         out: pending,
         mask,
         ingress,
         shutdown,
         resume: 0,
         resume_after_out: 0,
-        input_open: true,
     };
     let stop = s.run(request.from_seq).await;
     let (code, reason) = match stop {
@@ -92,23 +133,17 @@ pub(super) async fn serve(
     // Whatever was being written is finished first, so that the last message starts on a
     // message boundary; a client that reads nothing gets `drain_timeout`, then the close.
     let deadline = tokio::time::Instant::now() + ingress.config.daemon.drain_timeout;
-    let owed = std::mem::take(&mut s.out);
-    if tokio::time::timeout_at(deadline, write_all(&s.stream, &owed))
-        .await
-        .is_ok_and(|r| r.is_ok())
-    {
-        s.resume = s.resume_after_out;
-    } else {
+    if !s.finish(deadline).await {
         return;
     }
+    s.resume = s.resume_after_out;
     let last = WireReply::Unsubscribed {
         code: Code(code),
         reason,
         resume_from_seq: s.resume,
     };
-    let mut out = Vec::new();
-    write(&last, s.framing, &mut out);
-    let _ = tokio::time::timeout_at(deadline, write_all(&s.stream, &out)).await;
+    s.message(&last);
+    s.finish(deadline).await;
 }
 
 impl Stream<'_> {
@@ -129,11 +164,7 @@ impl Stream<'_> {
                 .await;
             let start = match joined {
                 Err(e) => {
-                    write(
-                        &WireReply::error(ErrorCode::Unavailable, e.to_string()),
-                        self.framing,
-                        &mut self.out,
-                    );
+                    self.message(&WireReply::error(ErrorCode::Unavailable, e.to_string()));
                     let _ = self.flush(None).await;
                     return Stop::Gone;
                 }
@@ -144,11 +175,7 @@ impl Stream<'_> {
                 announced = true;
                 self.resume = start;
                 self.resume_after_out = start;
-                write(
-                    &WireReply::Subscribed { from_seq: start },
-                    self.framing,
-                    &mut self.out,
-                );
+                self.message(&WireReply::Subscribed { from_seq: start });
             }
             match joined {
                 Ok(Joined::Behind { up_to }) => {
@@ -175,9 +202,9 @@ impl Stream<'_> {
                 biased;
                 _ = state.notify.notified() => continue,
                 _ = self.shutdown.changed() => return Stop::Shutdown,
-                r = self.stream.readable(), if self.input_open => {
-                    if r.is_err() || self.discard_input().is_err() {
-                        return Stop::Gone;
+                r = self.sink.client() => {
+                    if let Err(stop) = r {
+                        return stop;
                     }
                     continue;
                 }
@@ -248,22 +275,41 @@ impl Stream<'_> {
     /// An error line and the end of the stream.
     fn fail(&mut self, reason: String) -> Stop {
         tracing::warn!(%reason, "subscription ended");
-        write(
-            &WireReply::error(ErrorCode::Unavailable, reason),
-            self.framing,
-            &mut self.out,
-        );
+        self.message(&WireReply::error(ErrorCode::Unavailable, reason));
         Stop::Gone
     }
 
+    /// A message of the stream itself (`subscribed`, `unsubscribed`, `error`), owed.
+    fn message(&mut self, reply: &WireReply) {
+        match &mut self.sink {
+            Sink::Socket { framing, .. } => write(reply, *framing, &mut self.out),
+            Sink::Sse { events, .. } => {
+                let mut line = Vec::new();
+                write(reply, Framing::Json, &mut line);
+                let kind = match reply {
+                    WireReply::Subscribed { .. } => "subscribed",
+                    WireReply::Unsubscribed { .. } => "unsubscribed",
+                    WireReply::Error { .. } => "error",
+                    _ => "message",
+                };
+                let line = String::from_utf8_lossy(&line);
+                events.push_back(sse::Event::default().event(kind).data(line.trim_end()));
+            }
+        }
+    }
+
     /// Encodes the events of `batch` from `from_seq` on that match. JSON lines are in the
-    /// batch already: each run of consecutive matching events is one copy.
+    /// batch already: each run of consecutive matching events is one copy; a Server-Sent Event
+    /// takes its id, topic and data from the batch as they are.
     fn encode(&mut self, batch: &Batch, from_seq: u64) {
         let events = batch.events();
         let mask = self.mask;
         let wanted = |e: &bus::BusEvent| e.seq >= from_seq && mask & (1 << e.topic) != 0;
-        match self.framing {
-            Framing::Json => {
+        match &mut self.sink {
+            Sink::Socket {
+                framing: Framing::Json,
+                ..
+            } => {
                 let mut i = 0;
                 while i < events.len() {
                     if !wanted(&events[i]) {
@@ -277,7 +323,10 @@ impl Stream<'_> {
                     self.out.extend_from_slice(batch.lines(start, i));
                 }
             }
-            Framing::Binary => {
+            Sink::Socket {
+                framing: Framing::Binary,
+                ..
+            } => {
                 for e in events.iter().filter(|e| wanted(e)) {
                     write(
                         &WireReply::Event {
@@ -290,32 +339,33 @@ impl Stream<'_> {
                     );
                 }
             }
-        }
-    }
-
-    /// Reads and drops what the client sent; at the end of its input stops reading. `Err` if
-    /// the connection failed.
-    fn discard_input(&mut self) -> io::Result<()> {
-        let mut scratch = [0u8; 4096];
-        loop {
-            match self.stream.try_read(&mut scratch) {
-                Ok(0) => {
-                    self.input_open = false;
-                    return Ok(());
+            Sink::Sse { events: owed, .. } => {
+                for e in events.iter().filter(|e| wanted(e)) {
+                    let line = String::from_utf8_lossy(batch.line(e));
+                    owed.push_back(
+                        sse::Event::default()
+                            .id(e.seq.to_string())
+                            .event(bus::topic_name(e.topic))
+                            .data(line.trim_end()),
+                    );
                 }
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
             }
         }
     }
 
+    /// True when nothing is owed.
+    fn is_flushed(&self) -> bool {
+        match &self.sink {
+            Sink::Socket { .. } => self.out.is_empty(),
+            Sink::Sse { events, .. } => events.is_empty(),
+        }
+    }
+
     /// Writes everything owed. Stops early if the daemon stops or (given `state`) the bus cuts
-    /// the subscriber off; what was not written stays in `out` for the last message to follow.
+    /// the subscriber off; what was not written stays owed for the last message to follow.
     async fn flush(&mut self, state: Option<&FeedState>) -> Result<(), Stop> {
-        let mut pos = 0;
         let result = loop {
-            if pos == self.out.len() {
+            if self.is_flushed() {
                 break Ok(());
             }
             if state.is_some_and(|s| s.cut.load(Ordering::Acquire)) {
@@ -328,88 +378,149 @@ impl Stream<'_> {
                 }
             };
             tokio::select! {
-                r = self.stream.writable() => {
-                    if r.is_err() {
-                        break Err(Stop::Gone);
-                    }
-                    match self.stream.try_write(&self.out[pos..]) {
-                        Ok(n) => pos += n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(_) => break Err(Stop::Gone),
-                    }
-                }
-                r = self.stream.readable(), if self.input_open => {
-                    if r.is_err() || self.discard_input().is_err() {
-                        break Err(Stop::Gone);
+                r = self.sink.progress(&mut self.out) => {
+                    if let Err(stop) = r {
+                        break Err(stop);
                     }
                 }
                 _ = self.shutdown.changed() => break Err(Stop::Shutdown),
                 _ = cut => {}
             }
         };
-        self.out.drain(..pos);
-        if self.out.is_empty() {
+        if self.is_flushed() {
             self.resume = self.resume_after_out;
         }
         result
     }
+
+    /// Writes what is owed by `deadline`; false if the client is gone or too slow.
+    async fn finish(&mut self, deadline: tokio::time::Instant) -> bool {
+        let write = async {
+            while !self.is_flushed() {
+                if self.sink.send_some(&mut self.out).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        tokio::time::timeout_at(deadline, write)
+            .await
+            .unwrap_or(false)
+    }
 }
 
-/// A subscription as a stream of Server-Sent Events: the socket subscriber runs on one end of
-/// an in-process socket pair, and each line it writes becomes an event (`id` the sequence
-/// number, `event` the topic, `data` the whole JSON line; the first and last lines come as
-/// `subscribed` and `unsubscribed` events). Dropping the stream ends the subscription.
+impl Sink {
+    /// Sends some of what is owed, or takes what the client sent, whichever comes first.
+    async fn progress(&mut self, out: &mut Vec<u8>) -> Result<(), Stop> {
+        match self {
+            Sink::Socket {
+                stream, input_open, ..
+            } => {
+                tokio::select! {
+                    r = stream.writable() => {
+                        r.map_err(|_| Stop::Gone)?;
+                        match stream.try_write(out) {
+                            Ok(n) => {
+                                out.drain(..n);
+                                Ok(())
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                            Err(_) => Err(Stop::Gone),
+                        }
+                    }
+                    r = stream.readable(), if *input_open => {
+                        r.map_err(|_| Stop::Gone)?;
+                        discard_input(stream, input_open).map_err(|_| Stop::Gone)
+                    }
+                }
+            }
+            Sink::Sse { .. } => self.send_some(out).await,
+        }
+    }
+
+    /// Sends some of what is owed (the front of `out` for a socket, the next event for SSE),
+    /// waiting until the client can take it.
+    async fn send_some(&mut self, out: &mut Vec<u8>) -> Result<(), Stop> {
+        match self {
+            Sink::Socket { stream, .. } => {
+                stream.writable().await.map_err(|_| Stop::Gone)?;
+                match stream.try_write(out) {
+                    Ok(n) => {
+                        out.drain(..n);
+                        Ok(())
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                    Err(_) => Err(Stop::Gone),
+                }
+            }
+            Sink::Sse { tx, events } => {
+                let permit = tx.reserve().await.map_err(|_| Stop::Gone)?;
+                if let Some(e) = events.pop_front() {
+                    permit.send(e);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for something from the client's side: bytes sent on a socket (read and dropped;
+    /// `Ok` once they are), or the client gone (`Err`). Never ready for a socket whose input
+    /// has ended while it still reads, nor for an SSE response that is still open.
+    async fn client(&mut self) -> Result<(), Stop> {
+        match self {
+            Sink::Socket {
+                stream, input_open, ..
+            } => {
+                if !*input_open {
+                    return std::future::pending().await;
+                }
+                stream.readable().await.map_err(|_| Stop::Gone)?;
+                discard_input(stream, input_open).map_err(|_| Stop::Gone)
+            }
+            Sink::Sse { tx, .. } => {
+                tx.closed().await;
+                Err(Stop::Gone)
+            }
+        }
+    }
+}
+
+/// Reads and drops what the client sent; at the end of its input stops reading. `Err` if the
+/// connection failed.
+fn discard_input(stream: &UnixStream, input_open: &mut bool) -> io::Result<()> {
+    let mut scratch = [0u8; 4096];
+    loop {
+        match stream.try_read(&mut scratch) {
+            Ok(0) => {
+                *input_open = false;
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A subscription as a stream of Server-Sent Events (`id` the sequence number, `event` the
+/// topic, `data` the whole JSON line; the first and last messages come as `subscribed` and
+/// `unsubscribed` events), fed by the bus directly. Dropping the stream ends the subscription.
 pub(super) fn sse(
     ingress: Arc<Ingress>,
     request: crate::wire::SubscribeRequest,
     mask: u16,
     mut shutdown: watch::Receiver<bool>,
-) -> io::Result<
-    impl futures_lite::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
-> {
-    let (server, client) = UnixStream::pair()?;
+) -> impl futures_lite::Stream<Item = Result<sse::Event, std::convert::Infallible>> {
+    let (tx, rx) = mpsc::channel(SSE_QUEUE);
     tokio::spawn(async move {
-        serve(
-            server,
-            Framing::Json,
-            Vec::new(),
-            request,
-            mask,
-            &ingress,
-            &mut shutdown,
-        )
-        .await;
+        let sink = Sink::Sse {
+            tx,
+            events: VecDeque::new(),
+        };
+        run_to_end(sink, Vec::new(), request, mask, &ingress, &mut shutdown).await;
     });
-    let lines = tokio::io::BufReader::new(client);
-    Ok(futures_lite::stream::unfold(
-        lines,
-        |mut lines| async move {
-            use tokio::io::AsyncBufReadExt;
-            let mut line = String::new();
-            match lines.read_line(&mut line).await {
-                Ok(0) | Err(_) => None,
-                Ok(_) => Some((Ok(sse_event(line.trim_end())), lines)),
-            }
-        },
-    ))
-}
-
-/// One stream line as a Server-Sent Event.
-fn sse_event(line: &str) -> axum::response::sse::Event {
-    let event = axum::response::sse::Event::default().data(line);
-    const PREFIX: &str = "{\"type\":\"event\",\"seq\":";
-    if let Some(rest) = line.strip_prefix(PREFIX) {
-        let seq = rest.split(',').next().unwrap_or("");
-        let topic = rest
-            .split("\"topic\":\"")
-            .nth(1)
-            .and_then(|t| t.split('"').next())
-            .unwrap_or("event");
-        return event.id(seq).event(topic);
-    }
-    let kind = serde_json::from_str::<serde_json::Value>(line)
-        .ok()
-        .and_then(|v| v["type"].as_str().map(str::to_string))
-        .unwrap_or_else(|| "message".to_string());
-    event.event(kind)
+    futures_lite::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+    )
 }

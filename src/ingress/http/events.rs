@@ -40,8 +40,7 @@ pub(super) async fn events(
         crate::wire::SubscribeRequest { patterns, from_seq },
         crate::bus::mask(&compiled),
         s.shutdown.clone(),
-    )
-    .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    );
     Ok(axum::response::sse::Sse::new(stream)
         .keep_alive(axum::response::sse::KeepAlive::default())
         .into_response())
