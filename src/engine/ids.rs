@@ -21,10 +21,13 @@ macro_rules! id {
                 self.0 as usize
             }
 
-            /// Its bit in a mask of up to 64 (`limits` bounds the tables that use masks).
+            /// Its bit in a mask of up to 64: the tables that use masks (markets, assets) hold
+            /// at most 64 entries (`limits`, asserted at compile time and by the config), so the
+            /// shift is in range and is written without a check.
             #[inline]
             pub const fn bit(self) -> u64 {
-                1 << self.0
+                debug_assert!(self.0 < 64);
+                1u64.wrapping_shl(self.0)
             }
 
             /// The id of entry `i` of its table (tables are bounded far below `u32::MAX`).

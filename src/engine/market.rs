@@ -161,6 +161,7 @@ pub(super) fn crosses(side: Side, price: u64, limit: u64) -> bool {
     }
 }
 
+#[inline]
 pub(super) fn price_ticks(p: Decimal, spec: &Spec) -> Result<u64, RejectCode> {
     let ticks = p.to_units(spec.tick).map_err(|e| match e {
         GridError::NotPositive => RejectCode::InvalidPrice,
@@ -173,6 +174,7 @@ pub(super) fn price_ticks(p: Decimal, spec: &Spec) -> Result<u64, RejectCode> {
     Ok(ticks)
 }
 
+#[inline]
 pub(super) fn size_lots(s: Decimal, spec: &Spec) -> Result<u64, RejectCode> {
     let lots = s.to_units(spec.lot).map_err(|e| match e {
         GridError::NotPositive => RejectCode::InvalidSize,
