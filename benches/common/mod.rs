@@ -15,7 +15,9 @@ use std::time::Duration;
 pub const BIN: &str = env!("CARGO_BIN_EXE_orderpipe");
 
 /// The shipped config (its `data_dir` is relative, so the data lands next to wherever the
-/// text is written), with whole `key = value` lines replaced: `("idle", "\"park\"")`.
+/// text is written), with whole `key = value` lines replaced: `("spin_us", "0")` in every
+/// section that has the key, `("engine.idle", "\"park\"")` in one section only (`idle` is
+/// also a key of `[projection]`).
 pub fn config_text(overrides: &[(&str, &str)]) -> String {
     let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))
         .expect("shipped config.toml");
@@ -25,10 +27,22 @@ pub fn config_text(overrides: &[(&str, &str)]) -> String {
         overrides.push(("listen", "\"127.0.0.1:0\""));
     }
     let mut out = String::new();
+    let mut section = "";
     for line in shipped.lines() {
+        if let Some(name) = line
+            .trim()
+            .strip_prefix('[')
+            .and_then(|l| l.strip_suffix(']'))
+        {
+            section = name;
+        }
         let key = line.split('=').next().unwrap_or("").trim();
-        match overrides.iter().find(|(k, _)| *k == key) {
-            Some((k, v)) => out.push_str(&format!("{k} = {v}\n")),
+        let wanted = |k: &str| match k.rsplit_once('.') {
+            Some((sec, k)) => sec == section && k == key,
+            None => k == key,
+        };
+        match overrides.iter().find(|(k, _)| wanted(k)) {
+            Some((_, v)) => out.push_str(&format!("{key} = {v}\n")),
             None if key == "log" => out.push_str("log = \"warn\"\n"),
             None => {
                 out.push_str(line);

@@ -530,7 +530,7 @@ fn read_engine(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Engine
         ],
         errors,
     );
-    let spin_us = t.u64("spin_us", Some(50), 0, 1_000_000, errors);
+    let spin_us = t.u64("spin_us", Some(250), 0, 1_000_000, errors);
     let command_ring = t.u64("command_ring", Some(1024), 1, 1 << 20, errors);
     let reply_ring = t.u64("reply_ring", Some(2048), 1, 1 << 20, errors);
     let journal_ring = t.u64("journal_ring", Some(65536), 1, 1 << 24, errors);
