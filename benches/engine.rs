@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use orderpipe::engine::{
-    Command, CommandBody, CommandRecord, Engine, Event, Outcome, Output, Owner, Report, Side, Text,
-    TimeInForce,
+    Command, CommandBody, CommandRecord, Engine, Event, MarketId, Outcome, Output, Owner, Report,
+    Side, Text, TimeInForce,
 };
 
 /// The engine's outputs as in the daemon: command records into an rtrb ring (drained between
@@ -83,7 +83,7 @@ fn clear(e: &mut Engine, out: &mut Ring) {
                 market: Text::EMPTY,
             }),
         };
-        while matches!(e.process(&all, orderpipe::engine::Owner(0), 0, out).outcome, Outcome::CancelledAll { left, .. } if left > 0)
+        while matches!(e.process(&all, Owner(0), 0, out).outcome, Outcome::CancelledAll { left, .. } if left > 0)
         {
             out.drain();
         }
@@ -107,10 +107,7 @@ fn timed(
         let mut refused = None;
         let start = Instant::now();
         for c in &cmds[..n] {
-            if let Outcome::Rejected(code) = engine
-                .process(c, orderpipe::engine::Owner(0), 0, out)
-                .outcome
-            {
+            if let Outcome::Rejected(code) = engine.process(c, Owner(0), 0, out).outcome {
                 refused = Some(code);
             }
         }
@@ -158,7 +155,7 @@ fn per_operation(c: &mut Criterion) {
                 for i in 0..1000 {
                     e.process(
                         &limit(i % 32, Side::Sell, 5_000_000, 10, TimeInForce::Gtc),
-                        orderpipe::engine::Owner(0),
+                        Owner(0),
                         0,
                         out,
                     );
@@ -181,7 +178,7 @@ fn per_operation(c: &mut Criterion) {
                         let price = 5_000_000 + round * 100 + level;
                         e.process(
                             &limit(level as usize, Side::Sell, price, 10, TimeInForce::Gtc),
-                            orderpipe::engine::Owner(0),
+                            Owner(0),
                             0,
                             out,
                         );
@@ -219,7 +216,7 @@ fn per_operation(c: &mut Criterion) {
                                     10,
                                     TimeInForce::Gtc,
                                 ),
-                                orderpipe::engine::Owner(0),
+                                Owner(0),
                                 0,
                                 out,
                             )
@@ -252,7 +249,7 @@ fn per_operation(c: &mut Criterion) {
                                     10,
                                     TimeInForce::Gtc,
                                 ),
-                                orderpipe::engine::Owner(0),
+                                Owner(0),
                                 0,
                                 out,
                             )
@@ -285,7 +282,7 @@ fn per_operation(c: &mut Criterion) {
                                     10,
                                     TimeInForce::Gtc,
                                 ),
-                                orderpipe::engine::Owner(0),
+                                Owner(0),
                                 0,
                                 out,
                             )
@@ -321,7 +318,7 @@ fn mixed(quick: bool) {
         let mut e = Engine::new(&config);
         let mut out = Ring::new();
         for c in &stream[..warm] {
-            e.process(c, orderpipe::engine::Owner(0), 0, &mut out);
+            e.process(c, Owner(0), 0, &mut out);
             out.drain();
         }
         // Mean: one clock read per batch of 4096.
@@ -330,7 +327,7 @@ fn mixed(quick: bool) {
         for chunk in timed_part.chunks(4096) {
             let start = Instant::now();
             for c in chunk {
-                black_box(e.process(c, orderpipe::engine::Owner(0), 0, &mut out));
+                black_box(e.process(c, Owner(0), 0, &mut out));
             }
             total += start.elapsed();
             out.drain();
@@ -339,8 +336,8 @@ fn mixed(quick: bool) {
         if means.len() == 1 {
             // The shape the stream is meant to keep: about 1,000 orders over about 750 levels.
             let (bids, asks) = (
-                e.book_orders(orderpipe::engine::MarketId(0), Side::Buy),
-                e.book_orders(orderpipe::engine::MarketId(0), Side::Sell),
+                e.book_orders(MarketId(0), Side::Buy),
+                e.book_orders(MarketId(0), Side::Sell),
             );
             let mut levels: Vec<u64> = bids.iter().chain(&asks).map(|o| o.2).collect();
             levels.dedup();
@@ -354,14 +351,14 @@ fn mixed(quick: bool) {
         let mut e = Engine::new(&config);
         let mut out = Ring::new();
         for c in &stream[..warm] {
-            e.process(c, orderpipe::engine::Owner(0), 0, &mut out);
+            e.process(c, Owner(0), 0, &mut out);
             out.drain();
         }
         let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 1_000_000_000, 3).unwrap();
         for chunk in timed_part.chunks(4096) {
             let mut t = Instant::now();
             for c in chunk {
-                black_box(e.process(c, orderpipe::engine::Owner(0), 0, &mut out));
+                black_box(e.process(c, Owner(0), 0, &mut out));
                 let now = Instant::now();
                 h.saturating_record((now - t).as_nanos() as u64);
                 t = now;

@@ -19,7 +19,7 @@ use common::journal::{build_journal, project};
 use common::load::order;
 use common::{machine, spread};
 use orderpipe::config::Config;
-use orderpipe::engine::{Command, Engine, Recorder};
+use orderpipe::engine::{Command, Engine, Owner, Recorder};
 use orderpipe::wire::{Request, binary};
 
 fn commands(n: usize) -> Vec<Command> {
@@ -72,7 +72,7 @@ fn plain_events(path: &Path, config: &Config, commands: &[Command]) -> (Duration
     let mut engine = Engine::new(config);
     let mut out = Recorder::default();
     for c in commands {
-        engine.process(c, orderpipe::engine::Owner(0), 0, &mut out);
+        engine.process(c, Owner(0), 0, &mut out);
     }
     let mut payload = Vec::new();
     let rows: Vec<(u64, &str, String, u64)> = out

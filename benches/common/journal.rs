@@ -59,7 +59,7 @@ pub fn build_journal(config: &Config, commands: &[Command]) -> (u64, Duration) {
     let mut engine = Engine::new(config);
     let start = Instant::now();
     for cmd in commands {
-        engine.process(cmd, orderpipe::engine::Owner(0), 0, &mut out);
+        engine.process(cmd, Owner(0), 0, &mut out);
     }
     out.bell.ring();
     let last = engine.last_cseq();

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use orderpipe::config::Config;
 use orderpipe::engine::{
-    Amend, Cancel, Command, CommandBody, CommandRecord, Engine, Event, NewOrder, OrderRef,
-    OrderType, Outcome, Output, Owner, Report, Side, Text, TimeInForce,
+    Amend, Cancel, Command, CommandBody, CommandRecord, Engine, Event, MarketId, NewOrder,
+    OrderRef, OrderType, Outcome, Output, Owner, Report, Side, Text, TimeInForce,
 };
 use orderpipe::num::Decimal;
 
@@ -150,7 +150,7 @@ pub fn mixed_stream(config: &Config, n: usize) -> (Vec<Command>, usize) {
                 live: &mut Vec<(u64, usize, Side)>,
                 cmd: Command,
                 stream: &mut Vec<Command>| {
-        let reply = e.process(&cmd, orderpipe::engine::Owner(0), 0, out);
+        let reply = e.process(&cmd, Owner(0), 0, out);
         stream.push(cmd);
         for id in out.done.drain(..) {
             if let Some(i) = live.iter().position(|(l, _, _)| *l == id) {
@@ -207,7 +207,7 @@ pub fn mixed_stream(config: &Config, n: usize) -> (Vec<Command>, usize) {
                 Side::Sell
             };
             let best = e
-                .book_orders(orderpipe::engine::MarketId(0), side.opposite())
+                .book_orders(MarketId(0), side.opposite())
                 .first()
                 .map(|o| (o.2, o.3));
             let (price, lots) = best.unwrap_or((mid, 1));

@@ -50,16 +50,14 @@ fn a_warm_engine_makes_no_allocation_per_command() {
     };
     // Warm-up: the book, the indexes and the ladders grow to their working size.
     for c in &stream[..measured_from] {
-        engine.process(c, orderpipe::engine::Owner(0), 0, &mut out);
+        engine.process(c, Owner(0), 0, &mut out);
     }
     let fills_before = out.fills;
     let events_before = out.events;
     let mut outcomes = [0u64; 4];
     let before = allocations_on_this_thread();
     for c in &stream[measured_from..] {
-        let o = engine
-            .process(c, orderpipe::engine::Owner(0), 0, &mut out)
-            .outcome;
+        let o = engine.process(c, Owner(0), 0, &mut out).outcome;
         outcomes[match o {
             Outcome::Accepted { .. } => 0,
             Outcome::Cancelled { .. } => 1,

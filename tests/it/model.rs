@@ -12,7 +12,7 @@ use std::path::Path;
 use orderpipe::config::Config;
 use orderpipe::engine::{
     Amend, AssetName, Cancel, CancelAll, Command, CommandBody, Engine, EventKind, NewOrder,
-    OrderRef, OrderType, Outcome, Recorder, RejectCode, Side, Text, TimeInForce, Transfer,
+    OrderRef, OrderType, Outcome, Owner, Recorder, RejectCode, Side, Text, TimeInForce, Transfer,
 };
 use orderpipe::num::Decimal;
 use proptest::prelude::*;
@@ -720,7 +720,7 @@ proptest! {
         let mut out = Recorder::default();
         let mut model = Model::new();
         for (i, c) in cmds.iter().enumerate() {
-            let got = answer(engine.process(&to_command(c), orderpipe::engine::Owner(0), 0, &mut out).outcome);
+            let got = answer(engine.process(&to_command(c), Owner(0), 0, &mut out).outcome);
             let want = model.apply(c);
             prop_assert_eq!(got, want, "command {} {:?}", i, c);
             if let Err(e) = engine.check() {
