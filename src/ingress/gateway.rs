@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Ingress;
+use super::link::{self, EngineRings};
 use crate::config::AckMode;
-use crate::engine::{Connection, Control, Outbound};
+use crate::engine::Outbound;
 use crate::telemetry::{mono_ns, wall_ns};
 use crate::wake::TaskBell;
 use crate::wire::{Request, WireReply};
@@ -56,18 +57,12 @@ impl Gateway {
     /// Registers the gateway's connection with the engine and starts its dispatcher task.
     pub fn start(ingress: &Arc<Ingress>, ack: AckMode) -> Result<Gateway, GatewayError> {
         let cfg = &ingress.config.engine;
-        let (commands, engine_commands) = rtrb::RingBuffer::new(cfg.command_ring);
-        let (engine_replies, replies) = rtrb::RingBuffer::new(cfg.reply_ring);
-        let bell = Arc::new(TaskBell::new());
-        ingress
-            .engine
-            .send(Control::Register(Connection {
-                commands: engine_commands,
-                replies: engine_replies,
-                bell: bell.clone(),
-                cut: Arc::new(AtomicU64::new(0)),
-            }))
-            .map_err(|_| GatewayError::Unavailable)?;
+        let EngineRings {
+            commands,
+            replies,
+            bell,
+            ..
+        } = link::register(ingress).map_err(|_| GatewayError::Unavailable)?;
         let (jobs, rx) = mpsc::channel(cfg.command_ring);
         let answered = Arc::new(AtomicU64::new(0));
         let dispatcher = Dispatcher {
@@ -221,10 +216,6 @@ impl Dispatcher {
     /// `not_durable`); drops execution reports. Returns the commit the next reply waits for
     /// (the journal's or the projection's), if it waits, and whether any reply went out.
     fn answer(&mut self, overdue: bool) -> (Option<AckMode>, bool) {
-        let (journal, projection) = (
-            &self.ingress.counters.journal,
-            &self.ingress.counters.projection,
-        );
         let mut popped = false;
         let mut answered = false;
         let mut held = None;
@@ -234,17 +225,13 @@ impl Dispatcher {
                 Ok(Outbound::Report(_)) => {}
                 Ok(Outbound::Reply(r)) => {
                     let ack = self.pending.front().map_or(AckMode::Accepted, |(_, a)| *a);
-                    let reached = match ack {
-                        AckMode::Accepted => u64::MAX,
-                        AckMode::Durable => journal.durable_cseq.load(Ordering::Acquire),
-                        AckMode::Projected => projection.projected_cseq.load(Ordering::Acquire),
-                    };
-                    if r.cseq > reached && !overdue {
+                    let reached = link::reached(&self.ingress.counters, ack, r.cseq, 0);
+                    if !reached && !overdue {
                         self.ingress.hurry(ack, r.cseq, 0);
                         held = Some(ack);
                         break;
                     }
-                    late = (r.cseq > reached).then_some(ack);
+                    late = (!reached).then_some(ack);
                 }
                 Err(_) => break,
             }

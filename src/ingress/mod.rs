@@ -4,6 +4,7 @@
 mod auth;
 mod gateway;
 pub mod http;
+mod link;
 mod openapi;
 mod subscribe;
 pub mod uds;

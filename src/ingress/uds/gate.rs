@@ -159,19 +159,7 @@ impl Gate<'_> {
 
     /// Ready if command `cseq` and event `seq` are as far as `stage` (0: nothing to wait for).
     pub(super) fn reached(&self, stage: AckMode, cseq: u64, seq: u64) -> Next {
-        let (j, p) = (&self.counters.journal, &self.counters.projection);
-        let done = match stage {
-            AckMode::Accepted => true,
-            AckMode::Durable => {
-                cseq <= j.durable_cseq.load(Ordering::Acquire)
-                    && seq <= j.durable_seq.load(Ordering::Acquire)
-            }
-            AckMode::Projected => {
-                cseq <= p.projected_cseq.load(Ordering::Acquire)
-                    && seq <= p.projected_seq.load(Ordering::Acquire)
-            }
-        };
-        if done {
+        if crate::ingress::link::reached(self.counters, stage, cseq, seq) {
             Next::Ready
         } else {
             Next::Held(Wait { stage, cseq, seq })

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::{UnixListener, UnixStream};
@@ -24,9 +24,8 @@ use tokio::time::Instant;
 use super::Ingress;
 use super::Query;
 use crate::config::AckMode;
-use crate::engine::{Connection, Control};
+use crate::ingress::link::{self, EngineRings};
 use crate::telemetry::{mono_ns, wall_ns};
-use crate::wake::TaskBell;
 use crate::wire::binary::{self, HANDSHAKE_LEN, MAGIC, VERSION};
 use crate::wire::{ErrorCode, Framing, SubscribeRequest, WireReply, json};
 
@@ -229,17 +228,13 @@ pub(super) async fn requests(
         .access
         .grant_for(uid, rustix::process::getuid().as_raw());
     let engine_cfg = &ingress.config.engine;
-    let (commands, engine_commands) = rtrb::RingBuffer::new(engine_cfg.command_ring);
-    let (engine_replies, replies) = rtrb::RingBuffer::new(engine_cfg.reply_ring);
-    let bell = Arc::new(TaskBell::new());
-    let cut = Arc::new(AtomicU64::new(0));
-    let registered = ingress.engine.send(Control::Register(Connection {
-        commands: engine_commands,
-        replies: engine_replies,
-        bell: bell.clone(),
-        cut: cut.clone(),
-    }));
-    if registered.is_err() {
+    let Ok(EngineRings {
+        commands,
+        replies,
+        bell,
+        cut,
+    }) = link::register(ingress)
+    else {
         refuse(
             stream,
             ErrorCode::Unavailable,
@@ -247,7 +242,7 @@ pub(super) async fn requests(
         )
         .await;
         return None;
-    }
+    };
     if *shutdown.borrow_and_update() {
         // Registered just as the daemon began to stop: dropping the rings ends it cleanly.
         refuse(
