@@ -9,8 +9,8 @@ use super::{
     AmendRequest, BalancesRequest, BookRequest, CancelAllRequest, CancelRequest, HaltRequest,
     HelloRequest, OrderRequest, OrderTarget, Request, SubscribeRequest, TransferRequest, WireReply,
 };
-use crate::config::AckMode;
-use crate::engine::{OrderType, Side, TimeInForce};
+use crate::config::{AckMode, Config};
+use crate::engine::{OrderType, Report, ReportKind, Side, TimeInForce};
 use crate::num::Decimal;
 
 /// Every field any request may carry. Unknown fields are refused, so a misspelt field is an
@@ -252,6 +252,70 @@ pub fn write_accepted(client_order_id: Option<&str>, order_id: u64, seq: u64, ou
     out.extend_from_slice(br#","seq":"#);
     out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
     out.extend_from_slice(b"}\n");
+}
+
+/// Appends `{"type":"cancelled",...}` and its newline, as [`write_reply`] would for
+/// [`WireReply::Cancelled`].
+pub fn write_cancelled(client_order_id: Option<&str>, order_id: u64, seq: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"{"type":"cancelled","#);
+    if let Some(id) = client_order_id {
+        out.extend_from_slice(br#""client_order_id":"#);
+        let _ = serde_json::to_writer(&mut *out, id);
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""order_id":"#);
+    out.extend_from_slice(itoa::Buffer::new().format(order_id).as_bytes());
+    out.extend_from_slice(br#","seq":"#);
+    out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+    out.extend_from_slice(b"}\n");
+}
+
+/// Appends an execution report as a JSON line, the bytes [`write_reply`] would give for
+/// [`WireReply::from_report`], without building it (no allocation).
+pub fn write_execution(r: &Report, config: &Config, out: &mut Vec<u8>) {
+    let market = &config.markets[r.market.index()];
+    let exec: &[u8] = match r.kind {
+        ReportKind::Fill { .. } => b"fill",
+        ReportKind::Cancelled(_) => b"cancelled",
+    };
+    out.extend_from_slice(br#"{"type":"execution","exec":""#);
+    out.extend_from_slice(exec);
+    out.extend_from_slice(br#"","seq":"#);
+    out.extend_from_slice(itoa::Buffer::new().format(r.seq).as_bytes());
+    out.extend_from_slice(br#","order_id":"#);
+    out.extend_from_slice(itoa::Buffer::new().format(r.order_id).as_bytes());
+    if let Some(id) = r.client_order_id.non_empty() {
+        out.extend_from_slice(br#","client_order_id":"#);
+        let _ = serde_json::to_writer(&mut *out, id);
+    }
+    out.extend_from_slice(br#","market":"#);
+    let _ = serde_json::to_writer(&mut *out, market.name.as_str());
+    out.extend_from_slice(br#","side":""#);
+    out.extend_from_slice(r.side.as_str().as_bytes());
+    out.push(b'"');
+    match r.kind {
+        ReportKind::Fill {
+            price_ticks,
+            size_lots,
+            maker,
+        } => {
+            out.extend_from_slice(br#","price":""#);
+            Decimal::write_units(price_ticks, market.tick_size, out);
+            out.extend_from_slice(br#"","size":""#);
+            Decimal::write_units(size_lots, market.lot_size, out);
+            out.extend_from_slice(br#"","role":""#);
+            out.extend_from_slice(if maker { b"maker" } else { b"taker" });
+            out.push(b'"');
+        }
+        ReportKind::Cancelled(why) => {
+            out.extend_from_slice(br#","reason":""#);
+            out.extend_from_slice(why.as_str().as_bytes());
+            out.push(b'"');
+        }
+    }
+    out.extend_from_slice(br#","remaining":""#);
+    Decimal::write_units(r.remaining_lots, market.lot_size, out);
+    out.extend_from_slice(b"\"}\n");
 }
 
 /// Appends one reply as a JSON line (with its newline).

@@ -67,6 +67,75 @@ mod tests {
     }
 
     #[test]
+    fn direct_cancels_and_execution_reports_are_byte_for_byte_the_generic_encoding() {
+        let config = config();
+        let ids = ["", "c-1", "quote\"and\\back\u{1}", "é"];
+        for id in ids {
+            let reply = Reply {
+                client_order_id: Text::new(id),
+                market: MarketName::new("M"),
+                outcome: Outcome::Cancelled {
+                    order_id: 3,
+                    seq: 99,
+                },
+                cseq: 7,
+            };
+            let mut direct = Vec::new();
+            write_outbound(&Outbound::Reply(reply), &config, Framing::Json, &mut direct);
+            let mut expected = Vec::new();
+            write(
+                &WireReply::from_engine(&reply, &config),
+                Framing::Json,
+                &mut expected,
+            );
+            assert_eq!(direct, expected, "{id:?}");
+        }
+        let kinds = [
+            ReportKind::Fill {
+                price_ticks: 21,
+                size_lots: 3,
+                maker: true,
+            },
+            ReportKind::Fill {
+                price_ticks: 1,
+                size_lots: 9,
+                maker: false,
+            },
+            ReportKind::Cancelled(CancelReason::SelfTrade),
+            ReportKind::Cancelled(CancelReason::Unfilled),
+            ReportKind::Cancelled(CancelReason::MaxFills),
+        ];
+        for (id, kind) in ids
+            .iter()
+            .flat_map(|id| kinds.iter().map(move |k| (id, *k)))
+        {
+            let report = Report {
+                seq: 12,
+                order_id: u64::MAX,
+                client_order_id: Text::new(id),
+                market: MarketId(0),
+                side: Side::Sell,
+                remaining_lots: 4,
+                kind,
+            };
+            let mut direct = Vec::new();
+            write_outbound(
+                &Outbound::Report(report),
+                &config,
+                Framing::Json,
+                &mut direct,
+            );
+            let mut expected = Vec::new();
+            write(
+                &WireReply::from_report(&report, &config),
+                Framing::Json,
+                &mut expected,
+            );
+            assert_eq!(direct, expected, "{id:?} {kind:?}");
+        }
+    }
+
+    #[test]
     fn every_code_is_documented() {
         let doc = include_str!("../../docs/PROTOCOL.md");
         for code in crate::engine::RejectCode::ALL {

@@ -321,22 +321,31 @@ pub enum Framing {
     Binary,
 }
 
-/// Appends what the engine sent to a connection, in the connection's framing. Acceptances, by
-/// far the most common, are written directly without building a [`WireReply`] (no
-/// allocation); the bytes are the same as [`WireReply::from_engine`] would give, which the
+/// Appends what the engine sent to a connection, in the connection's framing. The messages of
+/// the order path are written directly without building a [`WireReply`] (no allocation):
+/// acceptances in both framings, cancels and execution reports in JSON; the bytes are the
+/// same as [`WireReply::from_engine`] and [`WireReply::from_report`] would give, which the
 /// tests check.
 pub fn write_outbound(message: &Outbound, config: &Config, framing: Framing, out: &mut Vec<u8>) {
     let wire = match message {
         Outbound::Reply(reply) => {
-            if let Outcome::Accepted { order_id, seq } = reply.outcome {
-                let id = reply.client_order_id.non_empty();
-                match framing {
-                    Framing::Json => json::write_accepted(id, order_id, seq, out),
-                    Framing::Binary => binary::write_accepted(id, order_id, seq, out),
+            let id = reply.client_order_id.non_empty();
+            match (reply.outcome, framing) {
+                (Outcome::Accepted { order_id, seq }, Framing::Json) => {
+                    return json::write_accepted(id, order_id, seq, out);
                 }
-                return;
+                (Outcome::Accepted { order_id, seq }, Framing::Binary) => {
+                    return binary::write_accepted(id, order_id, seq, out);
+                }
+                (Outcome::Cancelled { order_id, seq }, Framing::Json) => {
+                    return json::write_cancelled(id, order_id, seq, out);
+                }
+                _ => {}
             }
             WireReply::from_engine(reply, config)
+        }
+        Outbound::Report(report) if framing == Framing::Json => {
+            return json::write_execution(report, config, out);
         }
         Outbound::Report(report) => WireReply::from_report(report, config),
     };
