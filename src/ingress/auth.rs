@@ -4,6 +4,7 @@
 //! interface maps to its own answer (`forbidden` on the socket, 403 over HTTP).
 
 use crate::config::Grant;
+use crate::engine::CommandBody;
 use crate::wire::Request;
 
 /// Why a caller may not send a request.
@@ -28,15 +29,32 @@ pub enum Denied {
     },
 }
 
+/// Whether `grant` allows a command the socket decoded straight into the engine's form (a
+/// new order, cancel or amend; the rules are those of [`authorize`]).
+pub fn authorize_command(grant: &Grant, body: &CommandBody) -> Result<(), Denied> {
+    match body {
+        CommandBody::NewOrder(o) => act(grant, o.username.as_str()),
+        CommandBody::Cancel(c) => act(grant, c.username.as_str()),
+        CommandBody::CancelAll(c) => act(grant, c.username.as_str()),
+        CommandBody::Amend(a) => act(grant, a.username.as_str()),
+        CommandBody::Deposit(_) => admin(grant, "a deposit"),
+        CommandBody::Withdraw(_) => admin(grant, "a withdrawal"),
+        CommandBody::Halt(_) | CommandBody::Resume(_) => admin(grant, "halting and resuming"),
+    }
+}
+
+/// Whether `grant` may act for `user`.
+fn act(grant: &Grant, user: &str) -> Result<(), Denied> {
+    if grant.may_act_for(user) {
+        Ok(())
+    } else {
+        Err(Denied::OtherUser(user.to_string()))
+    }
+}
+
 /// Whether `grant` allows `request`.
 pub fn authorize(grant: &Grant, request: &Request) -> Result<(), Denied> {
-    let act = |user: &str| {
-        if grant.may_act_for(user) {
-            Ok(())
-        } else {
-            Err(Denied::OtherUser(user.to_string()))
-        }
-    };
+    let act = |user: &str| act(grant, user);
     match request {
         Request::NewOrder(o) => act(&o.username),
         Request::Cancel(c) => act(&c.username),

@@ -9,7 +9,7 @@ mod openapi;
 mod subscribe;
 pub mod uds;
 
-pub use auth::{Denied, authorize};
+pub use auth::{Denied, authorize, authorize_command};
 pub use gateway::{Gateway, GatewayError};
 
 use std::sync::Arc;
@@ -119,22 +119,48 @@ impl Ingress {
         request: &crate::wire::Request,
     ) -> Option<crate::wire::WireReply> {
         use crate::wire::Request;
-        let j = &self.counters.journal;
-        if j.failing.load(Ordering::Acquire) == 0 && j.files_missing.load(Ordering::Acquire) == 0 {
-            return None;
-        }
-        match request {
+        let adds = matches!(
+            request,
             Request::NewOrder(_)
-            | Request::Amend(_)
-            | Request::Deposit(_)
-            | Request::Withdraw(_)
-            | Request::Resume(_) => Some(crate::wire::WireReply::error(
+                | Request::Amend(_)
+                | Request::Deposit(_)
+                | Request::Withdraw(_)
+                | Request::Resume(_)
+        );
+        self.refusal_while_journal_fails(adds)
+    }
+
+    /// [`Ingress::refuse_while_journal_fails`] for a command decoded straight into the
+    /// engine's form.
+    pub fn refuse_command_while_journal_fails(
+        &self,
+        body: &crate::engine::CommandBody,
+    ) -> Option<crate::wire::WireReply> {
+        use crate::engine::CommandBody;
+        let adds = matches!(
+            body,
+            CommandBody::NewOrder(_)
+                | CommandBody::Amend(_)
+                | CommandBody::Deposit(_)
+                | CommandBody::Withdraw(_)
+                | CommandBody::Resume(_)
+        );
+        self.refusal_while_journal_fails(adds)
+    }
+
+    /// The refusal of a command that `adds` to what is at risk, while the journal cannot
+    /// commit (the files gone, or commits failing); `None` for everything else.
+    fn refusal_while_journal_fails(&self, adds: bool) -> Option<crate::wire::WireReply> {
+        let j = &self.counters.journal;
+        let failing =
+            j.failing.load(Ordering::Acquire) != 0 || j.files_missing.load(Ordering::Acquire) != 0;
+        (failing && adds).then(|| {
+            crate::wire::WireReply::error(
                 crate::wire::ErrorCode::JournalUnavailable,
                 "the command journal cannot commit (see orderpipe stats and /readyz); nothing \
                  was done: send it again once it recovers",
-            )),
-            _ => None,
-        }
+            )
+        })
     }
 
     /// The answer to a `stage` (durable or projected) command whose commit did not come

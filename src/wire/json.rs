@@ -10,7 +10,10 @@ use super::{
     HelloRequest, OrderRequest, OrderTarget, Request, SubscribeRequest, TransferRequest, WireReply,
 };
 use crate::config::{AckMode, Config};
-use crate::engine::{OrderType, Report, ReportKind, Side, TimeInForce};
+use crate::engine::{
+    Amend, Cancel, CommandBody, NewOrder, OrderRef, OrderType, Report, ReportKind, Side, Text,
+    TimeInForce,
+};
 use crate::num::Decimal;
 
 /// Every field any request may carry. Unknown fields are refused, so a misspelt field is an
@@ -18,21 +21,21 @@ use crate::num::Decimal;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Fields<'a> {
-    #[serde(rename = "type", borrow)]
+    #[serde(rename = "type", borrow, default, deserialize_with = "text")]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     client_order_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     username: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     market: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     side: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     order_type: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     tif: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     timestamp: Option<Cow<'a, str>>,
     post_only: Option<bool>,
     /// Kept as raw JSON text so that numbers convert exactly, never through `f64`.
@@ -41,18 +44,27 @@ struct Fields<'a> {
     #[serde(borrow)]
     size: Option<&'a RawValue>,
     order_id: Option<u64>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     asset: Option<Cow<'a, str>>,
     #[serde(borrow)]
     amount: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     idempotency_key: Option<Cow<'a, str>>,
     depth: Option<u32>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     ack: Option<Cow<'a, str>>,
     #[serde(borrow)]
     patterns: Option<Vec<Cow<'a, str>>>,
     from_seq: Option<u64>,
+}
+
+/// An optional string field, borrowed from the line unless it has escapes. (serde's own
+/// `Option<Cow<str>>` always copies: `borrow` takes effect only on a bare `Cow`, so the
+/// `Cow` is wrapped in a newtype that has it bare.)
+fn text<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Text<'a>>::deserialize(d)?.map(|t| t.0))
 }
 
 /// Request types, for the error message.
@@ -173,7 +185,21 @@ fn target(order_id: Option<u64>, client: Option<Cow<'_, str>>) -> Result<OrderTa
     }
 }
 
-fn order(f: Fields<'_>) -> Result<OrderRequest, String> {
+/// A new order's fields, checked, still borrowing the line.
+struct OrderParts<'a> {
+    client_order_id: Option<Cow<'a, str>>,
+    username: Cow<'a, str>,
+    market: Cow<'a, str>,
+    side: Side,
+    order_type: OrderType,
+    tif: TimeInForce,
+    price: Option<Decimal>,
+    size: Decimal,
+    timestamp: Option<Cow<'a, str>>,
+    post_only: bool,
+}
+
+fn order_parts(f: Fields<'_>) -> Result<OrderParts<'_>, String> {
     let side = match f.side.as_deref() {
         None => return Err("missing field `side`".into()),
         Some(s) if s.eq_ignore_ascii_case("buy") => Side::Buy,
@@ -204,18 +230,109 @@ fn order(f: Fields<'_>) -> Result<OrderRequest, String> {
     if price.is_none() && order_type == OrderType::Limit {
         return Err("missing field `price` (a limit order needs one)".into());
     }
-    Ok(OrderRequest {
-        client_order_id: f.client_order_id.map(Cow::into_owned),
-        username: required(f.username, "username")?,
-        market: required(f.market, "market")?,
+    Ok(OrderParts {
+        client_order_id: f.client_order_id,
+        username: f.username.ok_or("missing field `username`")?,
+        market: f.market.ok_or("missing field `market`")?,
         side,
         order_type,
         tif,
         price,
         size,
-        timestamp: f.timestamp.map(Cow::into_owned),
+        timestamp: f.timestamp,
         post_only: f.post_only.unwrap_or(false),
     })
+}
+
+fn order(f: Fields<'_>) -> Result<OrderRequest, String> {
+    let o = order_parts(f)?;
+    Ok(OrderRequest {
+        client_order_id: o.client_order_id.map(Cow::into_owned),
+        username: o.username.into_owned(),
+        market: o.market.into_owned(),
+        side: o.side,
+        order_type: o.order_type,
+        tif: o.tif,
+        price: o.price,
+        size: o.size,
+        timestamp: o.timestamp.map(Cow::into_owned),
+        post_only: o.post_only,
+    })
+}
+
+/// A request line as the socket decodes it: the requests of the order path (new orders,
+/// cancels, amends) straight into the engine's command, their strings copied from the line
+/// into the command's fixed-size texts (no allocation); every other request as a [`Request`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// A new order, cancel or amend.
+    Command(CommandBody),
+    /// Anything else.
+    Request(Request),
+}
+
+/// Parses one request line like [`parse_request_ack`], the same checks and the same error
+/// texts, giving the order path's requests as engine commands.
+pub fn parse_line(line: &[u8]) -> Result<(Decoded, Option<AckMode>), String> {
+    let mut f: Fields<'_> =
+        serde_json::from_slice(line).map_err(|e| format!("invalid request JSON: {e}"))?;
+    let ack = match f.ack.take() {
+        None => None,
+        Some(word) => Some(AckMode::parse(&word).ok_or_else(|| {
+            format!("`ack` is \"{word}\"; it must be \"accepted\" or \"durable\"")
+        })?),
+    };
+    let body = match f.kind.as_deref() {
+        Some("hello") => return Ok((Decoded::Request(Request::Hello(HelloRequest { ack })), None)),
+        None | Some("new_order") => {
+            let o = order_parts(f)?;
+            CommandBody::NewOrder(NewOrder {
+                client_order_id: Text::new(o.client_order_id.as_deref().unwrap_or("")),
+                username: Text::new(&o.username),
+                market: Text::new(&o.market),
+                side: o.side,
+                order_type: o.order_type,
+                tif: o.tif,
+                post_only: o.post_only,
+                price: o.price,
+                size: o.size,
+                client_timestamp: Text::new(o.timestamp.as_deref().unwrap_or("")),
+            })
+        }
+        Some("cancel") => {
+            let username = f.username.as_deref().ok_or("missing field `username`")?;
+            CommandBody::Cancel(Cancel {
+                username: Text::new(username),
+                target: order_ref(f.order_id, f.client_order_id.as_deref())?,
+            })
+        }
+        Some("amend") => {
+            let price = decimal(f.price, "price")?;
+            let size = decimal(f.size, "size")?;
+            if price.is_none() && size.is_none() {
+                return Err("an amend needs `price`, `size` or both".into());
+            }
+            let username = f.username.as_deref().ok_or("missing field `username`")?;
+            CommandBody::Amend(Amend {
+                username: Text::new(username),
+                target: order_ref(f.order_id, f.client_order_id.as_deref())?,
+                price,
+                size,
+            })
+        }
+        _ => return request(f).map(|r| (Decoded::Request(r), ack)),
+    };
+    Ok((Decoded::Command(body), ack))
+}
+
+/// [`target`] for the command: the same checks, into the engine's `OrderRef`.
+fn order_ref(order_id: Option<u64>, client: Option<&str>) -> Result<OrderRef, String> {
+    match (order_id, client) {
+        (Some(id), None) => Ok(OrderRef::Id(id)),
+        (None, Some(c)) => Ok(OrderRef::Client(Text::new(c))),
+        (Some(_), Some(_)) => Err("give `order_id` or `client_order_id`, not both".into()),
+        (None, None) => Err("missing field `order_id` (or `client_order_id`)".into()),
+    }
 }
 
 /// A JSON number or a string holding a decimal, converted exactly; `null` reads as absent.
@@ -223,6 +340,8 @@ fn decimal(raw: Option<&RawValue>, name: &str) -> Result<Option<Decimal>, String
     let Some(raw) = raw else { return Ok(None) };
     let text = raw.get();
     let digits: Cow<'_, str> = match text.as_bytes().first() {
+        // A string without escapes is its inside, borrowed (the raw value is valid JSON).
+        Some(b'"') if !text.contains('\\') => Cow::Borrowed(&text[1..text.len() - 1]),
         Some(b'"') => serde_json::from_str(text).map_err(|e| format!("field `{name}`: {e}"))?,
         Some(b'-' | b'0'..=b'9') => Cow::Borrowed(text),
         _ if text == "null" => return Ok(None),
@@ -328,6 +447,67 @@ pub fn write_reply(reply: &WireReply, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_command_path_decodes_what_the_request_path_does() {
+        let lines = [
+            r#"{"username":"alice","market":"BTC-USD","side":"buy","price":"50000","size":"0.01"}"#,
+            r#"{"type":"new_order","client_order_id":"c\"1","username":"alice","market":"BTC-USD","side":"SELL","order_type":"market","tif":"ioc","size":1,"timestamp":"t","ack":"durable"}"#,
+            r#"{"type":"new_order","username":"alice","market":"BTC-USD","side":"buy","size":"1","post_only":true,"price":"1"}"#,
+            r#"{"type":"cancel","username":"bob","order_id":7}"#,
+            r#"{"type":"cancel","username":"bob","client_order_id":"x"}"#,
+            r#"{"type":"amend","username":"bob","order_id":7,"price":"2"}"#,
+            r#"{"type":"amend","username":"bob","client_order_id":"x","size":"3","ack":"accepted"}"#,
+            r#"{"type":"cancel_all","username":"bob"}"#,
+            r#"{"type":"hello","ack":"durable"}"#,
+            r#"{"type":"stats"}"#,
+            // Every error of the order path, in the order the checks come.
+            r#"{"username":"alice","market":"BTC-USD","price":"1","size":"1"}"#,
+            r#"{"username":"alice","market":"BTC-USD","side":"up","price":"1","size":"1"}"#,
+            r#"{"username":"alice","market":"BTC-USD","side":"buy","order_type":"stop","price":"1","size":"1"}"#,
+            r#"{"username":"alice","market":"BTC-USD","side":"buy","tif":"day","price":"1","size":"1"}"#,
+            r#"{"username":"alice","market":"BTC-USD","side":"buy","price":"1"}"#,
+            r#"{"username":"alice","market":"BTC-USD","side":"buy","size":"1"}"#,
+            r#"{"market":"BTC-USD","side":"buy","price":"1","size":"1"}"#,
+            r#"{"username":"alice","side":"buy","price":"1","size":"1"}"#,
+            r#"{"username":"alice","market":"BTC-USD","side":"buy","price":true,"size":"1"}"#,
+            r#"{"type":"cancel","order_id":7}"#,
+            r#"{"type":"cancel","username":"bob"}"#,
+            r#"{"type":"cancel","username":"bob","order_id":7,"client_order_id":"x"}"#,
+            r#"{"type":"amend","username":"bob","order_id":7}"#,
+            r#"{"type":"amend","order_id":7,"size":"1"}"#,
+            r#"{"type":"amend","username":"bob","size":"1"}"#,
+            r#"{"type":"cancel","username":"bob","order_id":7,"ack":"later"}"#,
+            r#"{"type":"cancel","username":"bob","order_id":7,"colour":"red"}"#,
+            r#"not json"#,
+        ];
+        for line in lines {
+            let old = parse_request_ack(line.as_bytes());
+            let new = parse_line(line.as_bytes());
+            match (old, new) {
+                (Ok((request, ack)), Ok((Decoded::Command(body), new_ack))) => {
+                    assert_eq!(
+                        request.to_command(0, 0).map(|c| c.body),
+                        Some(body),
+                        "{line}"
+                    );
+                    assert_eq!(ack, new_ack, "{line}");
+                }
+                (Ok(old), Ok((Decoded::Request(request), ack))) => {
+                    assert_eq!(old, (request, ack), "{line}");
+                    assert!(
+                        !matches!(
+                            old.0,
+                            Request::NewOrder(_) | Request::Cancel(_) | Request::Amend(_)
+                        ),
+                        "{line} should take the command path"
+                    );
+                }
+                (Err(old), Err(new)) => assert_eq!(old, new, "{line}"),
+                (old, new) => panic!("{line}: {old:?} against {new:?}"),
+            }
+        }
+    }
 
     fn ok(line: &str) -> OrderRequest {
         match parse_request(line.as_bytes()).unwrap() {

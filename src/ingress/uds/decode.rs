@@ -5,8 +5,10 @@ use std::sync::atomic::Ordering;
 
 use super::*;
 use crate::config::AckMode;
+use crate::engine::{Command, CommandBody};
 use crate::ingress::Query;
 use crate::wire::binary::{self, FrameHead, PREFIX_LEN};
+use crate::wire::json::Decoded;
 use crate::wire::{ErrorCode, Framing, Request, WireReply, json};
 
 impl Conn {
@@ -25,7 +27,7 @@ impl Conn {
                 Framing::Binary => self.next_frame(),
             };
             match step {
-                Step::Request(req, ack, consumed) => match self.submit(req, ack) {
+                Step::Request(decoded, ack, consumed) => match self.submit(decoded, ack) {
                     Ok(engine) => {
                         self.rpos += consumed;
                         pushed += usize::from(engine);
@@ -72,12 +74,13 @@ impl Conn {
     /// Hands one request on. `Ok(true)` if it went to the engine, `Ok(false)` if it is
     /// answered outside the command path, `Err` if the command ring is full (nothing consumed).
     /// `ack` is the request's own acknowledgement mode, if it names one.
-    pub(super) fn submit(&mut self, req: Request, ack: Option<AckMode>) -> Result<bool, ()> {
+    pub(super) fn submit(&mut self, decoded: Decoded, ack: Option<AckMode>) -> Result<bool, ()> {
+        let req = match decoded {
+            Decoded::Command(body) => return self.submit_command(body, ack),
+            Decoded::Request(req) => req,
+        };
         if let Err(denied) = crate::ingress::authorize(&self.grant, &req) {
-            self.pending.push_back(Pending::Ready(WireReply::error(
-                ErrorCode::Forbidden,
-                denied.to_string(),
-            )));
+            self.refuse(denied);
             return Ok(false);
         }
         if let Some(refused) = self.ingress.refuse_while_journal_fails(&req) {
@@ -85,15 +88,7 @@ impl Conn {
             return Ok(false);
         }
         if let Some(cmd) = req.to_command(self.recv_ns, self.recv_mono) {
-            let ring = self.commands.as_mut().ok_or(())?;
-            if ring.is_full() || self.paused {
-                return Err(());
-            }
-            let pushed = ring.push(cmd);
-            debug_assert!(pushed.is_ok());
-            let ack = ack.unwrap_or(self.ack);
-            self.pending.push_back(Pending::Engine { ack });
-            return Ok(true);
+            return self.push_command(cmd, ack);
         }
         let query = match req {
             Request::Hello(h) => {
@@ -131,6 +126,47 @@ impl Conn {
         };
         self.pending.push_back(Pending::Query(query, None));
         Ok(false)
+    }
+
+    /// [`Conn::submit`] for a command decoded straight into the engine's form: the same
+    /// authorization and journal checks, without a `Request` in between.
+    fn submit_command(&mut self, body: CommandBody, ack: Option<AckMode>) -> Result<bool, ()> {
+        if let Err(denied) = crate::ingress::authorize_command(&self.grant, &body) {
+            self.refuse(denied);
+            return Ok(false);
+        }
+        if let Some(refused) = self.ingress.refuse_command_while_journal_fails(&body) {
+            self.pending.push_back(Pending::Ready(refused));
+            return Ok(false);
+        }
+        let cmd = Command {
+            recv_ns: self.recv_ns,
+            recv_mono: self.recv_mono,
+            body,
+        };
+        self.push_command(cmd, ack)
+    }
+
+    /// Hands a command to the engine's ring; `Err` (nothing consumed) if the ring is full or
+    /// the connection is paused.
+    fn push_command(&mut self, cmd: Command, ack: Option<AckMode>) -> Result<bool, ()> {
+        let ring = self.commands.as_mut().ok_or(())?;
+        if ring.is_full() || self.paused {
+            return Err(());
+        }
+        let pushed = ring.push(cmd);
+        debug_assert!(pushed.is_ok());
+        let ack = ack.unwrap_or(self.ack);
+        self.pending.push_back(Pending::Engine { ack });
+        Ok(true)
+    }
+
+    /// Answers a request the caller may not send with `forbidden`.
+    fn refuse(&mut self, denied: crate::ingress::Denied) {
+        self.pending.push_back(Pending::Ready(WireReply::error(
+            ErrorCode::Forbidden,
+            denied.to_string(),
+        )));
     }
 
     pub(super) fn next_line(&mut self) -> Step {
@@ -174,8 +210,8 @@ impl Conn {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Step::Skip(consumed);
         }
-        match json::parse_request_ack(line) {
-            Ok((req, ack)) => Step::Request(req, ack, consumed),
+        match json::parse_line(line) {
+            Ok((decoded, ack)) => Step::Request(decoded, ack, consumed),
             Err(reason) => Step::Error(ErrorCode::BadRequest, reason, consumed),
         }
     }
@@ -206,7 +242,7 @@ impl Conn {
             ),
             FrameHead::Complete(len) => {
                 match binary::decode::<Request>(&buf[PREFIX_LEN..PREFIX_LEN + len]) {
-                    Ok(req) => Step::Request(req, None, PREFIX_LEN + len),
+                    Ok(req) => Step::Request(Decoded::Request(req), None, PREFIX_LEN + len),
                     Err(e) => Step::Fatal(
                         ErrorCode::BadFrame,
                         format!("frame does not decode as a request: {e}"),
@@ -217,10 +253,12 @@ impl Conn {
     }
 }
 
-/// The outcome of looking at the read buffer once.
+/// The outcome of looking at the read buffer once. It lives on the stack for one request; its
+/// command is carried by value, since boxing it would allocate for every order.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Step {
     /// A request, its own acknowledgement mode if it names one, and the bytes it took.
-    Request(Request, Option<AckMode>, usize),
+    Request(Decoded, Option<AckMode>, usize),
     /// Bytes to drop without an answer (blank lines, the rest of an over-long line).
     Skip(usize),
     /// An answer-worthy error; the connection goes on after the bytes it took.
