@@ -76,3 +76,114 @@ fn a_warm_engine_makes_no_allocation_per_command() {
     assert!(out.events > events_before + 20_000, "events were made");
     engine.check().unwrap();
 }
+
+/// Reports into a vector that is emptied after each command, as a connection's would be
+/// written; events counted and dropped.
+struct Reports {
+    reports: Vec<(Owner, Report)>,
+    events: u64,
+}
+
+impl Output for Reports {
+    fn has_room(&mut self, _: usize) -> bool {
+        true
+    }
+    fn event(&mut self, _: Event) {
+        self.events += 1;
+    }
+    fn command(&mut self, _: CommandRecord) {}
+    fn report(&mut self, owner: Owner, report: Report) {
+        self.reports.push((owner, report));
+    }
+}
+
+#[test]
+fn the_json_order_path_makes_no_allocation_per_request() {
+    use orderpipe::config::Grant;
+    use orderpipe::engine::Command;
+    use orderpipe::ingress::authorize_command;
+    use orderpipe::wire::json::{Decoded, parse_line};
+    use orderpipe::wire::{Framing, write_outbound};
+
+    let config = workload::config();
+    let mut engine = Engine::new(&config);
+    // Per round: u1 rests a bid, moves it, cancels it; u2 rests an ask that u3 takes with an
+    // IOC (two fill reports). Lines are built before counting; the path from the line's bytes
+    // to the bytes written back must not allocate: decoding, authorization, the engine, the
+    // reply and the execution reports.
+    let rounds = 3000;
+    let line = |user: usize, body: String| (user, body);
+    let mut lines = Vec::new();
+    for i in 0..rounds {
+        lines.push(line(1, format!(
+            r#"{{"client_order_id":"b{i}","username":"u1","market":"BTC-USD","side":"buy","price":"49990.00","size":"0.0005"}}"#
+        )));
+        lines.push(line(
+            1,
+            format!(
+                r#"{{"type":"amend","username":"u1","client_order_id":"b{i}","price":"49991.00"}}"#
+            ),
+        ));
+        lines.push(line(
+            1,
+            format!(r#"{{"type":"cancel","username":"u1","client_order_id":"b{i}"}}"#),
+        ));
+        lines.push(line(2, format!(
+            r#"{{"client_order_id":"s{i}","username":"u2","market":"BTC-USD","side":"sell","price":"50010.00","size":"0.0003"}}"#
+        )));
+        lines.push(line(3, r#"{"username":"u3","market":"BTC-USD","side":"buy","tif":"ioc","price":"50010.00","size":"0.0003"}"#.to_string()));
+    }
+    let grants: Vec<Grant> = (0..4).map(|u| Grant::user(&format!("u{u}"))).collect();
+    let mut out = Reports {
+        reports: Vec::with_capacity(64),
+        events: 0,
+    };
+    let mut written: Vec<u8> = Vec::with_capacity(1 << 16);
+    let mut kinds = [0u64; 3];
+    let mut run = |lines: &[(usize, String)], kinds: &mut [u64; 3]| {
+        for (user, text) in lines {
+            let Ok((Decoded::Command(body), _)) = parse_line(text.as_bytes()) else {
+                panic!("not a command: {text}");
+            };
+            authorize_command(&grants[*user], &body).expect("allowed");
+            let cmd = Command {
+                recv_ns: 1,
+                recv_mono: 0,
+                body,
+            };
+            let owner = Owner(*user as u32);
+            let reply = engine.process(&cmd, owner, 0, &mut out);
+            kinds[match reply.outcome {
+                Outcome::Accepted { .. } => 0,
+                Outcome::Cancelled { .. } => 1,
+                other => panic!("{text}: {other:?}"),
+            }] += 1;
+            written.clear();
+            let outbound = orderpipe::engine::Outbound::Reply(reply);
+            write_outbound(&outbound, &config, Framing::Json, &mut written);
+            for (_, report) in out.reports.drain(..) {
+                let outbound = orderpipe::engine::Outbound::Report(report);
+                write_outbound(&outbound, &config, Framing::Json, &mut written);
+                kinds[2] += 1;
+            }
+        }
+    };
+    // Warm-up: the indexes and buffers grow to their working size.
+    let warm = 1000 * 5;
+    run(&lines[..warm], &mut kinds);
+    let mut measured = [0u64; 3];
+    let before = allocations_on_this_thread();
+    run(&lines[warm..], &mut measured);
+    let allocations = allocations_on_this_thread() - before;
+    assert_eq!(
+        allocations,
+        0,
+        "{allocations} allocations in {} warm requests",
+        lines.len() - warm
+    );
+    // The path really did the work: orders, amends and IOCs accepted, cancels, fills reported.
+    let n = (rounds - 1000) as u64;
+    assert_eq!(measured, [4 * n, n, 2 * n], "accepted, cancelled, reports");
+    assert!(String::from_utf8_lossy(&written).contains(r#""exec":"fill""#));
+    engine.check().unwrap();
+}
