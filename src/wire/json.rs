@@ -6,8 +6,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::{
-    AmendRequest, BalancesRequest, BookRequest, CancelAllRequest, CancelRequest, HaltRequest,
-    HelloRequest, OrderRequest, OrderTarget, Request, SubscribeRequest, TransferRequest, WireReply,
+    AmendRequest, BalancesRequest, BookRequest, CancelAllRequest, CancelRequest, Decoded,
+    HaltRequest, HelloRequest, OrderRequest, OrderTarget, Request, SubscribeRequest,
+    TransferRequest, WireReply,
 };
 use crate::config::{AckMode, Config};
 use crate::engine::{
@@ -258,17 +259,6 @@ fn order(f: Fields<'_>) -> Result<OrderRequest, String> {
         timestamp: o.timestamp.map(Cow::into_owned),
         post_only: o.post_only,
     })
-}
-
-/// A request line as the socket decodes it: the requests of the order path (new orders,
-/// cancels, amends) straight into the engine's command, their strings copied from the line
-/// into the command's fixed-size texts (no allocation); every other request as a [`Request`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decoded {
-    /// A new order, cancel or amend.
-    Command(CommandBody),
-    /// Anything else.
-    Request(Request),
 }
 
 /// Parses one request line like [`parse_request_ack`], the same checks and the same error

@@ -15,8 +15,9 @@ mod text;
 pub use codes::{Code, ErrorCode, Word};
 pub use replies::{AssetBalance, ExecutionReport, Framing, WireReply, write, write_outbound};
 pub use requests::{
-    AmendRequest, BalancesRequest, BookRequest, CancelAllRequest, CancelRequest, HaltRequest,
-    HelloRequest, OrderRequest, OrderTarget, Request, SubscribeRequest, TransferRequest,
+    AmendRequest, BalancesRequest, BookRequest, CancelAllRequest, CancelRequest, Decoded,
+    HaltRequest, HelloRequest, OrderRequest, OrderTarget, Request, SubscribeRequest,
+    TransferRequest,
 };
 pub use stats::{StateDigest, StatsReport};
 pub use text::{reject_reason, wire_decimal};
@@ -132,6 +133,52 @@ mod tests {
                 &mut expected,
             );
             assert_eq!(direct, expected, "{id:?} {kind:?}");
+        }
+    }
+
+    #[test]
+    fn the_binary_command_path_decodes_what_the_request_path_does() {
+        let lines = [
+            r#"{"client_order_id":"c\"1","username":"alice","market":"BTC-USD","side":"buy","price":"50000","size":"0.01","timestamp":"t"}"#,
+            r#"{"username":"alice","market":"BTC-USD","side":"sell","order_type":"market","tif":"ioc","size":"1","post_only":true}"#,
+            r#"{"type":"cancel","username":"bob","order_id":7}"#,
+            r#"{"type":"cancel","username":"bob","client_order_id":"x"}"#,
+            r#"{"type":"amend","username":"bob","order_id":7,"price":"2"}"#,
+            r#"{"type":"amend","username":"bob","client_order_id":"x","size":"3"}"#,
+            r#"{"type":"cancel_all","username":"bob"}"#,
+            r#"{"type":"stats"}"#,
+        ];
+        let mut frames: Vec<Vec<u8>> = lines
+            .iter()
+            .map(|l| binary::encode(&json::parse_request(l.as_bytes()).unwrap()))
+            .collect();
+        // Damaged frames: cut short, one byte too many, a string that is not UTF-8, an unknown
+        // variant, nothing at all.
+        let order = frames[0].clone();
+        frames.push(order[..order.len() - 1].to_vec());
+        frames.push([order.as_slice(), &[0]].concat());
+        let mut bad_utf8 = order.clone();
+        let at = bad_utf8.len() - 12;
+        bad_utf8[at] = 0xff;
+        frames.push(bad_utf8);
+        frames.push(99u32.to_le_bytes().to_vec());
+        frames.push(Vec::new());
+        for frame in &frames {
+            let old = binary::decode::<Request>(frame);
+            match (old, binary::decode_request(frame)) {
+                (Ok(request), Ok(Decoded::Command(body))) => {
+                    assert_eq!(request.to_command(0, 0).map(|c| c.body), Some(body));
+                }
+                (Ok(request), Ok(Decoded::Request(new))) => {
+                    assert_eq!(request, new);
+                    assert!(!matches!(
+                        request,
+                        Request::NewOrder(_) | Request::Cancel(_) | Request::Amend(_)
+                    ));
+                }
+                (Err(old), Err(new)) => assert_eq!(old, new),
+                (old, new) => panic!("{frame:?}: {old:?} against {new:?}"),
+            }
         }
     }
 

@@ -323,7 +323,7 @@ pub enum Framing {
 
 /// Appends what the engine sent to a connection, in the connection's framing. The messages of
 /// the order path are written directly without building a [`WireReply`] (no allocation):
-/// acceptances in both framings, cancels and execution reports in JSON; the bytes are the
+/// acceptances, cancels and execution reports, in both framings; the bytes are the
 /// same as [`WireReply::from_engine`] and [`WireReply::from_report`] would give, which the
 /// tests check.
 pub fn write_outbound(message: &Outbound, config: &Config, framing: Framing, out: &mut Vec<u8>) {
@@ -340,14 +340,19 @@ pub fn write_outbound(message: &Outbound, config: &Config, framing: Framing, out
                 (Outcome::Cancelled { order_id, seq }, Framing::Json) => {
                     return json::write_cancelled(id, order_id, seq, out);
                 }
+                (Outcome::Cancelled { order_id, seq }, Framing::Binary) => {
+                    return binary::write_cancelled(id, order_id, seq, out);
+                }
                 _ => {}
             }
             WireReply::from_engine(reply, config)
         }
-        Outbound::Report(report) if framing == Framing::Json => {
-            return json::write_execution(report, config, out);
+        Outbound::Report(report) => {
+            return match framing {
+                Framing::Json => json::write_execution(report, config, out),
+                Framing::Binary => binary::write_execution(report, config, out),
+            };
         }
-        Outbound::Report(report) => WireReply::from_report(report, config),
     };
     write(&wire, framing, out);
 }

@@ -238,3 +238,14 @@ impl Request {
         })
     }
 }
+
+/// A request as the socket decodes it: the requests of the order path (new orders, cancels,
+/// amends) straight into the engine's command, their strings copied from the line or frame
+/// into the command's fixed-size texts (no allocation); every other request as a [`Request`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// A new order, cancel or amend.
+    Command(CommandBody),
+    /// Anything else.
+    Request(Request),
+}

@@ -99,11 +99,21 @@ impl Output for Reports {
 
 #[test]
 fn the_json_order_path_makes_no_allocation_per_request() {
+    order_path_makes_no_allocation(orderpipe::wire::Framing::Json);
+}
+
+#[test]
+fn the_binary_order_path_makes_no_allocation_per_request() {
+    order_path_makes_no_allocation(orderpipe::wire::Framing::Binary);
+}
+
+/// A socket's order path in `framing`, from the request's bytes to the bytes written back.
+fn order_path_makes_no_allocation(framing: orderpipe::wire::Framing) {
     use orderpipe::config::Grant;
     use orderpipe::engine::Command;
     use orderpipe::ingress::authorize_command;
-    use orderpipe::wire::json::{Decoded, parse_line};
-    use orderpipe::wire::{Framing, write_outbound};
+    use orderpipe::wire::json::{parse_line, parse_request};
+    use orderpipe::wire::{Decoded, Framing, binary, write_outbound};
 
     let config = workload::config();
     let mut engine = Engine::new(&config);
@@ -133,6 +143,17 @@ fn the_json_order_path_makes_no_allocation_per_request() {
         )));
         lines.push(line(3, r#"{"username":"u3","market":"BTC-USD","side":"buy","tif":"ioc","price":"50010.00","size":"0.0003"}"#.to_string()));
     }
+    // In binary framing, each request is the frame payload a client would send for it.
+    let lines: Vec<(usize, Vec<u8>)> = lines
+        .into_iter()
+        .map(|(user, text)| match framing {
+            Framing::Json => (user, text.into_bytes()),
+            Framing::Binary => (
+                user,
+                binary::encode(&parse_request(text.as_bytes()).expect("a request")),
+            ),
+        })
+        .collect();
     let grants: Vec<Grant> = (0..4).map(|u| Grant::user(&format!("u{u}"))).collect();
     let mut out = Reports {
         reports: Vec::with_capacity(64),
@@ -140,10 +161,14 @@ fn the_json_order_path_makes_no_allocation_per_request() {
     };
     let mut written: Vec<u8> = Vec::with_capacity(1 << 16);
     let mut kinds = [0u64; 3];
-    let mut run = |lines: &[(usize, String)], kinds: &mut [u64; 3]| {
-        for (user, text) in lines {
-            let Ok((Decoded::Command(body), _)) = parse_line(text.as_bytes()) else {
-                panic!("not a command: {text}");
+    let mut run = |lines: &[(usize, Vec<u8>)], kinds: &mut [u64; 3]| {
+        for (user, bytes) in lines {
+            let decoded = match framing {
+                Framing::Json => parse_line(bytes).map(|(d, _)| d),
+                Framing::Binary => binary::decode_request(bytes),
+            };
+            let Ok(Decoded::Command(body)) = decoded else {
+                panic!("not a command: {decoded:?}");
             };
             authorize_command(&grants[*user], &body).expect("allowed");
             let cmd = Command {
@@ -156,14 +181,14 @@ fn the_json_order_path_makes_no_allocation_per_request() {
             kinds[match reply.outcome {
                 Outcome::Accepted { .. } => 0,
                 Outcome::Cancelled { .. } => 1,
-                other => panic!("{text}: {other:?}"),
+                other => panic!("{other:?}"),
             }] += 1;
             written.clear();
             let outbound = orderpipe::engine::Outbound::Reply(reply);
-            write_outbound(&outbound, &config, Framing::Json, &mut written);
+            write_outbound(&outbound, &config, framing, &mut written);
             for (_, report) in out.reports.drain(..) {
                 let outbound = orderpipe::engine::Outbound::Report(report);
-                write_outbound(&outbound, &config, Framing::Json, &mut written);
+                write_outbound(&outbound, &config, framing, &mut written);
                 kinds[2] += 1;
             }
         }
@@ -184,6 +209,7 @@ fn the_json_order_path_makes_no_allocation_per_request() {
     // The path really did the work: orders, amends and IOCs accepted, cancels, fills reported.
     let n = (rounds - 1000) as u64;
     assert_eq!(measured, [4 * n, n, 2 * n], "accepted, cancelled, reports");
-    assert!(String::from_utf8_lossy(&written).contains(r#""exec":"fill""#));
+    let last = String::from_utf8_lossy(&written);
+    assert!(last.contains("fill") && last.contains("taker"), "{last}");
     engine.check().unwrap();
 }

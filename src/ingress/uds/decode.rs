@@ -7,8 +7,8 @@ use super::*;
 use crate::config::AckMode;
 use crate::engine::{Command, CommandBody};
 use crate::ingress::Query;
+use crate::wire::Decoded;
 use crate::wire::binary::{self, FrameHead, PREFIX_LEN};
-use crate::wire::json::Decoded;
 use crate::wire::{ErrorCode, Framing, Request, WireReply, json};
 
 impl Conn {
@@ -241,8 +241,8 @@ impl Conn {
                 format!("frame of {len} bytes is larger than max_frame_bytes ({max})"),
             ),
             FrameHead::Complete(len) => {
-                match binary::decode::<Request>(&buf[PREFIX_LEN..PREFIX_LEN + len]) {
-                    Ok(req) => Step::Request(Decoded::Request(req), None, PREFIX_LEN + len),
+                match binary::decode_request(&buf[PREFIX_LEN..PREFIX_LEN + len]) {
+                    Ok(decoded) => Step::Request(decoded, None, PREFIX_LEN + len),
                     Err(e) => Step::Fatal(
                         ErrorCode::BadFrame,
                         format!("frame does not decode as a request: {e}"),
