@@ -40,6 +40,9 @@ pub enum StpMode {
     CancelResting,
     /// Cancel both.
     CancelBoth,
+    /// No prevention: a user's orders trade with each other like anyone's (venues that need
+    /// it, for instance for a market maker's own crossing quotes); both sides pay their fees.
+    None,
 }
 
 impl StpMode {
@@ -49,6 +52,7 @@ impl StpMode {
             StpMode::CancelIncoming => "cancel_incoming",
             StpMode::CancelResting => "cancel_resting",
             StpMode::CancelBoth => "cancel_both",
+            StpMode::None => "none",
         }
     }
 }
@@ -206,6 +210,7 @@ pub(super) fn read_market(
             ("cancel_incoming", StpMode::CancelIncoming),
             ("cancel_resting", StpMode::CancelResting),
             ("cancel_both", StpMode::CancelBoth),
+            ("none", StpMode::None),
         ],
         errors,
     );

@@ -183,7 +183,9 @@ impl Engine {
                     return false;
                 }
                 work += 1;
-                if o.account == account {
+                // An own order: skipped under `cancel_resting` (it would be cancelled), the end
+                // under the other modes that prevent, traded with under `none`.
+                if o.account == account && market.spec.stp != StpMode::None {
                     return market.spec.stp == StpMode::CancelResting;
                 }
                 need -= need.min(o.remaining);

@@ -123,6 +123,8 @@ impl Engine {
             work += 1;
             if maker.account == t.account {
                 match spec.stp {
+                    // No prevention: it trades like anyone's order.
+                    StpMode::None => {}
                     StpMode::CancelIncoming => return Stop::SelfTrade,
                     StpMode::CancelResting => {
                         self.remove_resting(slot, CancelReason::SelfTrade, em);

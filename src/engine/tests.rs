@@ -63,6 +63,7 @@ struct T {
 
 const USD: AssetIndex = AssetIndex(2);
 const BTC: AssetIndex = AssetIndex(0);
+const ETH: AssetIndex = AssetIndex(1);
 
 impl T {
     fn new() -> T {
@@ -311,6 +312,39 @@ fn self_trade_prevention_in_each_mode() {
     assert_eq!(asks.len(), 1);
     assert_eq!(asks[0].1, "bob");
     assert!(t.book("ETH-USD", Side::Buy).is_empty());
+}
+
+#[test]
+fn without_self_trade_prevention_a_user_trades_with_itself_and_pays_both_fees() {
+    let mut t = T::with(&CONFIG.replace(
+        "stp = \"cancel_resting\"",
+        "stp = \"none\"\nmaker_fee_bps = 10\ntaker_fee_bps = 50",
+    ));
+    let usd = t.balance("alice", USD);
+    let eth = t.balance("alice", ETH);
+    let ask = t.id("alice", "ETH-USD", "sell", "10", "2");
+    // A fill-or-kill counts the user's own order as liquidity too.
+    let bid = t.send(
+        r#"{"username":"alice","market":"ETH-USD","side":"buy","tif":"fok","price":"10","size":"2"}"#,
+    );
+    assert!(matches!(bid, Outcome::Accepted { .. }), "{bid:?}");
+    let trades = t.trades();
+    assert_eq!(trades.len(), 1);
+    assert_eq!(trades[0].maker_order_id, ask);
+    assert_eq!(
+        (trades[0].maker.as_str(), trades[0].taker.as_str()),
+        ("alice", "alice")
+    );
+    assert!(t.book("ETH-USD", Side::Sell).is_empty());
+    assert!(t.book("ETH-USD", Side::Buy).is_empty());
+    // Base back where it was; quote less both fees; nothing left reserved.
+    let fees = trades[0].maker_fee + trades[0].taker_fee;
+    assert_eq!((trades[0].maker_fee, trades[0].taker_fee), (2, 10));
+    assert_eq!(t.balance("alice", ETH), eth);
+    assert_eq!(t.balance("alice", USD).available, usd.available - fees);
+    assert_eq!(t.balance("alice", USD).reserved, 0);
+    assert_eq!(t.engine.fees(USD), fees);
+    t.engine.check().unwrap();
 }
 
 #[test]

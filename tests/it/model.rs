@@ -18,10 +18,10 @@ use orderpipe::num::Decimal;
 use proptest::prelude::*;
 
 const USERS: [&str; 3] = ["u0", "u1", "u2"];
-const MARKETS: [&str; 3] = ["AAA-USD", "BBB-USD", "CCC-USD"];
+const MARKETS: [&str; 4] = ["AAA-USD", "BBB-USD", "CCC-USD", "DDD-USD"];
 /// Assets sorted by name, as the engine numbers them.
-const ASSETS: [&str; 4] = ["AAA", "BBB", "CCC", "USD"];
-const USD: usize = 3;
+const ASSETS: [&str; 5] = ["AAA", "BBB", "CCC", "DDD", "USD"];
+const USD: usize = 4;
 const MAX_FILLS: usize = 5;
 const MAKER_BPS: u64 = 10;
 const TAKER_BPS: u64 = 30;
@@ -37,7 +37,7 @@ fn config() -> Config {
     }
     for (m, stp) in MARKETS
         .iter()
-        .zip(["cancel_incoming", "cancel_resting", "cancel_both"])
+        .zip(["cancel_incoming", "cancel_resting", "cancel_both", "none"])
     {
         text.push_str(&format!(
             "[markets.{m}]\nbase = \"{}\"\nquote = \"USD\"\ntick_size = \"0.5\"\nlot_size = \"0.1\"\n\
@@ -49,7 +49,7 @@ fn config() -> Config {
     }
     for u in USERS {
         text.push_str(&format!(
-            "[accounts.{u}]\nUSD = \"300\"\nAAA = \"20\"\nBBB = \"20\"\nCCC = \"20\"\n"
+            "[accounts.{u}]\nUSD = \"300\"\nAAA = \"20\"\nBBB = \"20\"\nCCC = \"20\"\nDDD = \"20\"\n"
         ));
     }
     Config::parse(&text, Path::new("model.toml"), Path::new("/")).unwrap()
@@ -86,7 +86,7 @@ enum Cmd {
     Transfer {
         user: usize,
         deposit: bool,
-        /// Index into `ASSETS`, or 4 for an unknown asset.
+        /// Index into `ASSETS`, or `ASSETS.len()` for an unknown asset.
         asset: usize,
         /// In hundredths; `amount_off_grid` adds a thousandth.
         units: u64,
@@ -117,7 +117,7 @@ fn target() -> impl Strategy<Value = Target> {
 fn cmd() -> impl Strategy<Value = Cmd> {
     let new = (
         0..3usize,
-        0..3usize,
+        0..MARKETS.len(),
         side(),
         prop_oneof![6 => (14u64..26).prop_map(Some), 1 => Just(None)],
         1u64..25,
@@ -138,10 +138,10 @@ fn cmd() -> impl Strategy<Value = Cmd> {
     prop_oneof![
         10 => new,
         2 => (0..3usize, target()).prop_map(|(user, target)| Cmd::Cancel { user, target }),
-        1 => (0..3usize, proptest::option::of(0..3usize)).prop_map(|(user, market)| Cmd::CancelAll { user, market }),
+        1 => (0..3usize, proptest::option::of(0..MARKETS.len())).prop_map(|(user, market)| Cmd::CancelAll { user, market }),
         4 => (0..3usize, target(), proptest::option::of(14u64..26), proptest::option::of(1u64..25))
             .prop_map(|(user, target, price, lots)| Cmd::Amend { user, target, price, lots }),
-        2 => (0..3usize, any::<bool>(), 0..5usize, 1u64..20_000, prop::bool::weighted(0.1), 0u8..6)
+        2 => (0..3usize, any::<bool>(), 0..ASSETS.len() + 1, 1u64..20_000, prop::bool::weighted(0.1), 0u8..6)
             .prop_map(|(user, deposit, asset, units, off_grid, key)| Cmd::Transfer { user, deposit, asset, units, off_grid, key }),
     ]
 }
@@ -330,7 +330,7 @@ impl Model {
         let mut balances = HashMap::new();
         for u in 0..USERS.len() {
             balances.insert((u, USD), (30_000, 0));
-            for base in 0..3 {
+            for base in 0..MARKETS.len() {
                 balances.insert((u, base), (2_000, 0));
             }
         }
@@ -557,11 +557,11 @@ impl Model {
             if !crosses(side, o.price, limit) || work == MAX_FILLS {
                 return false;
             }
-            if o.user == user {
+            if o.user == user && market != 3 {
                 if market == 1 {
                     continue; // cancel_resting: it would go away
                 }
-                return false;
+                return false; // cancel_incoming, cancel_both: the order stops there
             }
             need -= need.min(o.remaining);
             if need == 0 {
@@ -602,7 +602,8 @@ impl Model {
                 return Stop::MaxFills;
             }
             work += 1;
-            if maker.user == t.user {
+            // Market 3 has no self-trade prevention: own orders trade like anyone's.
+            if maker.user == t.user && t.market != 3 {
                 match t.market {
                     0 => return Stop::SelfTrade,
                     1 => {
