@@ -419,14 +419,7 @@ impl Sink {
                 tokio::select! {
                     r = stream.writable() => {
                         r.map_err(|_| Stop::Gone)?;
-                        match stream.try_write(out) {
-                            Ok(n) => {
-                                out.drain(..n);
-                                Ok(())
-                            }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-                            Err(_) => Err(Stop::Gone),
-                        }
+                        write_some(stream, out)
                     }
                     r = stream.readable(), if *input_open => {
                         r.map_err(|_| Stop::Gone)?;
@@ -444,14 +437,7 @@ impl Sink {
         match self {
             Sink::Socket { stream, .. } => {
                 stream.writable().await.map_err(|_| Stop::Gone)?;
-                match stream.try_write(out) {
-                    Ok(n) => {
-                        out.drain(..n);
-                        Ok(())
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-                    Err(_) => Err(Stop::Gone),
-                }
+                write_some(stream, out)
             }
             Sink::Sse { tx, events } => {
                 let permit = tx.reserve().await.map_err(|_| Stop::Gone)?;
@@ -482,6 +468,18 @@ impl Sink {
                 Err(Stop::Gone)
             }
         }
+    }
+}
+
+/// Writes what the socket takes now of the front of `out`, and drops it from `out`.
+fn write_some(stream: &UnixStream, out: &mut Vec<u8>) -> Result<(), Stop> {
+    match stream.try_write(out) {
+        Ok(n) => {
+            out.drain(..n);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(_) => Err(Stop::Gone),
     }
 }
 

@@ -80,26 +80,25 @@ pub fn write_frame<T: bincode::Encode>(message: &T, out: &mut Vec<u8>) {
 
 /// Appends the frame of `WireReply::Accepted`, as [`write_frame`] would, without building it.
 pub fn write_accepted(client_order_id: Option<&str>, order_id: u64, seq: u64, out: &mut Vec<u8>) {
-    let id_len = client_order_id.map_or(0, |id| 8 + id.len());
-    let payload = 4 + 1 + id_len + 8 + 8;
-    out.extend_from_slice(&(payload as u32).to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes()); // variant Accepted
-    match client_order_id {
-        Some(id) => {
-            out.push(1);
-            out.extend_from_slice(&(id.len() as u64).to_le_bytes());
-            out.extend_from_slice(id.as_bytes());
-        }
-        None => out.push(0),
-    }
-    out.extend_from_slice(&order_id.to_le_bytes());
-    out.extend_from_slice(&seq.to_le_bytes());
+    write_order_answer(ACCEPTED, client_order_id, order_id, seq, out);
 }
 
 /// Appends the frame of `WireReply::Cancelled`, as [`write_frame`] would, without building it.
 pub fn write_cancelled(client_order_id: Option<&str>, order_id: u64, seq: u64, out: &mut Vec<u8>) {
+    write_order_answer(CANCELLED, client_order_id, order_id, seq, out);
+}
+
+/// The frame of an answer about one order (`variant`): the client order id if any, the order
+/// id and the sequence number.
+fn write_order_answer(
+    variant: u32,
+    client_order_id: Option<&str>,
+    order_id: u64,
+    seq: u64,
+    out: &mut Vec<u8>,
+) {
     let start = frame_start(out);
-    out.extend_from_slice(&CANCELLED.to_le_bytes());
+    out.extend_from_slice(&variant.to_le_bytes());
     opt_str(client_order_id, out);
     out.extend_from_slice(&order_id.to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
@@ -149,6 +148,7 @@ pub fn write_execution(r: &Report, config: &Config, out: &mut Vec<u8>) {
 
 /// Variant indexes of `WireReply` written by hand (its declaration order; the tests compare
 /// the bytes with the generic encoding).
+const ACCEPTED: u32 = 0;
 const CANCELLED: u32 = 5;
 const EXECUTION: u32 = 11;
 

@@ -349,26 +349,40 @@ fn decimal(raw: Option<&RawValue>, name: &str) -> Result<Option<Decimal>, String
 /// Appends `{"type":"accepted",...}` and its newline, as [`write_reply`] would for
 /// [`WireReply::Accepted`].
 pub fn write_accepted(client_order_id: Option<&str>, order_id: u64, seq: u64, out: &mut Vec<u8>) {
-    out.extend_from_slice(br#"{"type":"accepted","#);
-    if let Some(id) = client_order_id {
-        out.extend_from_slice(br#""client_order_id":"#);
-        // Escaping a &str into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, id);
-        out.push(b',');
-    }
-    out.extend_from_slice(br#""order_id":"#);
-    out.extend_from_slice(itoa::Buffer::new().format(order_id).as_bytes());
-    out.extend_from_slice(br#","seq":"#);
-    out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
-    out.extend_from_slice(b"}\n");
+    write_order_answer(
+        br#"{"type":"accepted","#,
+        client_order_id,
+        order_id,
+        seq,
+        out,
+    );
 }
 
 /// Appends `{"type":"cancelled",...}` and its newline, as [`write_reply`] would for
 /// [`WireReply::Cancelled`].
 pub fn write_cancelled(client_order_id: Option<&str>, order_id: u64, seq: u64, out: &mut Vec<u8>) {
-    out.extend_from_slice(br#"{"type":"cancelled","#);
+    write_order_answer(
+        br#"{"type":"cancelled","#,
+        client_order_id,
+        order_id,
+        seq,
+        out,
+    );
+}
+
+/// An answer about one order, after its opening `head`: the client order id if any, the
+/// order id and the sequence number.
+fn write_order_answer(
+    head: &[u8],
+    client_order_id: Option<&str>,
+    order_id: u64,
+    seq: u64,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(head);
     if let Some(id) = client_order_id {
         out.extend_from_slice(br#""client_order_id":"#);
+        // Escaping a &str into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, id);
         out.push(b',');
     }
