@@ -249,6 +249,17 @@ fn main() {
                 let (mut p50, mut p99, mut rate) = (vec![], vec![], vec![]);
                 for _ in 0..rounds {
                     let f = load(&d, clients, window, ack, warm, measure);
+                    if std::env::var_os("BENCH_VERBOSE").is_some() {
+                        let r = orderpipe::client::stats(&d.socket).unwrap();
+                        let get =
+                            |n: &str| r.counters.iter().find(|(k, _)| k == n).map(|(_, v)| *v);
+                        eprintln!(
+                            "  round: {:.0}/s, projection lag {:?}, pauses {:?}",
+                            f.per_sec,
+                            get("orderpipe_projection_lag_commands"),
+                            get("orderpipe_projection_pauses_total")
+                        );
+                    }
                     p50.push(f.p50_us);
                     p99.push(f.p99_us);
                     rate.push(f.per_sec);

@@ -171,14 +171,20 @@ impl Conn {
             // The ring is listened to all the time: execution reports arrive whenever the
             // client's orders trade, not only in answer to a request.
             let want_ring = !engine_gone && self.wbuf.len() - self.wpos < WRITE_HIGH;
-            // Spinning is for a reply that can go out the moment it arrives; one that must
-            // wait for a commit would only burn the core the journal needs to commit it.
-            let quick_reply_owed = matches!(
-                self.pending.front(),
+            // Spinning is for the engine's answer, which comes within a microsecond: one that
+            // can go out at once, or, when the journal has nothing else to commit, one that
+            // must wait for a commit (the spin ends when it arrives, and the journal is asked
+            // for the commit right away instead of after a wake-up call from the engine). With
+            // other commands uncommitted, other connections share this thread and the commit
+            // forms a group anyway; once a message is held, nothing spins: the commit takes
+            // longer than any spin, and a spin would take the journal's core.
+            let quick_reply_owed = match self.pending.front() {
                 Some(Pending::Engine {
-                    ack: AckMode::Accepted
-                })
-            );
+                    ack: AckMode::Accepted,
+                }) => true,
+                Some(Pending::Engine { .. }) => self.journal_is_idle(),
+                _ => false,
+            };
             let held = self.held;
             let want_answer = matches!(self.pending.front(), Some(Pending::Query(_, Some(_))));
             if want_ring && quick_reply_owed && held.is_none() && self.spin_for_replies() {
@@ -276,6 +282,15 @@ impl Conn {
             }
             std::hint::spin_loop();
         }
+    }
+
+    /// True when the journal has committed every command the engine processed but at most
+    /// one (the one this connection just sent, if the engine was that quick).
+    fn journal_is_idle(&self) -> bool {
+        let c = &self.ingress.counters;
+        let processed = c.engine.last_cseq.load(Ordering::Relaxed);
+        let durable = c.journal.durable_cseq.load(Ordering::Relaxed);
+        processed <= durable.saturating_add(1)
     }
 
     /// What decides whether the ring's next message may be written yet.
