@@ -4,6 +4,17 @@ use super::command::{AssetIndex, MarketId, MarketName, Side, Username};
 use super::custody::Balance;
 use super::machine::Engine;
 
+/// The fees collected, per asset, as of a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeeAccount {
+    /// The last command processed.
+    pub cseq: u64,
+    /// The last event sequence number assigned.
+    pub seq: u64,
+    /// Units of each asset collected, in config order.
+    pub fees: Vec<u64>,
+}
+
 /// Best levels of a book: `(bids, asks)`, each `(price ticks, total lots)`, best first.
 pub type Depth = (Vec<(u64, u64)>, Vec<(u64, u64)>);
 
@@ -41,6 +52,17 @@ impl Engine {
     /// Fees collected in an asset, in units.
     pub fn fees(&self, asset: AssetIndex) -> u64 {
         self.accounts.fees(asset)
+    }
+
+    /// The fee account: fees collected per asset (in config order), after the last command.
+    pub fn fee_account(&self) -> FeeAccount {
+        FeeAccount {
+            cseq: self.last_cseq(),
+            seq: self.last_seq(),
+            fees: (0..self.asset_units.len())
+                .map(|a| self.accounts.fees(AssetIndex::of(a)))
+                .collect(),
+        }
     }
 
     /// Deposits minus withdrawals (with start-up balances) of an asset, in units.

@@ -15,7 +15,7 @@ use super::event::{CommandRecord, Event};
 use super::hash::IdBuild;
 use super::machine::Engine;
 use super::output::Output;
-use super::read::Depth;
+use super::read::{Depth, FeeAccount};
 use crate::config::{Config, IdleStrategy};
 use crate::telemetry::{Counters, LatencyHistogram, bump, mono_ns};
 use crate::wake::{Doorbell, TaskBell};
@@ -80,6 +80,8 @@ pub enum Control {
         /// Where to answer.
         reply: tokio::sync::oneshot::Sender<Option<Vec<Balance>>>,
     },
+    /// Send the fee account: the fees collected per asset, after which command.
+    Fees(tokio::sync::oneshot::Sender<FeeAccount>),
     /// Send the owner of a resting order (`None`: no such order rests).
     OrderOwner {
         /// The order.
@@ -647,6 +649,9 @@ impl Runner {
                 }
                 Control::Balances { username, reply } => {
                     let _ = reply.send(self.engine.balances(username.as_str()));
+                }
+                Control::Fees(reply) => {
+                    let _ = reply.send(self.engine.fee_account());
                 }
                 Control::OrderOwner { order_id, reply } => {
                     let _ = reply.send(self.engine.order_owner(order_id));

@@ -65,6 +65,7 @@ pub fn authorize(grant: &Grant, request: &Request) -> Result<(), Denied> {
         Request::Withdraw(_) => admin(grant, "a withdrawal"),
         Request::Halt(_) | Request::Resume(_) => admin(grant, "halting and resuming"),
         Request::Subscribe(_) => admin(grant, "an event stream"),
+        Request::Fees => admin(grant, "the fee account"),
         Request::Stats | Request::Book(_) | Request::Hello(_) => Ok(()),
     }
 }

@@ -38,6 +38,8 @@ pub enum Query {
     Book(String, u32),
     /// A user's balances.
     Balances(String),
+    /// The fees collected, per asset.
+    Fees,
 }
 
 /// Everything a connection task needs, shared by all of them.
@@ -260,6 +262,14 @@ impl Ingress {
                         format!("user {username} has no account"),
                     ),
                     Ok(Some(balances)) => WireReply::balances(&username, &balances, &self.config),
+                }
+            }
+            Query::Fees => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let asked = self.engine.send(Control::Fees(tx));
+                match ask(asked.is_ok(), rx).await {
+                    Err(e) => e,
+                    Ok(fees) => WireReply::fees(&fees, &self.config),
                 }
             }
         }

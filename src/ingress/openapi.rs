@@ -110,6 +110,14 @@ const OPERATIONS: &[Operation] = &[
         200,
     ),
     (
+        "get",
+        "/api/custody/fees",
+        "The fee account: fees collected per asset",
+        Auth::Admin,
+        None,
+        200,
+    ),
+    (
         "post",
         "/api/custody/deposits",
         "Credit an account (idempotent by idempotency_key)",

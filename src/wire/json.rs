@@ -102,6 +102,7 @@ fn request(f: Fields<'_>) -> Result<Request, String> {
         // No type: the record existing order-logging clients send, a new limit GTC order.
         None | Some("new_order") => order(f).map(Request::NewOrder),
         Some("stats") => Ok(Request::Stats),
+        Some("fees") => Ok(Request::Fees),
         Some("subscribe") => Ok(Request::Subscribe(SubscribeRequest {
             patterns: f
                 .patterns

@@ -13,7 +13,9 @@ mod stats;
 mod text;
 
 pub use codes::{Code, ErrorCode, Word};
-pub use replies::{AssetBalance, ExecutionReport, Framing, WireReply, write, write_outbound};
+pub use replies::{
+    AssetBalance, AssetFee, ExecutionReport, Framing, WireReply, write, write_outbound,
+};
 pub use requests::{
     AmendRequest, BalancesRequest, BookRequest, CancelAllRequest, CancelRequest, Decoded,
     HaltRequest, HelloRequest, OrderRequest, OrderTarget, Request, SubscribeRequest,
@@ -147,6 +149,7 @@ mod tests {
             r#"{"type":"amend","username":"bob","client_order_id":"x","size":"3"}"#,
             r#"{"type":"cancel_all","username":"bob"}"#,
             r#"{"type":"stats"}"#,
+            r#"{"type":"fees"}"#,
         ];
         let mut frames: Vec<Vec<u8>> = lines
             .iter()

@@ -3,7 +3,9 @@
 
 use super::{Code, ErrorCode, StatsReport, binary, json, reject_reason};
 use crate::config::{AckMode, Config};
-use crate::engine::{Balance, Outbound, Outcome, RejectCode, Reply, Report, ReportKind};
+use crate::engine::{
+    Balance, FeeAccount, Outbound, Outcome, RejectCode, Reply, Report, ReportKind,
+};
 use crate::num::Decimal;
 
 /// An asset balance in a reply, as exact decimal text.
@@ -15,6 +17,15 @@ pub struct AssetBalance {
     pub available: String,
     /// Held for open orders.
     pub reserved: String,
+}
+
+/// Fees collected in one asset, as exact decimal text.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode, serde::Serialize)]
+pub struct AssetFee {
+    /// Asset name.
+    pub asset: String,
+    /// Collected since the journal began.
+    pub collected: String,
 }
 
 /// An execution report: something happened to one of the connection's orders without a
@@ -188,6 +199,15 @@ pub enum WireReply {
         /// The engine's answer to the command.
         reply: Box<WireReply>,
     },
+    /// The fee account: the fees collected per asset since the journal began.
+    Fees {
+        /// The last command the totals include.
+        cseq: u64,
+        /// The last event sequence number at that command.
+        seq: u64,
+        /// One entry per configured asset, in config order.
+        fees: Vec<AssetFee>,
+    },
 }
 
 fn raw_json<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -293,6 +313,23 @@ impl WireReply {
             reason,
             remaining: lots(r.remaining_lots),
         })
+    }
+
+    /// The answer to a `fees` request: the engine's totals as decimals of each asset.
+    pub fn fees(account: &FeeAccount, config: &Config) -> WireReply {
+        WireReply::Fees {
+            cseq: account.cseq,
+            seq: account.seq,
+            fees: account
+                .fees
+                .iter()
+                .zip(&config.assets)
+                .map(|(&units, a)| AssetFee {
+                    asset: a.name.clone(),
+                    collected: Decimal::format_units(units, a.unit()),
+                })
+                .collect(),
+        }
     }
 
     /// A user's balances as a reply.

@@ -38,6 +38,8 @@ pub enum Request {
     Hello(HelloRequest),
     /// Turn the connection into a stream of committed events.
     Subscribe(SubscribeRequest),
+    /// The fees collected, per asset (admin only).
+    Fees,
 }
 
 /// A subscription: topic patterns (AMQP topic rules), and where to start.
@@ -227,7 +229,8 @@ impl Request {
             | Request::Balances(_)
             | Request::Book(_)
             | Request::Hello(_)
-            | Request::Subscribe(_) => {
+            | Request::Subscribe(_)
+            | Request::Fees => {
                 return None;
             }
         };

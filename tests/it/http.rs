@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 
 use serde_json::{Value, json};
 
-use crate::support::{Daemon, HANG_GUARD, order};
+use crate::support::{Daemon, HANG_GUARD, MARKETS, order};
 
 const ADMIN: &str = "test-admin-token-0001";
 const ALICE: &str = "test-alice-token-0001";
@@ -595,6 +595,7 @@ fn socket_peers_may_do_only_what_their_uid_is_granted() {
         json!({"type":"halt","market":"BTC-USD"}).to_string(),
         json!({"type":"resume"}).to_string(),
         json!({"type":"subscribe","patterns":["#"]}).to_string(),
+        json!({"type":"fees"}).to_string(),
     ];
     for line in &refused {
         let v = c.call(line);
@@ -853,4 +854,62 @@ fn failed_authentications_beyond_the_limit_get_429_and_the_right_token_works_aft
     let mut c = d.json();
     assert!(crate::support::counter(&mut c, "orderpipe_http_auth_failures_total") >= 3);
     assert!(crate::support::counter(&mut c, "orderpipe_http_auth_limited_total") >= 1);
+}
+
+#[test]
+fn the_fee_account_adds_up_every_trades_fees_over_the_socket_and_http_and_survives_a_restart() {
+    let markets = MARKETS.replacen(
+        "[markets.BTC-USD]\n",
+        "[markets.BTC-USD]\nmaker_fee_bps = 10\ntaker_fee_bps = 20\n",
+        1,
+    );
+    let mut daemon = Daemon::start_with_markets(&tokens(""), &markets, &[]);
+    let mut c = daemon.json();
+    let mut place = |user: &str, side: &str, price: &str, size: &str, ack: &str| {
+        let v = c.call(
+            &json!({"username":user,"market":"BTC-USD","side":side,"price":price,"size":size,
+                    "ack":ack})
+            .to_string(),
+        );
+        assert_eq!(v["type"], "accepted", "{v}");
+    };
+    // 1 at 100: the maker pays 10 bps of 100 USD, the taker 20 bps; then 0.3 at 101.5.
+    place("alice", "sell", "100", "1", "accepted");
+    place("bob", "buy", "100", "1", "accepted");
+    place("alice", "sell", "101.5", "0.3", "accepted");
+    place("bob", "buy", "102", "0.3", "projected");
+    // Assets in the config's order (by name).
+    let want = json!([
+        {"asset":"BTC","collected":"0"},
+        {"asset":"ETH","collected":"0"},
+        {"asset":"USD","collected":"0.39135"}
+    ]);
+    let mut c = daemon.json();
+    let fees = c.call(r#"{"type":"fees"}"#);
+    assert_eq!(fees["type"], "fees", "{fees}");
+    assert_eq!(fees["fees"], want, "{fees}");
+    assert_eq!(fees["cseq"], 4, "{fees}");
+    // The same total as the trades' own fee columns, in units of USD (scale 8).
+    let in_trades: i64 = daemon
+        .db()
+        .query_row(
+            "SELECT SUM(maker_fee) + SUM(taker_fee) FROM Trades WHERE market = 'BTC-USD'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(in_trades, 39_135_000);
+
+    let a = daemon.http();
+    let r = get(a, "/api/custody/fees", Some(ADMIN));
+    assert_eq!(r.status, 200, "{}", r.json());
+    assert_eq!(r.json()["fees"], want);
+    get(a, "/api/custody/fees", Some(ALICE)).error(403, "forbidden");
+    get(a, "/api/custody/fees", None).error(401, "unauthorized");
+
+    drop(c);
+    daemon.stop();
+    daemon.start_again();
+    let fees = daemon.json().call(r#"{"type":"fees"}"#);
+    assert_eq!(fees["fees"], want, "after a restart: {fees}");
 }

@@ -1,4 +1,4 @@
-//! `/api/custody`: balances, deposits and withdrawals.
+//! `/api/custody`: balances, the fee account, deposits and withdrawals.
 
 use std::sync::Arc;
 
@@ -30,6 +30,11 @@ pub(super) async fn account(
         s.ingress.answer(EngineQuery::Balances(username)).await,
         false,
     )
+}
+
+pub(super) async fn fees(State(s): State<Arc<Http>>, headers: HeaderMap) -> Answer {
+    s.admin(&headers, "the fee account")?;
+    reply(s.ingress.answer(EngineQuery::Fees).await, false)
 }
 
 pub(super) async fn transfer(

@@ -207,6 +207,7 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Http>>)> {
         ("GET", "/api/trading/markets/{market}/book", get(book)),
         ("GET", "/api/trading/markets/{market}/trades", get(trades)),
         ("GET", "/api/custody/accounts/{username}", get(account)),
+        ("GET", "/api/custody/fees", get(fees)),
         ("POST", "/api/custody/deposits", post(deposit)),
         ("POST", "/api/custody/withdrawals", post(withdraw)),
         ("GET", "/api/compliance/rules", get(rules)),

@@ -122,6 +122,7 @@ impl Conn {
             }
             Request::Book(b) => Query::Book(b.market, b.depth),
             Request::Balances(b) => Query::Balances(b.username),
+            Request::Fees => Query::Fees,
             _ => Query::Stats,
         };
         self.pending.push_back(Pending::Query(query, None));
