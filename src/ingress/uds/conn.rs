@@ -5,6 +5,7 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::io::Interest;
 use tokio::net::UnixStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -311,12 +312,29 @@ impl Conn {
             self.rpos = 0;
         }
         self.rbuf.reserve(READ_CHUNK);
-        match self.stream.try_read_buf(&mut self.rbuf) {
+        let room = self.rbuf.capacity() - self.rbuf.len();
+        let (stream, rbuf) = (&self.stream, &mut self.rbuf);
+        let mut got = 0;
+        // A read that leaves room in the buffer took everything the socket held, so the
+        // socket's readiness is cleared with it (reported as "would block" to `try_io`): the
+        // next round waits in epoll for new bytes instead of making a read that finds none.
+        // Bytes that arrive after the read raise readiness again (tokio's readiness is edge
+        // triggered, and `try_io` does not clear an event newer than the one it read on).
+        let read = stream.try_io(Interest::READABLE, || {
+            got = stream.try_read_buf(rbuf)?;
+            if got > 0 && got < room {
+                Err(io::ErrorKind::WouldBlock.into())
+            } else {
+                Ok(got)
+            }
+        });
+        match read {
             Ok(0) => self.eof = true,
-            Ok(_) => {
+            _ if got > 0 => {
                 self.recv_ns = wall_ns();
                 self.recv_mono = mono_ns();
             }
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => {
                 self.eof = true;
