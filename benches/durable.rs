@@ -75,9 +75,12 @@ async fn client(
     let mut echo = [0u8; binary::HANDSHAKE_LEN];
     s.read_exact(&mut echo).await.unwrap();
     let mut buf = Vec::with_capacity(256);
-    s.write_all(&frame(&Request::Hello(HelloRequest { ack: Some(ack) })))
-        .await
-        .unwrap();
+    s.write_all(&frame(&Request::Hello(HelloRequest {
+        ack: Some(ack),
+        cancel_on_disconnect: None,
+    })))
+    .await
+    .unwrap();
     read_frame(&mut s, &mut buf).await;
     let (read, mut write) = s.into_split();
     let mut read = tokio::io::BufReader::with_capacity(64 * 1024, read);

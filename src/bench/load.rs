@@ -471,6 +471,7 @@ fn socket_connection(plan: &Plan, conn: usize, shared: &Shared) -> Result<ConnRe
         binary::write_frame(
             &Request::Hello(HelloRequest {
                 ack: Some(plan.ack),
+                cancel_on_disconnect: None,
             }),
             &mut buf,
         );

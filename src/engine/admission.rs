@@ -3,7 +3,7 @@
 
 use super::book::{AccountId, RestingOrder};
 use super::command::{
-    MarketId, NewOrder, OrderType, Outcome, Owner, RejectCode, Side, TimeInForce,
+    MarketId, NewOrder, OrderType, Outcome, Owner, RejectCode, Session, Side, TimeInForce,
 };
 use super::event::{EventKind, OrderRecord};
 use super::machine::Engine;
@@ -56,10 +56,11 @@ impl Engine {
         &mut self,
         o: &NewOrder,
         origin: Owner,
+        session: Session,
         em: &mut Emit<'_, O>,
     ) -> Outcome {
         match self.admit_order(o, em.recv_ns) {
-            Ok((approved, account)) => self.execute(approved, o, account, origin, em),
+            Ok((approved, account)) => self.execute(approved, o, account, (origin, session), em),
             Err(code) => {
                 em.event(EventKind::OrderRejected {
                     username: o.username,
@@ -204,7 +205,7 @@ impl Engine {
         approved: Approved<ValidOrder>,
         o: &NewOrder,
         account: AccountId,
-        origin: Owner,
+        (origin, session): (Owner, Session),
         em: &mut Emit<'_, O>,
     ) -> Outcome {
         let v = approved.into_inner();
@@ -234,6 +235,7 @@ impl Engine {
             filled: 0,
             account,
             owner: origin,
+            session,
             reserved,
             client_order_id: o.client_order_id,
             may_rest: o.order_type == OrderType::Limit && o.tif == TimeInForce::Gtc,

@@ -94,6 +94,7 @@ impl Engine {
             } else {
                 old.owner
             },
+            session: old.session,
             reserved: need,
             client_order_id: o.client_order_id,
             may_rest: true,

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::command::{ClientOrderId, MarketId, Owner, Side};
+use super::command::{ClientOrderId, MarketId, Owner, Session, Side};
 use super::error::Broken;
 use super::hash::{FnvBuild, IdBuild};
 
@@ -40,6 +40,8 @@ pub struct OrderTerms {
     pub account: AccountId,
     /// The connection that placed it.
     pub owner: Owner,
+    /// The session it is bound to (0: none): cancelled when the session ends.
+    pub session: Session,
     /// What is reserved for it.
     pub reserved: u64,
     /// The client's id for it (may be empty).
@@ -65,6 +67,8 @@ pub struct RestingOrder {
     pub account: AccountId,
     /// The connection that placed it (for execution reports).
     pub owner: Owner,
+    /// The session it is bound to (0: none), a connection with cancel-on-disconnect.
+    pub session: Session,
     /// What is still reserved for it, in units of the asset it spends (quote for a buy, base
     /// for a sell). Invariant: at least what its remaining size can cost at its limit price.
     pub reserved: u64,
@@ -92,6 +96,7 @@ impl RestingOrder {
             filled: t.filled,
             account: t.account,
             owner: t.owner,
+            session: t.session,
             reserved: t.reserved,
             client_order_id: t.client_order_id,
             prev: NIL,
@@ -740,6 +745,7 @@ mod tests {
             filled: 0,
             account: AccountId((id % 3) as u32),
             owner: Owner(0),
+            session: 0,
             reserved: 0,
             client_order_id: Text::EMPTY,
         })

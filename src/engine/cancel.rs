@@ -1,7 +1,11 @@
-//! Cancels: one order by id or client order id, or every order of a user.
+//! Cancels: one order by id or client order id, every order of a user, or a user's orders
+//! bound to a session that ended.
 
 use super::book::{AccountId, NIL, Slot};
-use super::command::{Cancel, CancelAll, CancelReason, OrderRef, Outcome, RejectCode, Username};
+use super::command::{
+    Cancel, CancelAll, CancelReason, EVERY_SESSION, EndSession, OrderRef, Outcome, RejectCode,
+    Username,
+};
 use super::machine;
 use super::machine::Engine;
 use super::output::{Emit, Output};
@@ -82,5 +86,64 @@ impl Engine {
             slot = next;
         }
         Outcome::CancelledAll { count, left, seq }
+    }
+
+    /// Cancels `e.username`'s resting orders bound to the session `e.session` (to any session
+    /// for [`EVERY_SESSION`]), at most `max_fills` of them; the outcome says how many are left.
+    /// Halts do not stop it: it only reduces exposure, like a cancel.
+    pub(super) fn end_session<O: Output>(
+        &mut self,
+        e: &EndSession,
+        em: &mut Emit<'_, O>,
+    ) -> Outcome {
+        let Some(account) = self.accounts.find(&e.username) else {
+            return Outcome::CancelledAll {
+                count: 0,
+                left: 0,
+                seq: 0,
+            };
+        };
+        let (mut count, mut left, mut seq) = (0u32, 0u32, 0u64);
+        let mut slot = self.orders.first_of_account(account);
+        while slot != NIL {
+            let o = *self.orders.get(slot);
+            let next = o.next_of_account();
+            let bound = if e.session == EVERY_SESSION {
+                o.session != 0
+            } else {
+                o.session == e.session
+            };
+            if bound {
+                if (count as usize) < self.max_fills {
+                    seq = self.remove_resting(slot, CancelReason::Disconnected, em);
+                    count += 1;
+                } else {
+                    left += 1;
+                }
+            }
+            slot = next;
+        }
+        Outcome::CancelledAll { count, left, seq }
+    }
+
+    /// The users with resting orders bound to a session, in account order (at start-up, to end
+    /// the sessions of the run before; walks every account: not for the order path).
+    pub fn users_with_session_orders(&self) -> Vec<Username> {
+        self.accounts
+            .all()
+            .into_iter()
+            .filter_map(|(name, _)| {
+                let account = self.accounts.find(&name)?;
+                let mut slot = self.orders.first_of_account(account);
+                while slot != NIL {
+                    let o = self.orders.get(slot);
+                    if o.session != 0 {
+                        return Some(name);
+                    }
+                    slot = o.next_of_account();
+                }
+                None
+            })
+            .collect()
     }
 }

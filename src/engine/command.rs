@@ -119,6 +119,11 @@ pub enum CommandBody {
     Halt(HaltTarget),
     /// Lift a halt.
     Resume(HaltTarget),
+    /// Place an order bound to a session: a connection that opted into cancel-on-disconnect.
+    SessionOrder(SessionOrder),
+    /// Cancel a user's resting orders bound to a session that ended (made by the engine
+    /// thread itself when such a connection goes away, and at start-up for every session).
+    EndSession(EndSession),
 }
 
 impl CommandBody {
@@ -126,6 +131,7 @@ impl CommandBody {
     pub fn client_order_id(&self) -> ClientOrderId {
         match self {
             CommandBody::NewOrder(o) => o.client_order_id,
+            CommandBody::SessionOrder(s) => s.order.client_order_id,
             CommandBody::Cancel(c) => match c.target {
                 OrderRef::Client(id) => id,
                 OrderRef::Id(_) => Text::EMPTY,
@@ -180,6 +186,33 @@ pub struct Cancel {
     pub username: Username,
     /// The order.
     pub target: OrderRef,
+}
+
+/// A session: the engine's number for a connection that opted into cancel-on-disconnect, from
+/// 1 in each run of the daemon (every session of an earlier run is ended at start-up, before
+/// any connection is served, so numbers never mix across runs).
+pub type Session = u32;
+
+/// What [`EndSession`] names to end every session at once (at start-up).
+pub const EVERY_SESSION: Session = 0;
+
+/// A new order bound to a session.
+#[derive(Debug, Clone, Copy, bincode::Encode, bincode::Decode, PartialEq, Eq)]
+pub struct SessionOrder {
+    /// The order.
+    pub order: NewOrder,
+    /// The session it is bound to (never [`EVERY_SESSION`]).
+    pub session: Session,
+}
+
+/// Cancel `username`'s resting orders bound to `session` ([`EVERY_SESSION`]: to any session),
+/// at most `max_fills` of them per command (the outcome says how many are left).
+#[derive(Debug, Clone, Copy, bincode::Encode, bincode::Decode, PartialEq, Eq)]
+pub struct EndSession {
+    /// The session that ended.
+    pub session: Session,
+    /// Whose orders.
+    pub username: Username,
 }
 
 /// Cancel every open order of `username` (in `market`, if not empty).
@@ -460,6 +493,8 @@ pub enum CancelReason {
     SelfTrade,
     /// The incoming order reached `max_fills`.
     MaxFills,
+    /// The connection that placed it, which had opted into cancel-on-disconnect, went away.
+    Disconnected,
 }
 
 impl CancelReason {
@@ -470,6 +505,7 @@ impl CancelReason {
             CancelReason::Unfilled => "unfilled",
             CancelReason::SelfTrade => "self_trade_prevention",
             CancelReason::MaxFills => "max_fills",
+            CancelReason::Disconnected => "disconnected",
         }
     }
 }

@@ -150,6 +150,7 @@ impl Engine {
         let client_order_id = cmd.body.client_order_id();
         let market = match &cmd.body {
             CommandBody::NewOrder(o) => o.market,
+            CommandBody::SessionOrder(s) => s.order.market,
             CommandBody::CancelAll(c) => c.market,
             CommandBody::Halt(HaltTarget::Market(m))
             | CommandBody::Resume(HaltTarget::Market(m)) => *m,
@@ -170,7 +171,9 @@ impl Engine {
             engine_mono,
         };
         let outcome = match &cmd.body {
-            CommandBody::NewOrder(o) => self.new_order(o, origin, &mut em),
+            CommandBody::NewOrder(o) => self.new_order(o, origin, 0, &mut em),
+            CommandBody::SessionOrder(s) => self.new_order(&s.order, origin, s.session, &mut em),
+            CommandBody::EndSession(e) => self.end_session(e, &mut em),
             CommandBody::Cancel(c) => self.cancel(c, &mut em),
             CommandBody::CancelAll(c) => self.cancel_all(c, &mut em),
             CommandBody::Amend(a) => self.amend(a, origin, &mut em),

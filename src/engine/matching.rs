@@ -3,7 +3,7 @@
 //! cancelled.
 
 use super::book::{AccountId, OrderTerms, RestingOrder, Slot};
-use super::command::{CancelReason, ClientOrderId, MarketId, Owner, Side};
+use super::command::{CancelReason, ClientOrderId, MarketId, Owner, Session, Side};
 use super::event::{EventKind, TradeRecord};
 use super::machine::Engine;
 use super::market::{Spec, TradeAmounts, crosses};
@@ -22,6 +22,8 @@ pub(super) struct Taker {
     pub(super) filled: u64,
     pub(super) account: AccountId,
     pub(super) owner: Owner,
+    /// The session it is bound to (0: none).
+    pub(super) session: Session,
     pub(super) reserved: u64,
     pub(super) client_order_id: ClientOrderId,
     /// It may rest when matching ends (a GTC limit order).
@@ -50,6 +52,7 @@ impl Taker {
             filled: self.filled,
             account: self.account,
             owner: self.owner,
+            session: self.session,
             reserved: self.reserved,
             client_order_id: self.client_order_id,
         }

@@ -36,9 +36,9 @@ mod tests;
 pub use admission::ValidOrder;
 pub use command::{
     Amend, AssetIndex, AssetName, Cancel, CancelAll, CancelReason, Command, CommandBody,
-    HaltTarget, IdempotencyKey, MarketId, MarketName, NO_OWNER, NewOrder, OrderRef, OrderType,
-    Outbound, Outcome, Owner, RejectCode, Reply, Report, ReportKind, Side, TimeInForce, Transfer,
-    Username,
+    EVERY_SESSION, EndSession, HaltTarget, IdempotencyKey, MarketId, MarketName, NO_OWNER,
+    NewOrder, OrderRef, OrderType, Outbound, Outcome, Owner, RejectCode, Reply, Report, ReportKind,
+    Session, SessionOrder, Side, TimeInForce, Transfer, Username,
 };
 pub use custody::Balance;
 pub use error::{Broken, RestoreError};

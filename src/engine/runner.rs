@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use super::command::{Command, MarketName, Outbound, Outcome, Owner, Report, Username};
+use super::command::{
+    Command, CommandBody, EVERY_SESSION, EndSession, MarketName, Outbound, Outcome, Owner, Report,
+    Session, Username,
+};
 use super::custody::Balance;
 use super::event::{CommandRecord, Event};
 use super::hash::IdBuild;
@@ -177,7 +180,20 @@ impl EngineHandle {
             spin: config.engine.spin,
             stats: EngineSnapshot::default(),
             stopping: false,
+            ending: VecDeque::new(),
+            ending_earlier_run: false,
+            last_recv_ns: 0,
         };
+        // Orders bound to sessions of the run before (the daemon stopped or crashed with such
+        // connections open): their connections are gone, so they are cancelled first.
+        let earlier = runner.engine.users_with_session_orders();
+        runner.ending_earlier_run = !earlier.is_empty();
+        runner
+            .ending
+            .extend(earlier.into_iter().map(|username| EndSession {
+                session: EVERY_SESSION,
+                username,
+            }));
         let core = config.engine.core;
         let thread = std::thread::Builder::new()
             .name("engine".into())
@@ -277,6 +293,10 @@ struct Entry {
     /// not empty the connection gets no new command (its own output slows it down); a client
     /// that falls further behind is cut off. Allocated on first use, then reused.
     backlog: VecDeque<Outbound>,
+    /// The sessions its orders were bound to, with the users they were placed for (a
+    /// connection with cancel-on-disconnect): ended when the connection goes away. Grows by
+    /// one entry per new user of a session, not per order.
+    sessions: Vec<(Session, Username)>,
 }
 
 impl Entry {
@@ -343,6 +363,14 @@ struct Runner {
     stats: EngineSnapshot,
     /// Shutdown was requested: stop once every connection is finished.
     stopping: bool,
+    /// Sessions that ended (a connection with cancel-on-disconnect went away, or the run
+    /// before ended) and still have bound orders to cancel: one `EndSession` command per round.
+    ending: VecDeque<EndSession>,
+    /// `ending` holds the sessions of the run before: no connection is served until they are
+    /// ended, so that no order of this run is placed before them.
+    ending_earlier_run: bool,
+    /// Ingress time of the latest command, stamped on the engine's own commands.
+    last_recv_ns: u64,
 }
 
 /// The engine's outputs while one command is processed.
@@ -412,7 +440,17 @@ impl Runner {
         loop {
             rounds += 1;
             self.heartbeat.store(rounds, Ordering::Relaxed);
-            let work = self.poll_connections();
+            let ended = self.end_one_session();
+            if self.ending_earlier_run {
+                // Nothing else until the run before's sessions are ended (a full journal
+                // ring makes the command wait: the journal is rung and given time).
+                self.journal_bell.ring();
+                if !ended {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                continue;
+            }
+            let work = self.poll_connections() + usize::from(ended);
             if work > 0 {
                 self.journal_bell.ring();
             }
@@ -541,6 +579,57 @@ impl Runner {
         total
     }
 
+    /// Processes the first waiting `EndSession` command, if any: true if it was processed. It
+    /// stays first while it leaves bound orders (at most `max_fills` go per command) or the
+    /// journal's ring is full; the engine's own commands get no reply.
+    fn end_one_session(&mut self) -> bool {
+        let Some(&end) = self.ending.front() else {
+            return false;
+        };
+        let now = mono_ns();
+        let cmd = Command {
+            recv_ns: self.last_recv_ns,
+            recv_mono: now,
+            body: CommandBody::EndSession(end),
+        };
+        let mut sink = Sink {
+            journal: &mut self.journal,
+            connections: &mut self.connections,
+            tokens: &self.tokens,
+            origin: super::command::NO_OWNER,
+            origin_reports: &mut self.origin_reports,
+            cut: &mut self.cut,
+            backlog_limit: self.backlog_limit,
+        };
+        let reply = self
+            .engine
+            .process(&cmd, super::command::NO_OWNER, now, &mut sink);
+        self.origin_reports.clear();
+        let c = &self.counters.engine;
+        match reply.outcome {
+            Outcome::Busy => {
+                bump(&c.busy);
+                return false;
+            }
+            Outcome::CancelledAll { left: 0, .. } => {
+                self.ending.pop_front();
+                if self.ending.is_empty() && self.ending_earlier_run {
+                    self.ending_earlier_run = false;
+                    tracing::info!("orders bound to the sessions of the run before are cancelled");
+                }
+            }
+            _ => {}
+        }
+        bump(&c.commands);
+        c.last_seq.store(self.engine.last_seq(), Ordering::Relaxed);
+        c.last_cseq
+            .store(self.engine.last_cseq(), Ordering::Relaxed);
+        if !self.cut.is_empty() {
+            self.cut_slow_consumers();
+        }
+        true
+    }
+
     /// Processes one command of connection `i` (whose reply has room), counts it and sends its
     /// reply and its reports; a connection whose reports do not fit is marked to be cut.
     fn process_one(&mut self, i: usize, cmd: &Command, origin: Owner, now: u64) {
@@ -554,6 +643,14 @@ impl Runner {
             backlog_limit: self.backlog_limit,
         };
         let reply = self.engine.process(cmd, origin, now, &mut sink);
+        self.last_recv_ns = self.last_recv_ns.max(cmd.recv_ns);
+        if let CommandBody::SessionOrder(s) = &cmd.body {
+            let bound = (s.session, s.order.username);
+            let sessions = &mut self.connections[i].sessions;
+            if !sessions.contains(&bound) {
+                sessions.push(bound);
+            }
+        }
         let c = &self.counters.engine;
         bump(&c.commands);
         match reply.outcome {
@@ -594,6 +691,14 @@ impl Runner {
     /// Forgets a connection; `cut_at` > 0 marks it cut off as a slow consumer.
     fn drop_connection(&mut self, i: usize, cut_at: u64) {
         let entry = self.connections.swap_remove(i);
+        // Cancel-on-disconnect: the orders bound to its sessions are cancelled by commands
+        // of the engine's own, journaled like any other, so that a replay does the same.
+        self.ending.extend(
+            entry
+                .sessions
+                .iter()
+                .map(|&(session, username)| EndSession { session, username }),
+        );
         self.tokens.remove(&entry.token);
         if let Some(moved) = self.connections.get(i) {
             self.tokens.insert(moved.token, i);
@@ -624,6 +729,7 @@ impl Runner {
                         conn,
                         token,
                         backlog: VecDeque::new(),
+                        sessions: Vec::new(),
                     });
                     self.counters
                         .engine

@@ -7,7 +7,9 @@
 //! tests check with the digest.
 
 use super::book::{AccountId, NIL, OrderTerms, RestingOrder};
-use super::command::{ClientOrderId, IdempotencyKey, MarketId, NO_OWNER, Outcome, Side, Username};
+use super::command::{
+    ClientOrderId, IdempotencyKey, MarketId, NO_OWNER, Outcome, Session, Side, Username,
+};
 use super::custody::Balance;
 use super::error::RestoreError;
 use super::hash::Hash64;
@@ -15,8 +17,10 @@ use super::machine::Engine;
 use super::risk::Bucket;
 use crate::config::Config;
 
-/// Format version of [`Snapshot`]; a snapshot of another version is not used.
-pub const SNAPSHOT_VERSION: u32 = 1;
+/// Format version of [`Snapshot`]; a snapshot of another version is not used (start-up then
+/// takes an older one or replays the journal from its start). Version 2 added the orders'
+/// sessions (cancel-on-disconnect).
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// The engine's state after command `cseq`.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
@@ -91,6 +95,8 @@ pub struct SnapOrder {
     pub reserved: u64,
     /// Client order id.
     pub client_order_id: ClientOrderId,
+    /// The session it is bound to (0: none).
+    pub session: Session,
 }
 
 fn side_index(side: Side) -> usize {
@@ -121,6 +127,7 @@ impl Engine {
                     account: o.account,
                     reserved: o.reserved,
                     client_order_id: o.client_order_id,
+                    session: o.session,
                 });
                 s = o.next_of_account();
             }
@@ -274,6 +281,7 @@ impl Engine {
             filled: o.filled,
             account: o.account,
             owner: NO_OWNER,
+            session: o.session,
             reserved: o.reserved,
             client_order_id: o.client_order_id,
         }));
@@ -300,8 +308,10 @@ impl Engine {
     }
 
     /// A hash over the books and balances in a fixed order ([`Hash64`]): markets by id, each
-    /// side best first with every order's id, account name, price, open and filled size and
-    /// reservation, and the market's last price; then accounts by name with every balance; then fees, supply and counters.
+    /// side best first with every order's id, account name, price, open and filled size,
+    /// reservation and session (only when it has one, so that digests of states without
+    /// sessions are those of earlier versions), and the market's last price; then accounts by
+    /// name with every balance; then fees, supply and counters.
     /// Two engines with the same state have the same digest, whatever the order accounts were
     /// created in.
     pub fn digest(&self) -> u64 {
@@ -316,6 +326,9 @@ impl Engine {
                     h.u64(o.remaining);
                     h.u64(o.filled);
                     h.u64(o.reserved);
+                    if o.session != 0 {
+                        h.u64(u64::from(o.session) | 1 << 63);
+                    }
                     true
                 });
             }

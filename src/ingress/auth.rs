@@ -34,6 +34,9 @@ pub enum Denied {
 pub fn authorize_command(grant: &Grant, body: &CommandBody) -> Result<(), Denied> {
     match body {
         CommandBody::NewOrder(o) => act(grant, o.username.as_str()),
+        CommandBody::SessionOrder(s) => act(grant, s.order.username.as_str()),
+        // Made by the engine thread itself when a session ends; never from a client.
+        CommandBody::EndSession(_) => admin(grant, "ending a session"),
         CommandBody::Cancel(c) => act(grant, c.username.as_str()),
         CommandBody::CancelAll(c) => act(grant, c.username.as_str()),
         CommandBody::Amend(a) => act(grant, a.username.as_str()),

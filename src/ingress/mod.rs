@@ -65,6 +65,9 @@ pub struct Ingress {
     pub bus: crate::bus::BusLink,
     /// The RabbitMQ bridge's state, if it runs.
     pub bridge: Option<Arc<crate::bus::amqp::BridgeStatus>>,
+    /// The next session number for a connection that opts into cancel-on-disconnect (from 1
+    /// in each run: the engine ends every earlier session before it serves a connection).
+    pub next_session: std::sync::atomic::AtomicU32,
 }
 
 impl Ingress {
@@ -139,14 +142,18 @@ impl Ingress {
         body: &crate::engine::CommandBody,
     ) -> Option<crate::wire::WireReply> {
         use crate::engine::CommandBody;
-        let adds = matches!(
-            body,
+        let adds = match body {
             CommandBody::NewOrder(_)
-                | CommandBody::Amend(_)
-                | CommandBody::Deposit(_)
-                | CommandBody::Withdraw(_)
-                | CommandBody::Resume(_)
-        );
+            | CommandBody::SessionOrder(_)
+            | CommandBody::Amend(_)
+            | CommandBody::Deposit(_)
+            | CommandBody::Withdraw(_)
+            | CommandBody::Resume(_) => true,
+            CommandBody::Cancel(_)
+            | CommandBody::CancelAll(_)
+            | CommandBody::Halt(_)
+            | CommandBody::EndSession(_) => false,
+        };
         self.refusal_while_journal_fails(adds)
     }
 

@@ -513,4 +513,29 @@ mod tests {
         );
         assert_eq!(handshake(), [b'O', b'R', b'D', b'P', 1, 0]);
     }
+
+    #[test]
+    fn a_hello_without_cancel_on_disconnect_reads_as_in_the_first_protocol_version() {
+        use crate::config::AckMode;
+        use crate::wire::HelloRequest;
+        // Request::Hello (11), ack Some(durable): a hello as the first protocol version wrote it.
+        let first = [11u8, 0, 0, 0, 1, 1, 0, 0, 0];
+        let hello = |cancel_on_disconnect| {
+            Request::Hello(HelloRequest {
+                ack: Some(AckMode::Durable),
+                cancel_on_disconnect,
+            })
+        };
+        assert_eq!(decode::<Request>(&first), Ok(hello(None)));
+        assert_eq!(
+            decode_request(&first),
+            Ok(crate::wire::Decoded::Request(hello(None)))
+        );
+        let now = encode(&hello(Some(true)));
+        assert_eq!(now, [&first[..], &[1, 1]].concat());
+        assert_eq!(decode::<Request>(&now), Ok(hello(Some(true))));
+        // Cut inside the option, or an option tag that is neither 0 nor 1: refused.
+        assert!(decode::<Request>(&now[..now.len() - 1]).is_err());
+        assert!(decode::<Request>(&[&first[..], &[2, 1]].concat()).is_err());
+    }
 }

@@ -57,6 +57,7 @@ struct Fields<'a> {
     #[serde(borrow)]
     patterns: Option<Vec<Cow<'a, str>>>,
     from_seq: Option<u64>,
+    cancel_on_disconnect: Option<bool>,
 }
 
 /// An optional string field, borrowed from the line unless it has escapes. (serde's own
@@ -91,7 +92,13 @@ pub fn parse_request_ack(line: &[u8]) -> Result<(Request, Option<AckMode>), Stri
     };
     let kind = f.kind.clone();
     if kind.as_deref() == Some("hello") {
-        return Ok((Request::Hello(HelloRequest { ack }), None));
+        return Ok((
+            Request::Hello(HelloRequest {
+                ack,
+                cancel_on_disconnect: f.cancel_on_disconnect,
+            }),
+            None,
+        ));
     }
     request(f).map(|r| (r, ack))
 }
@@ -274,7 +281,13 @@ pub fn parse_line(line: &[u8]) -> Result<(Decoded, Option<AckMode>), String> {
         })?),
     };
     let body = match f.kind.as_deref() {
-        Some("hello") => return Ok((Decoded::Request(Request::Hello(HelloRequest { ack })), None)),
+        Some("hello") => {
+            let hello = HelloRequest {
+                ack,
+                cancel_on_disconnect: f.cancel_on_disconnect,
+            };
+            return Ok((Decoded::Request(Request::Hello(hello)), None));
+        }
         None | Some("new_order") => {
             let o = order_parts(f)?;
             CommandBody::NewOrder(NewOrder {

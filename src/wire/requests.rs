@@ -52,11 +52,51 @@ pub struct SubscribeRequest {
     pub from_seq: Option<u64>,
 }
 
-/// A connection's greeting: which acknowledgement mode its later commands get.
-#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+/// A connection's greeting: which acknowledgement mode its later commands get, and whether
+/// its resting orders are cancelled when it goes away.
+#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode)]
 pub struct HelloRequest {
     /// `None` keeps the current mode (the config's default on a new connection).
     pub ack: Option<AckMode>,
+    /// `Some(true)`: the orders placed from now on are bound to the connection and cancelled
+    /// (reason `disconnected`) when it closes, and after a restart of the daemon; `Some(false)`:
+    /// orders placed from now on are not; `None` keeps the current choice (off on a new
+    /// connection). In a binary frame the field may be left out (frames of earlier clients).
+    pub cancel_on_disconnect: Option<bool>,
+}
+
+impl<Ctx> bincode::Decode<Ctx> for HelloRequest {
+    fn decode<D: bincode::de::Decoder<Context = Ctx>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let ack = bincode::Decode::decode(d)?;
+        // A frame that ends after `ack` is a hello of the first version of the protocol; one
+        // that ends inside the option is cut short like any other.
+        let cancel_on_disconnect = match <u8 as bincode::Decode<Ctx>>::decode(d) {
+            Err(bincode::error::DecodeError::UnexpectedEnd { .. }) | Ok(0) => None,
+            Ok(1) => Some(bincode::Decode::decode(d)?),
+            Ok(found) => {
+                return Err(bincode::error::DecodeError::UnexpectedVariant {
+                    type_name: "Option<bool>",
+                    allowed: &bincode::error::AllowedEnumVariants::Range { min: 0, max: 1 },
+                    found: u32::from(found),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(HelloRequest {
+            ack,
+            cancel_on_disconnect,
+        })
+    }
+}
+
+impl<'de, Ctx> bincode::BorrowDecode<'de, Ctx> for HelloRequest {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = Ctx>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        <HelloRequest as bincode::Decode<Ctx>>::decode(d)
+    }
 }
 
 /// An order as a client sends it. Only the shape is checked here; the engine checks the rest.

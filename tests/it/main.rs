@@ -19,6 +19,7 @@ mod model;
 mod projection;
 mod protocol;
 mod restart;
+mod sessions;
 mod signals;
 mod support;
 mod systemd;

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::config::AckMode;
+use crate::engine::Session;
 use crate::engine::{Command, Outbound};
 use crate::ingress::Ingress;
 use crate::telemetry::{mono_ns, wall_ns};
@@ -58,6 +59,9 @@ pub(super) struct Conn {
     /// `durable` (`projected`) mode execution reports are also held until their events are
     /// committed (in the tables).
     pub(super) ack: AckMode,
+    /// The session new orders are bound to (0: none), after a hello with
+    /// `cancel_on_disconnect`: the engine cancels them when the connection goes away.
+    pub(super) session: Session,
     /// The ring's next message waits for the journal's commit (`Durable`) or the projection's
     /// (`Projected`); `None` when it does not wait, or this round has not seen it yet.
     pub(super) held: Option<AckMode>,

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use super::*;
 use crate::config::AckMode;
-use crate::engine::{Command, CommandBody};
+use crate::engine::{Command, CommandBody, SessionOrder};
 use crate::ingress::Query;
 use crate::wire::Decoded;
 use crate::wire::binary::{self, FrameHead, PREFIX_LEN};
@@ -95,6 +95,14 @@ impl Conn {
                 if let Some(a) = h.ack {
                     self.ack = a;
                 }
+                match h.cancel_on_disconnect {
+                    Some(true) if self.session == 0 => {
+                        self.session = self.ingress.next_session.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Orders placed from now on are not bound; those placed before still are.
+                    Some(false) => self.session = 0,
+                    _ => {}
+                }
                 self.pending
                     .push_back(Pending::Ready(WireReply::Hello { ack: self.ack }));
                 return Ok(false);
@@ -150,10 +158,18 @@ impl Conn {
 
     /// Hands a command to the engine's ring; `Err` (nothing consumed) if the ring is full or
     /// the connection is paused.
-    fn push_command(&mut self, cmd: Command, ack: Option<AckMode>) -> Result<bool, ()> {
+    fn push_command(&mut self, mut cmd: Command, ack: Option<AckMode>) -> Result<bool, ()> {
         let ring = self.commands.as_mut().ok_or(())?;
         if ring.is_full() || self.paused {
             return Err(());
+        }
+        if self.session != 0
+            && let CommandBody::NewOrder(order) = cmd.body
+        {
+            cmd.body = CommandBody::SessionOrder(SessionOrder {
+                order,
+                session: self.session,
+            });
         }
         let pushed = ring.push(cmd);
         debug_assert!(pushed.is_ok());

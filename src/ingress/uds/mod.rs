@@ -275,6 +275,7 @@ pub(super) async fn requests(
         paused: false,
         write_dead: false,
         ack: ingress.config.daemon.ack,
+        session: 0,
         held: None,
         held_since: None,
         overdue: false,
