@@ -1,6 +1,6 @@
 //! A property test: random command sequences (every order type and time in force, post-only,
 //! cancels by id and by client id, cancel-all, amends, deposits and withdrawals, self-trades
-//! under each prevention mode) run through the engine and through a small reference model
+//! under each prevention mode, orders bound to sessions and the ends of sessions) run through the engine and through a small reference model
 //! written here from the rules, with plain vectors and linear scans. Both must give the same
 //! answers, the same trades, the same final books and the same balances; after every command
 //! the engine's own invariants must hold (book uncrossed, no negative balance, reservations
@@ -11,8 +11,9 @@ use std::path::Path;
 
 use orderpipe::config::Config;
 use orderpipe::engine::{
-    Amend, AssetName, Cancel, CancelAll, Command, CommandBody, Engine, EventKind, NewOrder,
-    OrderRef, OrderType, Outcome, Owner, Recorder, RejectCode, Side, Text, TimeInForce, Transfer,
+    Amend, AssetName, Cancel, CancelAll, Command, CommandBody, EndSession, Engine, EventKind,
+    NewOrder, OrderRef, OrderType, Outcome, Owner, Recorder, RejectCode, SessionOrder, Side, Text,
+    TimeInForce, Transfer,
 };
 use orderpipe::num::Decimal;
 use proptest::prelude::*;
@@ -68,6 +69,13 @@ enum Cmd {
         tif: TimeInForce,
         post_only: bool,
         client: Option<&'static str>,
+        /// The session it is bound to (0: none).
+        session: u32,
+    },
+    /// The end of a session (0: of every session): the user's orders bound to it go.
+    EndSession {
+        user: usize,
+        session: u32,
     },
     Cancel {
         user: usize,
@@ -124,8 +132,9 @@ fn cmd() -> impl Strategy<Value = Cmd> {
         prop_oneof![6 => Just(TimeInForce::Gtc), 2 => Just(TimeInForce::Ioc), 1 => Just(TimeInForce::Fok)],
         prop::bool::weighted(0.15),
         proptest::option::weighted(0.5, proptest::sample::select(&CLIENT_IDS[..])),
+        prop_oneof![3 => Just(0u32), 1 => 1u32..3],
     )
-        .prop_map(|(user, market, side, price, lots, tif, post_only, client)| Cmd::New {
+        .prop_map(|(user, market, side, price, lots, tif, post_only, client, session)| Cmd::New {
             user,
             market,
             side,
@@ -134,11 +143,13 @@ fn cmd() -> impl Strategy<Value = Cmd> {
             tif,
             post_only,
             client,
+            session,
         });
     prop_oneof![
         10 => new,
         2 => (0..3usize, target()).prop_map(|(user, target)| Cmd::Cancel { user, target }),
         1 => (0..3usize, proptest::option::of(0..MARKETS.len())).prop_map(|(user, market)| Cmd::CancelAll { user, market }),
+        1 => (0..3usize, 0u32..3).prop_map(|(user, session)| Cmd::EndSession { user, session }),
         4 => (0..3usize, target(), proptest::option::of(14u64..26), proptest::option::of(1u64..25))
             .prop_map(|(user, target, price, lots)| Cmd::Amend { user, target, price, lots }),
         2 => (0..3usize, any::<bool>(), 0..ASSETS.len() + 1, 1u64..20_000, prop::bool::weighted(0.1), 0u8..6)
@@ -167,21 +178,36 @@ fn to_command(c: &Cmd) -> Command {
             tif,
             post_only,
             client,
-        } => CommandBody::NewOrder(NewOrder {
-            client_order_id: Text::new(client.unwrap_or("")),
-            username: Text::new(USERS[*user]),
-            market: Text::new(MARKETS[*market]),
-            side: *side,
-            order_type: if price.is_some() {
-                OrderType::Limit
+            session,
+        } => {
+            let order = NewOrder {
+                client_order_id: Text::new(client.unwrap_or("")),
+                username: Text::new(USERS[*user]),
+                market: Text::new(MARKETS[*market]),
+                side: *side,
+                order_type: if price.is_some() {
+                    OrderType::Limit
+                } else {
+                    OrderType::Market
+                },
+                tif: *tif,
+                post_only: *post_only,
+                price: price.map(tick),
+                size: lot(*lots),
+                client_timestamp: Text::EMPTY,
+            };
+            if *session == 0 {
+                CommandBody::NewOrder(order)
             } else {
-                OrderType::Market
-            },
-            tif: *tif,
-            post_only: *post_only,
-            price: price.map(tick),
-            size: lot(*lots),
-            client_timestamp: Text::EMPTY,
+                CommandBody::SessionOrder(SessionOrder {
+                    order,
+                    session: *session,
+                })
+            }
+        }
+        Cmd::EndSession { user, session } => CommandBody::EndSession(EndSession {
+            session: *session,
+            username: Text::new(USERS[*user]),
         }),
         Cmd::Cancel { user, target } => CommandBody::Cancel(Cancel {
             username: Text::new(USERS[*user]),
@@ -274,6 +300,8 @@ struct Order {
     filled: u64,
     reserved: u64,
     client: Option<&'static str>,
+    /// The session it is bound to (0: none).
+    session: u32,
     /// Time priority: smaller is older.
     time: u64,
     /// When the order joined its user's list of open orders (cancel-all goes newest first).
@@ -400,9 +428,31 @@ impl Model {
                 tif,
                 post_only,
                 client,
+                session,
             } => self.new_order(
-                *user, *market, *side, *price, *lots, *tif, *post_only, *client,
+                *user, *market, *side, *price, *lots, *tif, *post_only, *client, *session,
             ),
+            Cmd::EndSession { user, session } => {
+                let mut bound: Vec<Order> = self
+                    .orders
+                    .iter()
+                    .filter(|o| {
+                        o.user == *user
+                            && if *session == 0 {
+                                o.session != 0
+                            } else {
+                                o.session == *session
+                            }
+                    })
+                    .cloned()
+                    .collect();
+                bound.sort_by_key(|o| std::cmp::Reverse(o.listed));
+                let count = bound.len().min(MAX_FILLS);
+                for o in &bound[..count] {
+                    self.remove(o.id);
+                }
+                Answer::CancelledAll(count as u32, (bound.len() - count) as u32)
+            }
             Cmd::Cancel { user, target } => match self.find(*user, target) {
                 Some(id) => {
                     self.remove(id);
@@ -487,6 +537,7 @@ impl Model {
         tif: TimeInForce,
         post_only: bool,
         client: Option<&'static str>,
+        session: u32,
     ) -> Answer {
         let rejected = Answer::Rejected;
         if post_only && (price.is_none() || tif != TimeInForce::Gtc) {
@@ -540,6 +591,7 @@ impl Model {
             filled: 0,
             reserved: need,
             client,
+            session,
             time: 0,
             listed: 0,
         };
