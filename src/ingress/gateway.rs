@@ -22,14 +22,14 @@ use tokio::sync::{mpsc, oneshot};
 use super::Ingress;
 use super::link::{self, EngineRings};
 use crate::config::AckMode;
-use crate::engine::Outbound;
+use crate::engine::{Command, CommandBody, Outbound};
 use crate::telemetry::{mono_ns, wall_ns};
 use crate::wake::TaskBell;
-use crate::wire::{Request, WireReply};
+use crate::wire::WireReply;
 
 /// One command from a handler, and where its answer goes.
 struct Job {
-    request: Request,
+    body: CommandBody,
     ack: AckMode,
     reply: oneshot::Sender<WireReply>,
 }
@@ -88,15 +88,15 @@ impl Gateway {
         self.answered.load(Ordering::Acquire)
     }
 
-    /// Sends `request` (a command) to the engine and waits for its reply: once processed, or
-    /// with the gateway's `durable` acknowledgement once committed.
-    pub async fn call(&self, request: Request) -> Result<WireReply, GatewayError> {
-        if let Some(refused) = self.ingress.refuse_while_journal_fails(&request) {
+    /// Sends a command to the engine and waits for its reply: once processed, or with the
+    /// gateway's `durable` acknowledgement once committed.
+    pub async fn call(&self, body: CommandBody) -> Result<WireReply, GatewayError> {
+        if let Some(refused) = self.ingress.refuse_command_while_journal_fails(&body) {
             return Ok(refused);
         }
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            request,
+            body,
             ack: self.ack,
             reply,
         };
@@ -199,12 +199,10 @@ impl Dispatcher {
     }
 
     fn push(&mut self, job: Job) {
-        let Some(command) = job.request.to_command(wall_ns(), mono_ns()) else {
-            let _ = job.reply.send(WireReply::error(
-                crate::wire::ErrorCode::BadRequest,
-                "not a command",
-            ));
-            return;
+        let command = Command {
+            recv_ns: wall_ns(),
+            recv_mono: mono_ns(),
+            body: job.body,
         };
         // The caller checked that the ring has room.
         if self.commands.push(command).is_ok() {

@@ -272,8 +272,31 @@ fn order(f: Fields<'_>) -> Result<OrderRequest, String> {
 /// Parses one request line like [`parse_request_ack`], the same checks and the same error
 /// texts, giving the order path's requests as engine commands.
 pub fn parse_line(line: &[u8]) -> Result<(Decoded, Option<AckMode>), String> {
-    let mut f: Fields<'_> =
+    let f: Fields<'_> =
         serde_json::from_slice(line).map_err(|e| format!("invalid request JSON: {e}"))?;
+    decode_fields(f)
+}
+
+/// Parses the body of an HTTP route that takes requests of type `kind` (the body may leave
+/// `type` out) in one pass, as [`parse_line`] does a line: the order path's requests into the
+/// engine's command, the others into a [`Request`]. A body of another `type` is refused with
+/// the route's.
+pub fn parse_body<'a>(body: &'a [u8], kind: &'a str) -> Result<Decoded, String> {
+    let mut f: Fields<'a> =
+        serde_json::from_slice(body).map_err(|e| format!("invalid request JSON: {e}"))?;
+    match f.kind.as_deref() {
+        None => f.kind = Some(Cow::Borrowed(kind)),
+        Some(t) if t == kind => {}
+        Some(t) => {
+            return Err(format!(
+                "`type` is \"{t}\"; this route takes \"{kind}\" (or no type)"
+            ));
+        }
+    }
+    decode_fields(f).map(|(decoded, _)| decoded)
+}
+
+fn decode_fields(mut f: Fields<'_>) -> Result<(Decoded, Option<AckMode>), String> {
     let ack = match f.ack.take() {
         None => None,
         Some(word) => Some(AckMode::parse(&word).ok_or_else(|| {

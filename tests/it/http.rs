@@ -162,6 +162,16 @@ fn the_compatible_order_route_logs_orders_and_refuses_what_it_cannot() {
     }
     let id = v["order_id"].as_u64().unwrap();
     assert!(v["seq"].as_u64().unwrap() > 0);
+    // An `order_id` the client sent itself (a field requests may carry) is replaced by the
+    // answer's: the echo is one object with each key once.
+    let mut own = compat_order("alice");
+    own["order_id"] = json!(123_456);
+    let r = post(a, "/API/orders", Some(ALICE), own);
+    assert_eq!(r.status, 201, "{}", r.json());
+    let echoed = r.json();
+    assert_eq!(echoed["order_id"], id + 1, "{echoed}");
+    let text = String::from_utf8(r.body.clone()).unwrap();
+    assert_eq!(text.matches("\"order_id\"").count(), 1, "{text}");
     // Durable by default: the order is in the command journal when the answer comes; its row
     // follows (the projection), in the columns existing order-logging tools read.
     crate::support::committed_seq(&daemon);

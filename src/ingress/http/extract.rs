@@ -5,10 +5,9 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode, header};
-use serde_json::Value;
 
 use super::*;
-use crate::wire::{Request, json as wire_json};
+use crate::wire::{Decoded, Request, json as wire_json};
 
 /// True if the request says its body is JSON.
 pub(super) fn is_json(headers: &HeaderMap) -> bool {
@@ -60,28 +59,27 @@ pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiErro
 
 /// Parses an HTTP body as the routes that take a socket request of `kind` do (`new_order`,
 /// `cancel`, `amend`, ...), without a gateway: the fuzz targets' entry point.
-pub fn parse_body(body: &[u8], kind: &str) -> Result<Request, String> {
-    request_of(body, kind).map_err(|e| format!("{}: {}", e.code, e.reason))
+pub fn parse_body(body: &[u8], kind: &str) -> Result<Decoded, String> {
+    decoded_of(body, kind).map_err(|e| format!("{}: {}", e.code, e.reason))
 }
 
-/// Parses a body as a socket request of `kind` (the same fields and checks as the socket).
-pub(super) fn request_of(body: &[u8], kind: &str) -> Result<Request, ApiError> {
-    let mut v: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let Some(obj) = v.as_object_mut() else {
+/// Parses a body (valid JSON, [`json_body`]) as a socket request of `kind`, the same fields
+/// and checks as the socket, in one pass: an order, cancel or amend straight into the
+/// engine's command, anything else as a [`Request`].
+pub(super) fn decoded_of(body: &[u8], kind: &str) -> Result<Decoded, ApiError> {
+    if body.trim_ascii_start().first() != Some(&b'{') {
         return Err(ApiError::bad_request("the body must be a JSON object"));
-    };
-    match obj.get("type") {
-        None => {
-            obj.insert("type".into(), kind.into());
-        }
-        Some(t) if t == kind => {}
-        Some(t) => {
-            return Err(ApiError::bad_request(format!(
-                "`type` is {t}; this route takes \"{kind}\" (or no type)"
-            )));
-        }
     }
-    let line = serde_json::to_vec(&v).unwrap_or_default();
-    wire_json::parse_request(&line).map_err(ApiError::bad_request)
+    wire_json::parse_body(body, kind).map_err(ApiError::bad_request)
+}
+
+/// [`decoded_of`] for the routes whose requests are not on the order path (halts, deposits,
+/// withdrawals): the request itself.
+pub(super) fn request_of(body: &[u8], kind: &str) -> Result<Request, ApiError> {
+    match decoded_of(body, kind)? {
+        Decoded::Request(request) => Ok(request),
+        Decoded::Command(_) => Err(ApiError::bad_request(format!(
+            "this route takes \"{kind}\" requests only"
+        ))),
+    }
 }

@@ -31,10 +31,10 @@ use rusqlite::Connection;
 use tokio::sync::watch;
 
 use super::gateway::Gateway;
-use super::{Ingress, authorize};
+use super::{Ingress, authorize, authorize_command};
 use crate::config::Grant;
 use crate::config::Token;
-use crate::wire::{Request, WireReply};
+use crate::wire::{Decoded, Request, WireReply};
 
 use auth::{AuthFailures, limit_requests};
 use compliance::*;
@@ -134,9 +134,31 @@ impl Http {
         grant: &Grant,
         request: Request,
     ) -> Result<WireReply, ApiError> {
-        authorize(grant, &request).map_err(ApiError::denied)?;
+        self.decoded(grant, Decoded::Request(request)).await
+    }
+
+    /// [`Http::command`] for a body parsed by `wire::json::parse_body`: an order, cancel or
+    /// amend is already the engine's command; any other request becomes one here.
+    pub(super) async fn decoded(
+        &self,
+        grant: &Grant,
+        decoded: Decoded,
+    ) -> Result<WireReply, ApiError> {
+        let body = match decoded {
+            Decoded::Command(body) => {
+                authorize_command(grant, &body).map_err(ApiError::denied)?;
+                body
+            }
+            Decoded::Request(request) => {
+                authorize(grant, &request).map_err(ApiError::denied)?;
+                match request.to_command(0, 0) {
+                    Some(c) => c.body,
+                    None => return Err(ApiError::bad_request("this route takes commands only")),
+                }
+            }
+        };
         self.gateway
-            .call(request)
+            .call(body)
             .await
             .map_err(|e| ApiError::unavailable(e.to_string()))
     }

@@ -12,11 +12,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::engine::CommandBody;
 use crate::ingress::{Denied, Query as EngineQuery};
 use crate::journal::read::{self, OrderRow};
 use crate::num::Decimal;
 use crate::wire::{
-    AmendRequest, CancelRequest, OrderTarget, Request, WireReply, json as wire_json,
+    AmendRequest, CancelRequest, Decoded, OrderTarget, Request, WireReply, json as wire_json,
 };
 
 // ---- the compatible order-logging endpoint ----
@@ -45,30 +46,77 @@ pub(super) async fn compat_order(
             "the body is larger than http.max_body_bytes",
         ));
     };
-    if !is_json(&headers) {
+    if !is_json(&headers) || body.trim_ascii_start().first() != Some(&b'{') {
         return Ok(not_json());
     }
-    let Ok(Value::Object(echo)) = serde_json::from_slice::<Value>(&body) else {
+    // One pass that checks the JSON and which fields are there (borrowing, no allocation).
+    let Ok(fields) = serde_json::from_slice::<CompatFields<'_>>(&body) else {
         return Ok(not_json());
     };
-    for field in ["username", "market", "side", "size", "price"] {
-        if !echo.contains_key(field) {
-            return Err(ApiError::bad_request(format!("missing field `{field}`")));
-        }
+    let present = [
+        ("username", fields.username.is_some()),
+        ("market", fields.market.is_some()),
+        ("side", fields.side.is_some()),
+        ("size", fields.size.is_some()),
+        ("price", fields.price.is_some()),
+    ];
+    if let Some((field, _)) = present.iter().find(|(_, there)| !there) {
+        return Err(ApiError::bad_request(format!("missing field `{field}`")));
     }
-    let request = wire_json::parse_request(&body).map_err(ApiError::bad_request)?;
-    if !matches!(request, Request::NewOrder(_)) {
+    let (decoded, _) = wire_json::parse_line(&body).map_err(ApiError::bad_request)?;
+    if !matches!(decoded, Decoded::Command(CommandBody::NewOrder(_))) {
         return Err(ApiError::bad_request("this route only places orders"));
     }
-    match s.command(grant, request).await? {
-        WireReply::Accepted { order_id, seq, .. } => {
-            let mut out = echo;
-            out.insert("order_id".into(), order_id.into());
-            out.insert("seq".into(), seq.into());
-            Ok((StatusCode::CREATED, axum::Json(Value::Object(out))).into_response())
-        }
+    let echo_replaces = fields.order_id.is_some();
+    match s.decoded(grant, decoded).await? {
+        WireReply::Accepted { order_id, seq, .. } => Ok((
+            StatusCode::CREATED,
+            echo(&body, order_id, seq, echo_replaces),
+        )
+            .into_response()),
         other => reply(other, true),
     }
+}
+
+/// The fields of a compatible order whose presence is checked, as raw JSON (borrowed).
+#[derive(Debug, Deserialize)]
+struct CompatFields<'a> {
+    #[serde(borrow)]
+    username: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    market: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    side: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    size: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    price: Option<&'a serde_json::value::RawValue>,
+    /// A field requests may carry (cancels name their order with it), so a compatible order
+    /// can have one: the answer's replaces it. (`seq` is not a request field: refused.)
+    #[serde(borrow)]
+    order_id: Option<&'a serde_json::value::RawValue>,
+}
+
+/// The compatible answer: the order's JSON as sent, plus `order_id` and `seq`. The two go
+/// after the client's own fields, written into a copy of the body; a body with an `order_id`
+/// of its own (`replaces`) is rebuilt as a map instead, so that the answer's value wins.
+fn echo(body: &[u8], order_id: u64, seq: u64, replaces: bool) -> axum::response::Response {
+    if replaces && let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(body) {
+        map.insert("order_id".into(), order_id.into());
+        map.insert("seq".into(), seq.into());
+        return axum::Json(Value::Object(map)).into_response();
+    }
+    let object = body.trim_ascii_end();
+    // A valid JSON object with the five fields checked: it ends with its closing brace.
+    let inner = &object[..object.len() - 1];
+    let mut out = Vec::with_capacity(object.len() + 48);
+    out.extend_from_slice(inner);
+    out.extend_from_slice(format!(",\"order_id\":{order_id},\"seq\":{seq}}}").as_bytes());
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response()
 }
 
 // ---- /api/trading ----
@@ -80,8 +128,8 @@ pub(super) async fn place(
 ) -> Answer {
     let grant = s.grant(&headers)?;
     let body = json_body(&headers, body)?;
-    let request = request_of(&body, "new_order")?;
-    reply(s.command(grant, request).await?, true)
+    let decoded = decoded_of(&body, "new_order")?;
+    reply(s.decoded(grant, decoded).await?, true)
 }
 
 /// An order as the `Orders` table has it, in decimals.
