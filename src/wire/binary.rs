@@ -10,8 +10,8 @@ use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use super::{Decoded, Request};
 use crate::config::Config;
 use crate::engine::{
-    Amend, Cancel, CommandBody, NewOrder, OrderRef, OrderType, Report, ReportKind, Side, Text,
-    TimeInForce,
+    Amend, Cancel, CommandBody, NewOrder, OrderRef, OrderType, RejectCode, Report, ReportKind,
+    Side, Text, TimeInForce,
 };
 use crate::limits::FRAME_BYTES_LIMIT;
 use crate::num::Decimal;
@@ -88,6 +88,28 @@ pub fn write_cancelled(client_order_id: Option<&str>, order_id: u64, seq: u64, o
     write_order_answer(CANCELLED, client_order_id, order_id, seq, out);
 }
 
+/// Appends the frame of the [`WireReply::Rejected`] of the engine's answer, as
+/// [`write_frame`] would, without building it (no allocation).
+pub fn write_rejected(
+    client_order_id: Option<&str>,
+    code: RejectCode,
+    market: &str,
+    config: &Config,
+    out: &mut Vec<u8>,
+) {
+    let start = frame_start(out);
+    out.extend_from_slice(&REJECTED.to_le_bytes());
+    opt_str(client_order_id, out);
+    string(code.as_str(), out);
+    // The reason's length goes before it: written once the text is.
+    let len_at = out.len();
+    out.extend_from_slice(&0u64.to_le_bytes());
+    super::text::write_reject_reason(code, market, config, super::text::Escape::None, out);
+    let len = (out.len() - len_at - 8) as u64;
+    out[len_at..len_at + 8].copy_from_slice(&len.to_le_bytes());
+    frame_end(start, out);
+}
+
 /// The frame of an answer about one order (`variant`): the client order id if any, the order
 /// id and the sequence number.
 fn write_order_answer(
@@ -149,6 +171,7 @@ pub fn write_execution(r: &Report, config: &Config, out: &mut Vec<u8>) {
 /// Variant indexes of `WireReply` written by hand (its declaration order; the tests compare
 /// the bytes with the generic encoding).
 const ACCEPTED: u32 = 0;
+const REJECTED: u32 = 1;
 const CANCELLED: u32 = 5;
 const EXECUTION: u32 = 11;
 

@@ -12,8 +12,8 @@ use super::{
 };
 use crate::config::{AckMode, Config};
 use crate::engine::{
-    Amend, Cancel, CommandBody, NewOrder, OrderRef, OrderType, Report, ReportKind, Side, Text,
-    TimeInForce,
+    Amend, Cancel, CommandBody, NewOrder, OrderRef, OrderType, RejectCode, Report, ReportKind,
+    Side, Text, TimeInForce,
 };
 use crate::num::Decimal;
 
@@ -405,6 +405,28 @@ pub fn write_cancelled(client_order_id: Option<&str>, order_id: u64, seq: u64, o
         seq,
         out,
     );
+}
+
+/// Appends `{"type":"rejected",...}` and its newline, as [`write_reply`] would for the
+/// [`WireReply::Rejected`] of the engine's answer, without building it (no allocation).
+pub fn write_rejected(
+    client_order_id: Option<&str>,
+    code: RejectCode,
+    market: &str,
+    config: &Config,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(br#"{"type":"rejected","#);
+    if let Some(id) = client_order_id {
+        out.extend_from_slice(br#""client_order_id":"#);
+        let _ = serde_json::to_writer(&mut *out, id);
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""code":""#);
+    out.extend_from_slice(code.as_str().as_bytes());
+    out.extend_from_slice(br#"","reason":""#);
+    super::text::write_reject_reason(code, market, config, super::text::Escape::Json, out);
+    out.extend_from_slice(b"\"}\n");
 }
 
 /// An answer about one order, after its opening `head`: the client order id if any, the

@@ -70,6 +70,34 @@ mod tests {
     }
 
     #[test]
+    fn direct_rejections_are_byte_for_byte_the_generic_encoding() {
+        let config = config();
+        // A configured market, one that is not (its name as the client sent it, needing
+        // escapes in JSON), and none.
+        let markets = ["M", "N\"o\\pe\u{7}", ""];
+        for ((code, id), market) in crate::engine::RejectCode::ALL
+            .iter()
+            .flat_map(|c| ["", "c-1", "quote\"é"].map(move |id| (*c, id)))
+            .flat_map(|p| markets.map(move |m| (p, m)))
+        {
+            let reply = Reply {
+                client_order_id: Text::new(id),
+                market: MarketName::new(market),
+                outcome: Outcome::Rejected(code),
+                cseq: 5,
+            };
+            let generic = WireReply::from_engine(&reply, &config);
+            for framing in [Framing::Json, Framing::Binary] {
+                let mut direct = Vec::new();
+                write_outbound(&Outbound::Reply(reply), &config, framing, &mut direct);
+                let mut expected = Vec::new();
+                write(&generic, framing, &mut expected);
+                assert_eq!(direct, expected, "{code:?} {id:?} {market:?} {framing:?}");
+            }
+        }
+    }
+
+    #[test]
     fn direct_cancels_and_execution_reports_are_byte_for_byte_the_generic_encoding() {
         let config = config();
         let ids = ["", "c-1", "quote\"and\\back\u{1}", "é"];

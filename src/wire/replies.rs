@@ -380,6 +380,12 @@ pub fn write_outbound(message: &Outbound, config: &Config, framing: Framing, out
                 (Outcome::Cancelled { order_id, seq }, Framing::Binary) => {
                     return binary::write_cancelled(id, order_id, seq, out);
                 }
+                (Outcome::Rejected(code), Framing::Json) => {
+                    return json::write_rejected(id, code, reply.market.as_str(), config, out);
+                }
+                (Outcome::Rejected(code), Framing::Binary) => {
+                    return binary::write_rejected(id, code, reply.market.as_str(), config, out);
+                }
                 _ => {}
             }
             WireReply::from_engine(reply, config)

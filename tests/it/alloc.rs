@@ -118,7 +118,8 @@ fn order_path_makes_no_allocation(framing: orderpipe::wire::Framing) {
     let config = workload::config();
     let mut engine = Engine::new(&config);
     // Per round: u1 rests a bid, moves it, cancels it; u2 rests an ask that u3 takes with an
-    // IOC (two fill reports). Lines are built before counting; the path from the line's bytes
+    // IOC (two fill reports); u1 sends a bid off the tick grid (rejected, with a reason that
+    // names the tick size and the market). Lines are built before counting; the path from the line's bytes
     // to the bytes written back must not allocate: decoding, authorization, the engine, the
     // reply and the execution reports.
     let rounds = 3000;
@@ -138,6 +139,9 @@ fn order_path_makes_no_allocation(framing: orderpipe::wire::Framing) {
             1,
             format!(r#"{{"type":"cancel","username":"u1","client_order_id":"b{i}"}}"#),
         ));
+        lines.push(line(1, format!(
+            r#"{{"client_order_id":"r{i}","username":"u1","market":"BTC-USD","side":"buy","price":"49990.001","size":"0.0005"}}"#
+        )));
         lines.push(line(2, format!(
             r#"{{"client_order_id":"s{i}","username":"u2","market":"BTC-USD","side":"sell","price":"50010.00","size":"0.0003"}}"#
         )));
@@ -160,8 +164,8 @@ fn order_path_makes_no_allocation(framing: orderpipe::wire::Framing) {
         events: 0,
     };
     let mut written: Vec<u8> = Vec::with_capacity(1 << 16);
-    let mut kinds = [0u64; 3];
-    let mut run = |lines: &[(usize, Vec<u8>)], kinds: &mut [u64; 3]| {
+    let mut kinds = [0u64; 4];
+    let mut run = |lines: &[(usize, Vec<u8>)], kinds: &mut [u64; 4]| {
         for (user, bytes) in lines {
             let decoded = match framing {
                 Framing::Json => parse_line(bytes).map(|(d, _)| d),
@@ -181,6 +185,7 @@ fn order_path_makes_no_allocation(framing: orderpipe::wire::Framing) {
             kinds[match reply.outcome {
                 Outcome::Accepted { .. } => 0,
                 Outcome::Cancelled { .. } => 1,
+                Outcome::Rejected(_) => 3,
                 other => panic!("{other:?}"),
             }] += 1;
             written.clear();
@@ -194,9 +199,9 @@ fn order_path_makes_no_allocation(framing: orderpipe::wire::Framing) {
         }
     };
     // Warm-up: the indexes and buffers grow to their working size.
-    let warm = 1000 * 5;
+    let warm = 1000 * 6;
     run(&lines[..warm], &mut kinds);
-    let mut measured = [0u64; 3];
+    let mut measured = [0u64; 4];
     let before = allocations_on_this_thread();
     run(&lines[warm..], &mut measured);
     let allocations = allocations_on_this_thread() - before;
@@ -206,9 +211,14 @@ fn order_path_makes_no_allocation(framing: orderpipe::wire::Framing) {
         "{allocations} allocations in {} warm requests",
         lines.len() - warm
     );
-    // The path really did the work: orders, amends and IOCs accepted, cancels, fills reported.
+    // The path really did the work: orders, amends and IOCs accepted, cancels, fills reported,
+    // off-grid orders refused.
     let n = (rounds - 1000) as u64;
-    assert_eq!(measured, [4 * n, n, 2 * n], "accepted, cancelled, reports");
+    assert_eq!(
+        measured,
+        [4 * n, n, 2 * n, n],
+        "accepted, cancelled, reports, rejected"
+    );
     let last = String::from_utf8_lossy(&written);
     assert!(last.contains("fill") && last.contains("taker"), "{last}");
     engine.check().unwrap();
