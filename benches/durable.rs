@@ -49,6 +49,7 @@ fn order(client: usize, buy: bool) -> Vec<u8> {
         size: Decimal::new(1, -2).unwrap(),
         timestamp: None,
         post_only: false,
+        expire_at: None,
     }))
 }
 

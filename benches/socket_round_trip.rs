@@ -110,6 +110,7 @@ fn main() {
             size: Decimal::parse("0.01").unwrap(),
             timestamp: None,
             post_only: false,
+            expire_at: None,
         }),
         &mut frame,
     );

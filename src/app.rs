@@ -278,6 +278,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         None => None,
     };
+    let expiry = tokio::spawn(ingress::expiry::run(ingress.clone(), stop_rx.clone()));
     let server = tokio::spawn(uds::serve(listener, ingress, stop_rx));
 
     let http_text = http_addr.map_or_else(|| "off".to_string(), |a| format!("http://{a}"));
@@ -318,6 +319,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!("shutting down: draining connections, engine and journal");
     let _ = stop_tx.send(true);
     let _ = server.await;
+    let _ = expiry.await;
     if let Some(h) = http_server {
         // Requests in flight are answered; event streams end with where to resume. The
         // gateway's engine connection goes once its last answer is out.

@@ -39,6 +39,7 @@ pub fn order(i: usize) -> OrderRequest {
         size: Decimal::new(1 + (pair % 10) as i64, -2).unwrap(),
         timestamp: None,
         post_only: false,
+        expire_at: None,
     }
 }
 
@@ -182,6 +183,7 @@ pub fn bid(user: usize, price_ticks: i64, tif: TimeInForce) -> Vec<u8> {
             size: Decimal::new(1, -2).unwrap(),
             timestamp: None,
             post_only: false,
+            expire_at: None,
         }),
         &mut out,
     );

@@ -979,6 +979,7 @@ impl<'a> Encoder<'a> {
                             .expect("a formatted size parses"),
                         timestamp: None,
                         post_only: false,
+                        expire_at: None,
                     }),
                     Op::Cancel { user, id } => Request::Cancel(CancelRequest {
                         username: users[user].clone(),

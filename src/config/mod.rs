@@ -968,6 +968,41 @@ mod tests {
     }
 
     #[test]
+    fn a_session_end_is_hh_mm_utc_and_day_orders_expire_at_the_next_one() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let shipped = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+        let c = Config::parse(&shipped, &dir.join("config.toml"), dir).unwrap();
+        let btc = c.market("BTC-USD").unwrap();
+        assert_eq!(btc.session_end_secs, Some(21 * 3600));
+        assert_eq!(c.market("ETH-USD").unwrap().session_end_secs, None);
+        let s = 1_000_000_000u64;
+        let day = 86_400 * s;
+        let midnight = 20_000 * day;
+        // Before the end: today's; at or after it: tomorrow's.
+        assert_eq!(
+            btc.next_session_end(midnight + s),
+            Some(midnight + 21 * 3600 * s)
+        );
+        assert_eq!(
+            btc.next_session_end(midnight + 21 * 3600 * s),
+            Some(midnight + day + 21 * 3600 * s)
+        );
+        for bad in ["9:00", "24:00", "21:60", "21-00", "noon"] {
+            let text = shipped.replace(
+                "session_end = \"21:00\"",
+                &format!("session_end = \"{bad}\""),
+            );
+            let errs = Config::parse(&text, &dir.join("config.toml"), dir).unwrap_err();
+            assert!(
+                errs.errors
+                    .iter()
+                    .any(|e| e.key == "markets.BTC-USD.session_end" && e.message.contains("HH:MM")),
+                "{bad}: {errs}"
+            );
+        }
+    }
+
+    #[test]
     fn the_shipped_config_with_a_public_listen_address_is_refused() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let shipped = std::fs::read_to_string(dir.join("config.toml")).unwrap();

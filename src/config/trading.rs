@@ -99,6 +99,20 @@ pub struct MarketConfig {
     pub taker_fee_bps: u64,
     /// Orders are accepted (a disabled market refuses new orders; cancels still work).
     pub enabled: bool,
+    /// When the trading day ends, in seconds after midnight UTC (`session_end = "HH:MM"`):
+    /// `day` orders expire then. `None`: the market takes no `day` orders.
+    pub session_end_secs: Option<u64>,
+}
+
+impl MarketConfig {
+    /// The first session end after `ns` (ns since the Unix epoch), if the market has one.
+    pub fn next_session_end(&self, ns: u64) -> Option<u64> {
+        const DAY: u64 = 86_400 * 1_000_000_000;
+        let end = self.session_end_secs? * 1_000_000_000;
+        let midnight = ns - ns % DAY;
+        let today = midnight + end;
+        Some(if today > ns { today } else { today + DAY })
+    }
 }
 
 /// `[compliance]`: pre-trade rules that are not per market.
@@ -203,6 +217,18 @@ pub(super) fn read_market(
     let maker_fee = t.u64("maker_fee_bps", Some(0), 0, 1_000, errors);
     let taker_fee = t.u64("taker_fee_bps", Some(0), 0, 1_000, errors);
     let enabled = t.bool("enabled", true, errors);
+    let session_end =
+        t.string("session_end", Some(""), errors)
+            .and_then(|text| match session_end_secs(&text) {
+                Ok(secs) => Some(secs),
+                Err(message) => {
+                    errors.push(ConfigError::new(
+                        &format!("markets.{name}.session_end"),
+                        message,
+                    ));
+                    None
+                }
+            });
     let stp = t.choice(
         "stp",
         Some(StpMode::CancelIncoming),
@@ -299,7 +325,22 @@ pub(super) fn read_market(
         maker_fee_bps: maker_fee?,
         taker_fee_bps: taker_fee?,
         enabled: enabled?,
+        session_end_secs: session_end?,
     })
+}
+
+/// `"HH:MM"` (UTC) as seconds after midnight; `""`: none.
+fn session_end_secs(text: &str) -> Result<Option<u64>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let bad = || format!("must be \"HH:MM\" (UTC, 00:00 to 23:59), found \"{text}\"");
+    let (h, m) = text.split_once(':').ok_or_else(bad)?;
+    let (h, m): (u64, u64) = match (h.parse(), m.parse()) {
+        (Ok(h), Ok(m)) if h < 24 && m < 60 && text.len() == 5 => (h, m),
+        _ => return Err(bad()),
+    };
+    Ok(Some(h * 3600 + m * 60))
 }
 
 pub(super) fn read_compliance(

@@ -36,7 +36,7 @@ impl Engine {
         let market = self.market_id(&o.market).ok_or(RejectCode::UnknownMarket)?;
         let spec = &self.markets[market.index()].spec;
         // Post-only is for resting limit orders; a market order has no price.
-        if o.post_only && (o.order_type != OrderType::Limit || o.tif != TimeInForce::Gtc) {
+        if o.post_only && (o.order_type != OrderType::Limit || !o.tif.rests()) {
             return Err(RejectCode::UnsupportedOrderType);
         }
         let price = match (o.order_type, o.price) {
@@ -56,11 +56,20 @@ impl Engine {
         &mut self,
         o: &NewOrder,
         origin: Owner,
-        session: Session,
+        (session, expire_ns): (Session, u64),
         em: &mut Emit<'_, O>,
     ) -> Outcome {
-        match self.admit_order(o, em.recv_ns) {
-            Ok((approved, account)) => self.execute(approved, o, account, (origin, session), em),
+        // An expiry time exactly when the time in force needs one, and later than now.
+        let expiry =
+            if o.tif.expires() != (expire_ns != 0) || (expire_ns != 0 && expire_ns <= em.recv_ns) {
+                Err(RejectCode::InvalidExpiry)
+            } else {
+                Ok(())
+            };
+        match expiry.and_then(|()| self.admit_order(o, em.recv_ns)) {
+            Ok((approved, account)) => {
+                self.execute(approved, o, account, (origin, session, expire_ns), em)
+            }
             Err(code) => {
                 em.event(EventKind::OrderRejected {
                     username: o.username,
@@ -153,7 +162,7 @@ impl Engine {
         {
             return Err(RejectCode::FokNotFillable);
         }
-        if o.order_type == OrderType::Limit && o.tif == TimeInForce::Gtc {
+        if o.order_type == OrderType::Limit && o.tif.rests() {
             if self.orders.is_full() {
                 return Err(RejectCode::BookFull);
             }
@@ -205,7 +214,7 @@ impl Engine {
         approved: Approved<ValidOrder>,
         o: &NewOrder,
         account: AccountId,
-        (origin, session): (Owner, Session),
+        (origin, session, expire_ns): (Owner, Session, u64),
         em: &mut Emit<'_, O>,
     ) -> Outcome {
         let v = approved.into_inner();
@@ -236,10 +245,14 @@ impl Engine {
             account,
             owner: origin,
             session,
+            expire_ns,
             reserved,
             client_order_id: o.client_order_id,
-            may_rest: o.order_type == OrderType::Limit && o.tif == TimeInForce::Gtc,
+            may_rest: o.order_type == OrderType::Limit && o.tif.rests(),
         };
+        if expire_ns != 0 && taker.may_rest {
+            self.note_expiry(expire_ns, order_id);
+        }
         self.run_taker(taker, em);
         Outcome::Accepted { order_id, seq }
     }

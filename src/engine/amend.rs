@@ -95,6 +95,7 @@ impl Engine {
                 old.owner
             },
             session: old.session,
+            expire_ns: old.expire_ns,
             reserved: need,
             client_order_id: o.client_order_id,
             may_rest: true,

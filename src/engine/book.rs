@@ -42,6 +42,8 @@ pub struct OrderTerms {
     pub owner: Owner,
     /// The session it is bound to (0: none): cancelled when the session ends.
     pub session: Session,
+    /// When it expires, ns since the Unix epoch (0: never).
+    pub expire_ns: u64,
     /// What is reserved for it.
     pub reserved: u64,
     /// The client's id for it (may be empty).
@@ -69,6 +71,8 @@ pub struct RestingOrder {
     pub owner: Owner,
     /// The session it is bound to (0: none), a connection with cancel-on-disconnect.
     pub session: Session,
+    /// When it expires, ns since the Unix epoch (0: never): a `gtd` or `day` order.
+    pub expire_ns: u64,
     /// What is still reserved for it, in units of the asset it spends (quote for a buy, base
     /// for a sell). Invariant: at least what its remaining size can cost at its limit price.
     pub reserved: u64,
@@ -97,6 +101,7 @@ impl RestingOrder {
             account: t.account,
             owner: t.owner,
             session: t.session,
+            expire_ns: t.expire_ns,
             reserved: t.reserved,
             client_order_id: t.client_order_id,
             prev: NIL,
@@ -746,6 +751,7 @@ mod tests {
             account: AccountId((id % 3) as u32),
             owner: Owner(0),
             session: 0,
+            expire_ns: 0,
             reserved: 0,
             client_order_id: Text::EMPTY,
         })

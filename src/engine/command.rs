@@ -47,6 +47,10 @@ pub enum TimeInForce {
     Ioc,
     /// Fill or kill.
     Fok,
+    /// Good till date: rests until its `expire_at`.
+    Gtd,
+    /// Good for the day: rests until its market's session end (`session_end`).
+    Day,
 }
 
 impl Side {
@@ -78,12 +82,24 @@ impl OrderType {
 }
 
 impl TimeInForce {
+    /// True for the times in force whose rest may rest on the book (gtc, gtd, day).
+    pub fn rests(self) -> bool {
+        matches!(self, TimeInForce::Gtc | TimeInForce::Gtd | TimeInForce::Day)
+    }
+
+    /// True for the times in force that expire (gtd, day): they need an expiry time.
+    pub fn expires(self) -> bool {
+        matches!(self, TimeInForce::Gtd | TimeInForce::Day)
+    }
+
     /// Lower-case word, as stored and as on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
             TimeInForce::Gtc => "gtc",
             TimeInForce::Ioc => "ioc",
             TimeInForce::Fok => "fok",
+            TimeInForce::Gtd => "gtd",
+            TimeInForce::Day => "day",
         }
     }
 }
@@ -119,11 +135,16 @@ pub enum CommandBody {
     Halt(HaltTarget),
     /// Lift a halt.
     Resume(HaltTarget),
-    /// Place an order bound to a session: a connection that opted into cancel-on-disconnect.
-    SessionOrder(SessionOrder),
+    /// Place an order with a session (a connection that opted into cancel-on-disconnect) or
+    /// an expiry time.
+    OrderWith(OrderWith),
     /// Cancel a user's resting orders bound to a session that ended (made by the engine
     /// thread itself when such a connection goes away, and at start-up for every session).
     EndSession(EndSession),
+    /// Cancel the resting orders whose expiry time is at or before the command's ingress time
+    /// (at most `max_fills` of them): sent by the ingress's expiry timer, so that a replay
+    /// expires exactly the same orders.
+    Expire,
 }
 
 impl CommandBody {
@@ -131,7 +152,7 @@ impl CommandBody {
     pub fn client_order_id(&self) -> ClientOrderId {
         match self {
             CommandBody::NewOrder(o) => o.client_order_id,
-            CommandBody::SessionOrder(s) => s.order.client_order_id,
+            CommandBody::OrderWith(s) => s.order.client_order_id,
             CommandBody::Cancel(c) => match c.target {
                 OrderRef::Client(id) => id,
                 OrderRef::Id(_) => Text::EMPTY,
@@ -196,13 +217,17 @@ pub type Session = u32;
 /// What [`EndSession`] names to end every session at once (at start-up).
 pub const EVERY_SESSION: Session = 0;
 
-/// A new order bound to a session.
+/// A new order with the terms the first version of the command did not have: a session
+/// (cancel-on-disconnect) and an expiry time.
 #[derive(Debug, Clone, Copy, bincode::Encode, bincode::Decode, PartialEq, Eq)]
-pub struct SessionOrder {
+pub struct OrderWith {
     /// The order.
     pub order: NewOrder,
-    /// The session it is bound to (never [`EVERY_SESSION`]).
+    /// The session it is bound to (0: none; never [`EVERY_SESSION`] otherwise).
     pub session: Session,
+    /// When it expires, ns since the Unix epoch (0: never): for `gtd` and `day` orders, which
+    /// must have one; the ingress turns `expire_at`, or a market's session end, into it.
+    pub expire_ns: u64,
 }
 
 /// Cancel `username`'s resting orders bound to `session` ([`EVERY_SESSION`]: to any session),
@@ -335,11 +360,14 @@ pub enum RejectCode {
     InvalidIdempotencyKey,
     /// The maximum number of accounts is reached.
     TooManyAccounts,
+    /// A `gtd` or `day` order without an expiry time after its ingress time, or an expiry
+    /// time on an order of another time in force.
+    InvalidExpiry,
 }
 
 impl RejectCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [RejectCode; 35] = [
+    pub const ALL: [RejectCode; 36] = [
         RejectCode::UnknownMarket,
         RejectCode::InvalidUsername,
         RejectCode::InvalidClientOrderId,
@@ -375,6 +403,7 @@ impl RejectCode {
         RejectCode::AmountTooLarge,
         RejectCode::InvalidIdempotencyKey,
         RejectCode::TooManyAccounts,
+        RejectCode::InvalidExpiry,
     ];
 
     /// The stable protocol word.
@@ -415,6 +444,7 @@ impl RejectCode {
             RejectCode::AmountTooLarge => "amount_too_large",
             RejectCode::InvalidIdempotencyKey => "invalid_idempotency_key",
             RejectCode::TooManyAccounts => "too_many_accounts",
+            RejectCode::InvalidExpiry => "invalid_expiry",
         }
     }
 }
@@ -495,6 +525,8 @@ pub enum CancelReason {
     MaxFills,
     /// The connection that placed it, which had opted into cancel-on-disconnect, went away.
     Disconnected,
+    /// Its expiry time passed (a `gtd` or `day` order).
+    Expired,
 }
 
 impl CancelReason {
@@ -506,6 +538,7 @@ impl CancelReason {
             CancelReason::SelfTrade => "self_trade_prevention",
             CancelReason::MaxFills => "max_fills",
             CancelReason::Disconnected => "disconnected",
+            CancelReason::Expired => "expired",
         }
     }
 }

@@ -56,6 +56,8 @@ pub struct Engine {
     pub(super) next_trade_id: u64,
     /// The command sequence number the next processed command gets.
     pub(super) next_cseq: u64,
+    /// Resting `gtd` and `day` orders by expiry time.
+    pub(super) expiries: super::expiry::Expiries,
 }
 
 impl Engine {
@@ -120,6 +122,7 @@ impl Engine {
             next_order_id: 1,
             next_trade_id: 1,
             next_cseq: 1,
+            expiries: Default::default(),
         }
     }
 
@@ -150,7 +153,7 @@ impl Engine {
         let client_order_id = cmd.body.client_order_id();
         let market = match &cmd.body {
             CommandBody::NewOrder(o) => o.market,
-            CommandBody::SessionOrder(s) => s.order.market,
+            CommandBody::OrderWith(s) => s.order.market,
             CommandBody::CancelAll(c) => c.market,
             CommandBody::Halt(HaltTarget::Market(m))
             | CommandBody::Resume(HaltTarget::Market(m)) => *m,
@@ -171,8 +174,11 @@ impl Engine {
             engine_mono,
         };
         let outcome = match &cmd.body {
-            CommandBody::NewOrder(o) => self.new_order(o, origin, 0, &mut em),
-            CommandBody::SessionOrder(s) => self.new_order(&s.order, origin, s.session, &mut em),
+            CommandBody::NewOrder(o) => self.new_order(o, origin, (0, 0), &mut em),
+            CommandBody::OrderWith(w) => {
+                self.new_order(&w.order, origin, (w.session, w.expire_ns), &mut em)
+            }
+            CommandBody::Expire => self.expire(&mut em),
             CommandBody::EndSession(e) => self.end_session(e, &mut em),
             CommandBody::Cancel(c) => self.cancel(c, &mut em),
             CommandBody::CancelAll(c) => self.cancel_all(c, &mut em),

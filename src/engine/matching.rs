@@ -24,6 +24,8 @@ pub(super) struct Taker {
     pub(super) owner: Owner,
     /// The session it is bound to (0: none).
     pub(super) session: Session,
+    /// When it expires, ns since the Unix epoch (0: never).
+    pub(super) expire_ns: u64,
     pub(super) reserved: u64,
     pub(super) client_order_id: ClientOrderId,
     /// It may rest when matching ends (a GTC limit order).
@@ -53,6 +55,7 @@ impl Taker {
             account: self.account,
             owner: self.owner,
             session: self.session,
+            expire_ns: self.expire_ns,
             reserved: self.reserved,
             client_order_id: self.client_order_id,
         }

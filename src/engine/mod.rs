@@ -16,6 +16,7 @@ pub mod command;
 pub mod custody;
 pub mod error;
 pub mod event;
+mod expiry;
 mod halt;
 pub mod hash;
 pub mod ids;
@@ -37,8 +38,8 @@ pub use admission::ValidOrder;
 pub use command::{
     Amend, AssetIndex, AssetName, Cancel, CancelAll, CancelReason, Command, CommandBody,
     EVERY_SESSION, EndSession, HaltTarget, IdempotencyKey, MarketId, MarketName, NO_OWNER,
-    NewOrder, OrderRef, OrderType, Outbound, Outcome, Owner, RejectCode, Reply, Report, ReportKind,
-    Session, SessionOrder, Side, TimeInForce, Transfer, Username,
+    NewOrder, OrderRef, OrderType, OrderWith, Outbound, Outcome, Owner, RejectCode, Reply, Report,
+    ReportKind, Session, Side, TimeInForce, Transfer, Username,
 };
 pub use custody::Balance;
 pub use error::{Broken, RestoreError};

@@ -186,6 +186,11 @@ impl EngineHandle {
         };
         // Orders bound to sessions of the run before (the daemon stopped or crashed with such
         // connections open): their connections are gone, so they are cancelled first.
+        runner
+            .counters
+            .engine
+            .next_expiry_ns
+            .store(runner.engine.next_expiry().unwrap_or(0), Ordering::Release);
         let earlier = runner.engine.users_with_session_orders();
         runner.ending_earlier_run = !earlier.is_empty();
         runner
@@ -644,7 +649,7 @@ impl Runner {
         };
         let reply = self.engine.process(cmd, origin, now, &mut sink);
         self.last_recv_ns = self.last_recv_ns.max(cmd.recv_ns);
-        if let CommandBody::SessionOrder(s) = &cmd.body {
+        if let CommandBody::OrderWith(s) = &cmd.body {
             let bound = (s.session, s.order.username);
             let sessions = &mut self.connections[i].sessions;
             if !sessions.contains(&bound) {
@@ -662,6 +667,8 @@ impl Runner {
         c.last_seq.store(self.engine.last_seq(), Ordering::Relaxed);
         c.last_cseq
             .store(self.engine.last_cseq(), Ordering::Relaxed);
+        c.next_expiry_ns
+            .store(self.engine.next_expiry().unwrap_or(0), Ordering::Release);
         let entry = &mut self.connections[i];
         let pushed = entry.send(Outbound::Reply(reply), self.backlog_limit);
         debug_assert!(pushed, "reply room was checked");

@@ -19,7 +19,7 @@ use crate::config::Config;
 
 /// Format version of [`Snapshot`]; a snapshot of another version is not used (start-up then
 /// takes an older one or replays the journal from its start). Version 2 added the orders'
-/// sessions (cancel-on-disconnect).
+/// sessions (cancel-on-disconnect) and expiry times (`gtd`, `day`).
 pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// The engine's state after command `cseq`.
@@ -97,6 +97,8 @@ pub struct SnapOrder {
     pub client_order_id: ClientOrderId,
     /// The session it is bound to (0: none).
     pub session: Session,
+    /// When it expires (0: never).
+    pub expire_ns: u64,
 }
 
 fn side_index(side: Side) -> usize {
@@ -128,6 +130,7 @@ impl Engine {
                     reserved: o.reserved,
                     client_order_id: o.client_order_id,
                     session: o.session,
+                    expire_ns: o.expire_ns,
                 });
                 s = o.next_of_account();
             }
@@ -282,9 +285,13 @@ impl Engine {
             account: o.account,
             owner: NO_OWNER,
             session: o.session,
+            expire_ns: o.expire_ns,
             reserved: o.reserved,
             client_order_id: o.client_order_id,
         }));
+        if o.expire_ns != 0 {
+            self.expiries.add(o.expire_ns, o.order_id);
+        }
         Ok(())
     }
 
@@ -328,6 +335,9 @@ impl Engine {
                     h.u64(o.reserved);
                     if o.session != 0 {
                         h.u64(u64::from(o.session) | 1 << 63);
+                    }
+                    if o.expire_ns != 0 {
+                        h.u64(o.expire_ns);
                     }
                     true
                 });

@@ -34,9 +34,11 @@ pub enum Denied {
 pub fn authorize_command(grant: &Grant, body: &CommandBody) -> Result<(), Denied> {
     match body {
         CommandBody::NewOrder(o) => act(grant, o.username.as_str()),
-        CommandBody::SessionOrder(s) => act(grant, s.order.username.as_str()),
+        CommandBody::OrderWith(s) => act(grant, s.order.username.as_str()),
         // Made by the engine thread itself when a session ends; never from a client.
         CommandBody::EndSession(_) => admin(grant, "ending a session"),
+        // Sent by the daemon's expiry timer; never from a client.
+        CommandBody::Expire => admin(grant, "expiring orders"),
         CommandBody::Cancel(c) => act(grant, c.username.as_str()),
         CommandBody::CancelAll(c) => act(grant, c.username.as_str()),
         CommandBody::Amend(a) => act(grant, a.username.as_str()),

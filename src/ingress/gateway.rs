@@ -199,11 +199,12 @@ impl Dispatcher {
     }
 
     fn push(&mut self, job: Job) {
-        let command = Command {
+        let mut command = Command {
             recv_ns: wall_ns(),
             recv_mono: mono_ns(),
             body: job.body,
         };
+        super::stamp_day_expiry(&self.ingress.config, &mut command);
         // The caller checked that the ring has room.
         if self.commands.push(command).is_ok() {
             self.pending.push_back((job.reply, job.ack));

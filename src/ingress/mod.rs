@@ -2,6 +2,7 @@
 //! shape, and hands them to the engine through each connection's own ring.
 
 mod auth;
+pub mod expiry;
 mod gateway;
 pub mod http;
 mod link;
@@ -144,7 +145,7 @@ impl Ingress {
         use crate::engine::CommandBody;
         let adds = match body {
             CommandBody::NewOrder(_)
-            | CommandBody::SessionOrder(_)
+            | CommandBody::OrderWith(_)
             | CommandBody::Amend(_)
             | CommandBody::Deposit(_)
             | CommandBody::Withdraw(_)
@@ -152,7 +153,8 @@ impl Ingress {
             CommandBody::Cancel(_)
             | CommandBody::CancelAll(_)
             | CommandBody::Halt(_)
-            | CommandBody::EndSession(_) => false,
+            | CommandBody::EndSession(_)
+            | CommandBody::Expire => false,
         };
         self.refusal_while_journal_fails(adds)
     }
@@ -368,4 +370,30 @@ fn report(counters: &Counters, stages: &[(Stage, &LatencyHistogram)]) -> StatsRe
         state: StateDigest::default(),
         amqp: None,
     }
+}
+
+/// Gives a `day` order its expiry time, stamped at ingress like its ingress time: its
+/// market's next session end (`session_end`) after the command's ingress time, so that the
+/// journal holds it and a replay (or a changed config) does not move it. An order for a market
+/// without a session end keeps none, and the engine refuses it (`invalid_expiry`).
+pub(crate) fn stamp_day_expiry(config: &Config, cmd: &mut crate::engine::Command) {
+    use crate::engine::{CommandBody, OrderWith, TimeInForce};
+    let (order, session) = match cmd.body {
+        CommandBody::NewOrder(o) if o.tif == TimeInForce::Day => (o, 0),
+        CommandBody::OrderWith(w) if w.order.tif == TimeInForce::Day && w.expire_ns == 0 => {
+            (w.order, w.session)
+        }
+        _ => return,
+    };
+    let Some(expire_ns) = config
+        .market(order.market.as_str())
+        .and_then(|m| m.next_session_end(cmd.recv_ns))
+    else {
+        return;
+    };
+    cmd.body = CommandBody::OrderWith(OrderWith {
+        order,
+        session,
+        expire_ns,
+    });
 }

@@ -30,6 +30,9 @@ pub struct EngineCounters {
     pub last_seq: AtomicU64,
     /// Highest command sequence number assigned.
     pub last_cseq: AtomicU64,
+    /// The earliest expiry time of a resting `gtd` or `day` order, ns since the Unix epoch
+    /// (0: none), for the expiry timer.
+    pub next_expiry_ns: AtomicU64,
     /// Connections cut off because they did not read their execution reports.
     pub slow_consumers: AtomicU64,
 }

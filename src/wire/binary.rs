@@ -216,7 +216,6 @@ fn units(n: u64, unit: Decimal, out: &mut Vec<u8>) {
 
 /// A new order as its frame holds it, borrowing the strings (the fields of `OrderRequest`, in
 /// its order).
-#[derive(bincode::BorrowDecode)]
 struct OrderFrame<'a> {
     client_order_id: Option<&'a str>,
     username: &'a str,
@@ -228,6 +227,28 @@ struct OrderFrame<'a> {
     size: Decimal,
     timestamp: Option<&'a str>,
     post_only: bool,
+    expire_at: Option<u64>,
+}
+
+impl<'de: 'a, 'a, Ctx> bincode::BorrowDecode<'de, Ctx> for OrderFrame<'a> {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = Ctx>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        use bincode::BorrowDecode;
+        Ok(OrderFrame {
+            client_order_id: BorrowDecode::borrow_decode(d)?,
+            username: BorrowDecode::borrow_decode(d)?,
+            market: BorrowDecode::borrow_decode(d)?,
+            side: BorrowDecode::borrow_decode(d)?,
+            order_type: BorrowDecode::borrow_decode(d)?,
+            tif: BorrowDecode::borrow_decode(d)?,
+            price: BorrowDecode::borrow_decode(d)?,
+            size: BorrowDecode::borrow_decode(d)?,
+            timestamp: BorrowDecode::borrow_decode(d)?,
+            post_only: BorrowDecode::borrow_decode(d)?,
+            expire_at: super::requests::trailing(d)?,
+        })
+    }
 }
 
 /// `OrderTarget`, borrowed.
@@ -268,18 +289,21 @@ pub fn decode_request(payload: &[u8]) -> Result<Decoded, String> {
         .map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]))
     {
         Some(NEW_ORDER) => borrowed::<OrderFrame>(&payload[4..]).map(|o| {
-            CommandBody::NewOrder(NewOrder {
-                client_order_id: Text::new(o.client_order_id.unwrap_or("")),
-                username: Text::new(o.username),
-                market: Text::new(o.market),
-                side: o.side,
-                order_type: o.order_type,
-                tif: o.tif,
-                post_only: o.post_only,
-                price: o.price,
-                size: o.size,
-                client_timestamp: Text::new(o.timestamp.unwrap_or("")),
-            })
+            super::requests::with_expiry(
+                NewOrder {
+                    client_order_id: Text::new(o.client_order_id.unwrap_or("")),
+                    username: Text::new(o.username),
+                    market: Text::new(o.market),
+                    side: o.side,
+                    order_type: o.order_type,
+                    tif: o.tif,
+                    post_only: o.post_only,
+                    price: o.price,
+                    size: o.size,
+                    client_timestamp: Text::new(o.timestamp.unwrap_or("")),
+                },
+                o.expire_at,
+            )
         }),
         Some(CANCEL) => borrowed::<CancelFrame>(&payload[4..]).map(|c| {
             CommandBody::Cancel(Cancel {
@@ -428,6 +452,7 @@ mod tests {
             size: Decimal::new(1, -2).unwrap(),
             timestamp: None,
             post_only: false,
+            expire_at: None,
         });
         let mut expected: Vec<u8> = vec![];
         expected.extend(0u32.to_le_bytes()); // variant NewOrder
@@ -502,6 +527,7 @@ mod tests {
             size: Decimal::new(1, -2).unwrap(),
             timestamp: None,
             post_only: false,
+            expire_at: None,
         });
         assert_eq!(frames[0], frame(&order));
         let reply = WireReply::Accepted {
@@ -554,11 +580,64 @@ mod tests {
             decode_request(&first),
             Ok(crate::wire::Decoded::Request(hello(None)))
         );
+        assert_eq!(
+            encode(&hello(None)),
+            first,
+            "no choice: the first version's frame"
+        );
+        assert_eq!(
+            decode::<Request>(&[&first[..], &[0]].concat()),
+            Ok(hello(None))
+        );
         let now = encode(&hello(Some(true)));
         assert_eq!(now, [&first[..], &[1, 1]].concat());
         assert_eq!(decode::<Request>(&now), Ok(hello(Some(true))));
         // Cut inside the option, or an option tag that is neither 0 nor 1: refused.
         assert!(decode::<Request>(&now[..now.len() - 1]).is_err());
         assert!(decode::<Request>(&[&first[..], &[2, 1]].concat()).is_err());
+    }
+
+    #[test]
+    fn a_gtd_order_carries_its_expiry_and_an_order_without_one_is_the_first_versions_frame() {
+        use crate::engine::CommandBody;
+        use crate::wire::Decoded;
+        let order = |tif, expire_at| {
+            Request::NewOrder(OrderRequest {
+                client_order_id: None,
+                username: "al".into(),
+                market: "B".into(),
+                side: Side::Buy,
+                order_type: OrderType::Limit,
+                tif,
+                price: Some(Decimal::new(5, 0).unwrap()),
+                size: Decimal::new(1, 0).unwrap(),
+                timestamp: None,
+                post_only: false,
+                expire_at,
+            })
+        };
+        let plain = encode(&order(TimeInForce::Gtc, None));
+        let timed = encode(&order(TimeInForce::Gtd, Some(77)));
+        // The same bytes but the time in force, then the option: a tag and the time.
+        assert_eq!(timed.len(), plain.len() + 9);
+        assert_eq!(
+            &timed[plain.len()..],
+            &[&[1u8][..], &77u64.to_le_bytes()].concat()[..]
+        );
+        for (frame, want) in [(&plain, None), (&timed, Some(77))] {
+            let request = decode::<Request>(frame).unwrap();
+            assert!(matches!(&request, Request::NewOrder(o) if o.expire_at == want));
+            let body = match decode_request(frame).unwrap() {
+                Decoded::Command(body) => body,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(request.to_command(0, 0).map(|c| c.body), Some(body));
+            match (body, want) {
+                (CommandBody::NewOrder(_), None) => {}
+                (CommandBody::OrderWith(w), Some(t)) => assert_eq!(w.expire_ns, t),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(decode_request(&timed[..timed.len() - 1]).is_err());
     }
 }

@@ -58,6 +58,9 @@ struct Fields<'a> {
     patterns: Option<Vec<Cow<'a, str>>>,
     from_seq: Option<u64>,
     cancel_on_disconnect: Option<bool>,
+    /// A number (ns since the Unix epoch) or an RFC 3339 text.
+    #[serde(borrow)]
+    expire_at: Option<&'a RawValue>,
 }
 
 /// An optional string field, borrowed from the line unless it has escapes. (serde's own
@@ -206,6 +209,7 @@ struct OrderParts<'a> {
     size: Decimal,
     timestamp: Option<Cow<'a, str>>,
     post_only: bool,
+    expire_at: Option<u64>,
 }
 
 fn order_parts(f: Fields<'_>) -> Result<OrderParts<'_>, String> {
@@ -228,12 +232,31 @@ fn order_parts(f: Fields<'_>) -> Result<OrderParts<'_>, String> {
         None | Some("gtc") => TimeInForce::Gtc,
         Some("ioc") => TimeInForce::Ioc,
         Some("fok") => TimeInForce::Fok,
+        Some("gtd") => TimeInForce::Gtd,
+        Some("day") => TimeInForce::Day,
         Some(s) => {
             return Err(format!(
-                "field `tif`: \"{s}\" is not \"gtc\", \"ioc\" or \"fok\""
+                "field `tif`: \"{s}\" is not \"gtc\", \"ioc\", \"fok\", \"gtd\" or \"day\""
             ));
         }
     };
+    let expire_at = match f.expire_at {
+        None => None,
+        Some(raw) => Some(expire_ns(raw.get())?),
+    };
+    match (tif, expire_at) {
+        (TimeInForce::Gtd, None) => {
+            return Err("missing field `expire_at` (a gtd order needs one)".into());
+        }
+        (TimeInForce::Gtd, Some(_)) | (_, None) => {}
+        (_, Some(_)) => {
+            return Err(
+                "field `expire_at` is for gtd orders (a day order expires at its market's \
+                 session_end)"
+                    .into(),
+            );
+        }
+    }
     let size = decimal(f.size, "size")?.ok_or("missing field `size`")?;
     let price = decimal(f.price, "price")?;
     if price.is_none() && order_type == OrderType::Limit {
@@ -250,7 +273,113 @@ fn order_parts(f: Fields<'_>) -> Result<OrderParts<'_>, String> {
         size,
         timestamp: f.timestamp,
         post_only: f.post_only.unwrap_or(false),
+        expire_at,
     })
+}
+
+/// `expire_at` as ns since the Unix epoch: a whole number of ns, or an RFC 3339 text
+/// (`2026-12-05T17:00:00Z`, `2026-12-05T18:00:00.5+01:00`).
+fn expire_ns(raw: &str) -> Result<u64, String> {
+    if let Some(text) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        return rfc3339_ns(text).ok_or_else(|| {
+            format!(
+                "field `expire_at`: \"{text}\" is not an RFC 3339 time after 1970 (for example \
+                 \"2026-12-05T17:00:00Z\")"
+            )
+        });
+    }
+    raw.parse::<u64>().map_err(|_| {
+        format!(
+            "field `expire_at`: {raw} is not a whole number of ns since 1970 or an RFC 3339 text"
+        )
+    })
+}
+
+/// An RFC 3339 date and time as ns since the Unix epoch (`None`: not one, or before 1970).
+pub fn rfc3339_ns(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = text.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut i = 19;
+    let mut nanos = 0i64;
+    if b[i] == b'.' {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = &text[start..i];
+        if digits.is_empty() {
+            return None;
+        }
+        // Digits past the ninth are below a nanosecond: dropped.
+        let kept = &digits[..digits.len().min(9)];
+        nanos = kept.parse::<i64>().ok()? * 10i64.pow(9 - kept.len() as u32);
+    }
+    let offset = match b.get(i)? {
+        b'Z' | b'z' if i + 1 == b.len() => 0,
+        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+            let (h, m) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let off = h * 3600 + m * 60;
+            if *sign == b'+' { off } else { -off }
+        }
+        _ => return None,
+    };
+    let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days_in = [
+        31,
+        if leap(year) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in[(month - 1) as usize]
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    // Days since 1970-01-01 of the civil date (the proleptic Gregorian calendar).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    u64::try_from(secs)
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(nanos as u64)
 }
 
 fn order(f: Fields<'_>) -> Result<OrderRequest, String> {
@@ -266,6 +395,7 @@ fn order(f: Fields<'_>) -> Result<OrderRequest, String> {
         size: o.size,
         timestamp: o.timestamp.map(Cow::into_owned),
         post_only: o.post_only,
+        expire_at: o.expire_at,
     })
 }
 
@@ -313,18 +443,21 @@ fn decode_fields(mut f: Fields<'_>) -> Result<(Decoded, Option<AckMode>), String
         }
         None | Some("new_order") => {
             let o = order_parts(f)?;
-            CommandBody::NewOrder(NewOrder {
-                client_order_id: Text::new(o.client_order_id.as_deref().unwrap_or("")),
-                username: Text::new(&o.username),
-                market: Text::new(&o.market),
-                side: o.side,
-                order_type: o.order_type,
-                tif: o.tif,
-                post_only: o.post_only,
-                price: o.price,
-                size: o.size,
-                client_timestamp: Text::new(o.timestamp.as_deref().unwrap_or("")),
-            })
+            super::requests::with_expiry(
+                NewOrder {
+                    client_order_id: Text::new(o.client_order_id.as_deref().unwrap_or("")),
+                    username: Text::new(&o.username),
+                    market: Text::new(&o.market),
+                    side: o.side,
+                    order_type: o.order_type,
+                    tif: o.tif,
+                    post_only: o.post_only,
+                    price: o.price,
+                    size: o.size,
+                    client_timestamp: Text::new(o.timestamp.as_deref().unwrap_or("")),
+                },
+                o.expire_at,
+            )
         }
         Some("cancel") => {
             let username = f.username.as_deref().ok_or("missing field `username`")?;
@@ -750,6 +883,76 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "{\"type\":\"accepted\",\"client_order_id\":\"c-1\",\"order_id\":17,\"seq\":42}\n\
              {\"type\":\"rejected\",\"code\":\"unknown_market\",\"reason\":\"market XYZ-USD is not configured\"}\n"
+        );
+    }
+
+    #[test]
+    fn rfc3339_times_read_as_ns_since_the_epoch() {
+        assert_eq!(rfc3339_ns("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            rfc3339_ns("2026-12-05T17:00:00Z"),
+            Some(1_796_490_000_000_000_000)
+        );
+        // The same instant with an offset, and with a fraction (digits past ns dropped).
+        assert_eq!(
+            rfc3339_ns("2026-12-05T18:00:00+01:00"),
+            rfc3339_ns("2026-12-05T17:00:00Z")
+        );
+        assert_eq!(
+            rfc3339_ns("2026-12-05T17:00:00.1234567891Z"),
+            Some(1_796_490_000_123_456_789)
+        );
+        assert_eq!(
+            rfc3339_ns("2028-02-29T00:00:00Z"),
+            Some(1_835_395_200_000_000_000)
+        );
+        for bad in [
+            "2027-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-12-05T24:00:00Z",
+            "2026-12-05T17:00:00",
+            "2026-12-05T17:00:00+1:00",
+            "2026-12-05T17:00:00.Z",
+            "1969-12-31T23:59:59Z",
+            "2026-12-05",
+            "",
+        ] {
+            assert_eq!(rfc3339_ns(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn gtd_orders_need_expire_at_and_only_they_take_one() {
+        let line = |extra: &str| {
+            format!(r#"{{"username":"a","market":"M","side":"buy","price":"1","size":"1"{extra}}}"#)
+        };
+        let (d, _) =
+            parse_line(line(r#","tif":"gtd","expire_at":"2026-12-05T17:00:00Z""#).as_bytes())
+                .unwrap();
+        let Decoded::Command(CommandBody::OrderWith(w)) = d else {
+            panic!("{d:?}");
+        };
+        assert_eq!(
+            (w.order.tif, w.expire_ns),
+            (TimeInForce::Gtd, 1_796_490_000_000_000_000)
+        );
+        let (d, _) = parse_line(line(r#","tif":"gtd","expire_at":5"#).as_bytes()).unwrap();
+        assert!(matches!(d, Decoded::Command(CommandBody::OrderWith(w)) if w.expire_ns == 5));
+        let err = |extra: &str| parse_line(line(extra).as_bytes()).unwrap_err();
+        assert!(err(r#","tif":"gtd""#).contains("missing field `expire_at`"));
+        assert!(err(r#","expire_at":5"#).contains("is for gtd orders"));
+        assert!(err(r#","tif":"day","expire_at":5"#).contains("is for gtd orders"));
+        assert!(err(r#","tif":"gtd","expire_at":"tomorrow""#).contains("RFC 3339"));
+        assert!(err(r#","tif":"gtd","expire_at":-1"#).contains("whole number"));
+        // The request path reads the same.
+        let r = parse_request(line(r#","tif":"gtd","expire_at":7"#).as_bytes()).unwrap();
+        assert!(
+            matches!(r, Request::NewOrder(ref o) if o.expire_at == Some(7)),
+            "{r:?}"
+        );
+        let (d, _) = parse_line(line(r#","tif":"day""#).as_bytes()).unwrap();
+        assert!(
+            matches!(d, Decoded::Command(CommandBody::NewOrder(o)) if o.tif == TimeInForce::Day)
         );
     }
 }

@@ -54,7 +54,7 @@ pub struct SubscribeRequest {
 
 /// A connection's greeting: which acknowledgement mode its later commands get, and whether
 /// its resting orders are cancelled when it goes away.
-#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HelloRequest {
     /// `None` keeps the current mode (the config's default on a new connection).
     pub ack: Option<AckMode>,
@@ -65,25 +65,23 @@ pub struct HelloRequest {
     pub cancel_on_disconnect: Option<bool>,
 }
 
+impl bincode::Encode for HelloRequest {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        e: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        bincode::Encode::encode(&self.ack, e)?;
+        trailing_encode(&self.cancel_on_disconnect, e)
+    }
+}
+
 impl<Ctx> bincode::Decode<Ctx> for HelloRequest {
     fn decode<D: bincode::de::Decoder<Context = Ctx>>(
         d: &mut D,
     ) -> Result<Self, bincode::error::DecodeError> {
         let ack = bincode::Decode::decode(d)?;
-        // A frame that ends after `ack` is a hello of the first version of the protocol; one
-        // that ends inside the option is cut short like any other.
-        let cancel_on_disconnect = match <u8 as bincode::Decode<Ctx>>::decode(d) {
-            Err(bincode::error::DecodeError::UnexpectedEnd { .. }) | Ok(0) => None,
-            Ok(1) => Some(bincode::Decode::decode(d)?),
-            Ok(found) => {
-                return Err(bincode::error::DecodeError::UnexpectedVariant {
-                    type_name: "Option<bool>",
-                    allowed: &bincode::error::AllowedEnumVariants::Range { min: 0, max: 1 },
-                    found: u32::from(found),
-                });
-            }
-            Err(e) => return Err(e),
-        };
+        // A frame that ends after `ack` is a hello of the first version of the protocol.
+        let cancel_on_disconnect = trailing(d)?;
         Ok(HelloRequest {
             ack,
             cancel_on_disconnect,
@@ -100,7 +98,7 @@ impl<'de, Ctx> bincode::BorrowDecode<'de, Ctx> for HelloRequest {
 }
 
 /// An order as a client sends it. Only the shape is checked here; the engine checks the rest.
-#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderRequest {
     /// The client's own id for the order.
     pub client_order_id: Option<String>,
@@ -122,6 +120,87 @@ pub struct OrderRequest {
     pub timestamp: Option<String>,
     /// Refuse the order rather than let it trade on arrival.
     pub post_only: bool,
+    /// When a `gtd` order expires, ns since the Unix epoch. In a binary frame the field may be
+    /// left out (frames of earlier clients).
+    pub expire_at: Option<u64>,
+}
+
+impl bincode::Encode for OrderRequest {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        e: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        self.client_order_id.encode(e)?;
+        self.username.encode(e)?;
+        self.market.encode(e)?;
+        self.side.encode(e)?;
+        self.order_type.encode(e)?;
+        self.tif.encode(e)?;
+        self.price.encode(e)?;
+        self.size.encode(e)?;
+        self.timestamp.encode(e)?;
+        self.post_only.encode(e)?;
+        trailing_encode(&self.expire_at, e)
+    }
+}
+
+impl<Ctx> bincode::Decode<Ctx> for OrderRequest {
+    fn decode<D: bincode::de::Decoder<Context = Ctx>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        use bincode::Decode;
+        Ok(OrderRequest {
+            client_order_id: Decode::decode(d)?,
+            username: Decode::decode(d)?,
+            market: Decode::decode(d)?,
+            side: Decode::decode(d)?,
+            order_type: Decode::decode(d)?,
+            tif: Decode::decode(d)?,
+            price: Decode::decode(d)?,
+            size: Decode::decode(d)?,
+            timestamp: Decode::decode(d)?,
+            post_only: Decode::decode(d)?,
+            expire_at: trailing(d)?,
+        })
+    }
+}
+
+impl<'de, Ctx> bincode::BorrowDecode<'de, Ctx> for OrderRequest {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = Ctx>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        <OrderRequest as bincode::Decode<Ctx>>::decode(d)
+    }
+}
+
+/// Writes an optional field added at the end of a request after the first protocol version:
+/// nothing for `None`, so that such a request is the frame of the first version (which a
+/// daemon of that version reads too), else as an `Option`.
+pub(crate) fn trailing_encode<T: bincode::Encode, E: bincode::enc::Encoder>(
+    value: &Option<T>,
+    e: &mut E,
+) -> Result<(), bincode::error::EncodeError> {
+    match value {
+        None => Ok(()),
+        Some(_) => bincode::Encode::encode(value, e),
+    }
+}
+
+/// An optional field added at the end of a request after the first protocol version: a frame
+/// that ends before it reads as `None`; one that ends inside it is cut short like any other.
+pub(crate) fn trailing<T: bincode::Decode<Ctx>, Ctx, D: bincode::de::Decoder<Context = Ctx>>(
+    d: &mut D,
+) -> Result<Option<T>, bincode::error::DecodeError> {
+    match <u8 as bincode::Decode<Ctx>>::decode(d) {
+        Err(bincode::error::DecodeError::UnexpectedEnd { .. }) | Ok(0) => Ok(None),
+        Ok(1) => Ok(Some(T::decode(d)?)),
+        Ok(found) => Err(bincode::error::DecodeError::UnexpectedVariant {
+            type_name: "Option",
+            allowed: &bincode::error::AllowedEnumVariants::Range { min: 0, max: 1 },
+            found: u32::from(found),
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// Which order: by the engine's id or by the client's.
@@ -214,18 +293,21 @@ impl Request {
     /// requests answered outside the engine's command path (stats, book, balances).
     pub fn to_command(&self, recv_ns: u64, recv_mono: u64) -> Option<Command> {
         let body = match self {
-            Request::NewOrder(o) => CommandBody::NewOrder(NewOrder {
-                client_order_id: Text::new(o.client_order_id.as_deref().unwrap_or("")),
-                username: Text::new(&o.username),
-                market: Text::new(&o.market),
-                side: o.side,
-                order_type: o.order_type,
-                tif: o.tif,
-                post_only: o.post_only,
-                price: o.price,
-                size: o.size,
-                client_timestamp: Text::new(o.timestamp.as_deref().unwrap_or("")),
-            }),
+            Request::NewOrder(o) => with_expiry(
+                NewOrder {
+                    client_order_id: Text::new(o.client_order_id.as_deref().unwrap_or("")),
+                    username: Text::new(&o.username),
+                    market: Text::new(&o.market),
+                    side: o.side,
+                    order_type: o.order_type,
+                    tif: o.tif,
+                    post_only: o.post_only,
+                    price: o.price,
+                    size: o.size,
+                    client_timestamp: Text::new(o.timestamp.as_deref().unwrap_or("")),
+                },
+                o.expire_at,
+            ),
             Request::Cancel(c) => CommandBody::Cancel(Cancel {
                 username: Text::new(&c.username),
                 target: target(&c.target),
@@ -291,4 +373,17 @@ pub enum Decoded {
     Command(CommandBody),
     /// Anything else.
     Request(Request),
+}
+
+/// A new order's command: with its expiry time, if it has one (no session: the socket binds
+/// one later, if the connection asked for it).
+pub(super) fn with_expiry(order: NewOrder, expire_at: Option<u64>) -> CommandBody {
+    match expire_at {
+        None => CommandBody::NewOrder(order),
+        Some(expire_ns) => CommandBody::OrderWith(crate::engine::OrderWith {
+            order,
+            session: 0,
+            expire_ns,
+        }),
+    }
 }

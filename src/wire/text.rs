@@ -97,9 +97,9 @@ pub(super) fn write_reject_reason(
             T(" of "),
             M,
         ]),
-        RejectCode::UnsupportedOrderType => {
-            put(&[T("post_only needs a limit order with time in force gtc")])
-        }
+        RejectCode::UnsupportedOrderType => put(&[T(
+            "post_only needs a limit order that rests (time in force gtc, gtd or day)",
+        )]),
         RejectCode::MarketDisabled => put(&[T("market "), M, T(" is not taking orders")]),
         RejectCode::MarketHalted => put(&[
             T("market "),
@@ -152,6 +152,10 @@ pub(super) fn write_reject_reason(
         RejectCode::AmountTooLarge => put(&[T("the amount is too large")]),
         RejectCode::InvalidIdempotencyKey => put(&[T("idempotency_key must be 1 to 64 bytes")]),
         RejectCode::TooManyAccounts => put(&[T("the maximum number of accounts is reached")]),
+        RejectCode::InvalidExpiry => put(&[T(
+            "a gtd order needs an expire_at after its ingress time (a day order, a market with \
+             session_end), and only gtd and day orders expire",
+        )]),
     }
 }
 

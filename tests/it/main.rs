@@ -12,6 +12,7 @@ mod corpus;
 mod crash;
 mod drain;
 mod events;
+mod expiry;
 mod held;
 mod http;
 mod identical;

@@ -12,7 +12,7 @@ use std::path::Path;
 use orderpipe::config::Config;
 use orderpipe::engine::{
     Amend, AssetName, Cancel, CancelAll, Command, CommandBody, EndSession, Engine, EventKind,
-    NewOrder, OrderRef, OrderType, Outcome, Owner, Recorder, RejectCode, SessionOrder, Side, Text,
+    NewOrder, OrderRef, OrderType, OrderWith, Outcome, Owner, Recorder, RejectCode, Side, Text,
     TimeInForce, Transfer,
 };
 use orderpipe::num::Decimal;
@@ -199,9 +199,10 @@ fn to_command(c: &Cmd) -> Command {
             if *session == 0 {
                 CommandBody::NewOrder(order)
             } else {
-                CommandBody::SessionOrder(SessionOrder {
+                CommandBody::OrderWith(OrderWith {
                     order,
                     session: *session,
+                    expire_ns: 0,
                 })
             }
         }

@@ -167,6 +167,7 @@ fn binary_frames_carry_orders_and_stats() {
             size: Decimal::parse("0.5").unwrap(),
             timestamp: Some("client-ts-1".into()),
             post_only: false,
+            expire_at: None,
         })
     };
     c.send(&order("b-1", "61000.1"));

@@ -137,7 +137,8 @@ pub(super) fn reject_status(code: RejectCode) -> StatusCode {
         | RejectCode::InvalidAmount
         | RejectCode::AmountTooLarge
         | RejectCode::InvalidIdempotencyKey
-        | RejectCode::TooManyAccounts => StatusCode::UNPROCESSABLE_ENTITY,
+        | RejectCode::TooManyAccounts
+        | RejectCode::InvalidExpiry => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

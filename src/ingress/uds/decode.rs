@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use super::*;
 use crate::config::AckMode;
-use crate::engine::{Command, CommandBody, SessionOrder};
+use crate::engine::{Command, CommandBody, OrderWith};
 use crate::ingress::Query;
 use crate::wire::Decoded;
 use crate::wire::binary::{self, FrameHead, PREFIX_LEN};
@@ -163,14 +163,20 @@ impl Conn {
         if ring.is_full() || self.paused {
             return Err(());
         }
-        if self.session != 0
-            && let CommandBody::NewOrder(order) = cmd.body
-        {
-            cmd.body = CommandBody::SessionOrder(SessionOrder {
-                order,
-                session: self.session,
-            });
+        if self.session != 0 {
+            match &mut cmd.body {
+                CommandBody::NewOrder(order) => {
+                    cmd.body = CommandBody::OrderWith(OrderWith {
+                        order: *order,
+                        session: self.session,
+                        expire_ns: 0,
+                    });
+                }
+                CommandBody::OrderWith(with) => with.session = self.session,
+                _ => {}
+            }
         }
+        crate::ingress::stamp_day_expiry(&self.ingress.config, &mut cmd);
         let pushed = ring.push(cmd);
         debug_assert!(pushed.is_ok());
         let ack = ack.unwrap_or(self.ack);
