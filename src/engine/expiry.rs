@@ -39,13 +39,13 @@ impl Expiries {
 
 impl Engine {
     /// Cancels the resting orders due at the command's ingress time, earliest first, at most
-    /// `max_fills` of them (and looks at no more than four times as many entries); `left` is 1
+    /// `max_fills` of them (and looks at no more than 64 times as many entries); `left` is 1
     /// when more are due (the timer sends `Expire` again at once), else 0.
     pub(super) fn expire<O: Output>(&mut self, em: &mut Emit<'_, O>) -> Outcome {
         let now = em.recv_ns;
         let (mut count, mut looked, mut seq) = (0u32, 0usize, 0u64);
         while let Some(&Reverse((at, order_id))) = self.expiries.heap.peek() {
-            if at > now || count as usize >= self.max_fills || looked >= 4 * self.max_fills {
+            if at > now || count as usize >= self.max_fills || looked >= 64 * self.max_fills {
                 break;
             }
             self.expiries.heap.pop();

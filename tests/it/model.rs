@@ -1,6 +1,7 @@
 //! A property test: random command sequences (every order type and time in force, post-only,
 //! cancels by id and by client id, cancel-all, amends, deposits and withdrawals, self-trades
-//! under each prevention mode, orders bound to sessions and the ends of sessions) run through the engine and through a small reference model
+//! under each prevention mode, orders bound to sessions and the ends of sessions, good-till-date
+//! orders and their expiry; command `i` is stamped with ingress time `i + 1`) run through the engine and through a small reference model
 //! written here from the rules, with plain vectors and linear scans. Both must give the same
 //! answers, the same trades, the same final books and the same balances; after every command
 //! the engine's own invariants must hold (book uncrossed, no negative balance, reservations
@@ -71,7 +72,11 @@ enum Cmd {
         client: Option<&'static str>,
         /// The session it is bound to (0: none).
         session: u32,
+        /// For a `gtd` order: how many commands later it expires.
+        expire_in: u64,
     },
+    /// The expiry timer's command: orders due by now go.
+    Expire,
     /// The end of a session (0: of every session): the user's orders bound to it go.
     EndSession {
         user: usize,
@@ -129,12 +134,13 @@ fn cmd() -> impl Strategy<Value = Cmd> {
         side(),
         prop_oneof![6 => (14u64..26).prop_map(Some), 1 => Just(None)],
         1u64..25,
-        prop_oneof![6 => Just(TimeInForce::Gtc), 2 => Just(TimeInForce::Ioc), 1 => Just(TimeInForce::Fok)],
+        prop_oneof![5 => Just(TimeInForce::Gtc), 2 => Just(TimeInForce::Ioc), 1 => Just(TimeInForce::Fok), 2 => Just(TimeInForce::Gtd)],
         prop::bool::weighted(0.15),
         proptest::option::weighted(0.5, proptest::sample::select(&CLIENT_IDS[..])),
         prop_oneof![3 => Just(0u32), 1 => 1u32..3],
+        1u64..30,
     )
-        .prop_map(|(user, market, side, price, lots, tif, post_only, client, session)| Cmd::New {
+        .prop_map(|(user, market, side, price, lots, tif, post_only, client, session, expire_in)| Cmd::New {
             user,
             market,
             side,
@@ -144,8 +150,10 @@ fn cmd() -> impl Strategy<Value = Cmd> {
             post_only,
             client,
             session,
+            expire_in,
         });
     prop_oneof![
+        2 => Just(Cmd::Expire),
         10 => new,
         2 => (0..3usize, target()).prop_map(|(user, target)| Cmd::Cancel { user, target }),
         1 => (0..3usize, proptest::option::of(0..MARKETS.len())).prop_map(|(user, market)| Cmd::CancelAll { user, market }),
@@ -164,8 +172,8 @@ fn order_ref(t: &Target) -> OrderRef {
     }
 }
 
-/// The engine command for a generated one.
-fn to_command(c: &Cmd) -> Command {
+/// The engine command for a generated one, read at ingress time `now`.
+fn to_command(c: &Cmd, now: u64) -> Command {
     let tick = |t: u64| Decimal::new(t as i64 * 5, -1).unwrap();
     let lot = |l: u64| Decimal::new(l as i64, -1).unwrap();
     let body = match c {
@@ -179,6 +187,7 @@ fn to_command(c: &Cmd) -> Command {
             post_only,
             client,
             session,
+            expire_in,
         } => {
             let order = NewOrder {
                 client_order_id: Text::new(client.unwrap_or("")),
@@ -196,16 +205,22 @@ fn to_command(c: &Cmd) -> Command {
                 size: lot(*lots),
                 client_timestamp: Text::EMPTY,
             };
-            if *session == 0 {
+            let expire_ns = if *tif == TimeInForce::Gtd {
+                now + expire_in
+            } else {
+                0
+            };
+            if *session == 0 && expire_ns == 0 {
                 CommandBody::NewOrder(order)
             } else {
                 CommandBody::OrderWith(OrderWith {
                     order,
                     session: *session,
-                    expire_ns: 0,
+                    expire_ns,
                 })
             }
         }
+        Cmd::Expire => CommandBody::Expire,
         Cmd::EndSession { user, session } => CommandBody::EndSession(EndSession {
             session: *session,
             username: Text::new(USERS[*user]),
@@ -256,7 +271,7 @@ fn to_command(c: &Cmd) -> Command {
         }
     };
     Command {
-        recv_ns: 0,
+        recv_ns: now,
         recv_mono: 0,
         body,
     }
@@ -268,6 +283,8 @@ enum Answer {
     Accepted(u64),
     Cancelled(u64),
     CancelledAll(u32, u32),
+    /// An `Expire`: how many orders went.
+    Expired(u32),
     Balance(u32, u64, u64),
     Rejected(RejectCode),
 }
@@ -303,6 +320,8 @@ struct Order {
     client: Option<&'static str>,
     /// The session it is bound to (0: none).
     session: u32,
+    /// When it expires (0: never).
+    expire: u64,
     /// Time priority: smaller is older.
     time: u64,
     /// When the order joined its user's list of open orders (cancel-all goes newest first).
@@ -418,8 +437,24 @@ impl Model {
         o
     }
 
-    fn apply(&mut self, c: &Cmd) -> Answer {
+    fn apply(&mut self, c: &Cmd, now: u64) -> Answer {
         match c {
+            Cmd::Expire => {
+                let mut due: Vec<(u64, u64)> = self
+                    .orders
+                    .iter()
+                    .filter(|o| o.expire != 0 && o.expire <= now)
+                    .map(|o| (o.expire, o.id))
+                    .collect();
+                due.sort();
+                let count = due.len().min(MAX_FILLS);
+                for (_, id) in &due[..count] {
+                    self.remove(*id);
+                }
+                // `left` counts entries of ended orders too (the engine's index is lazy):
+                // only the count is compared.
+                Answer::Expired(count as u32)
+            }
             Cmd::New {
                 user,
                 market,
@@ -430,9 +465,25 @@ impl Model {
                 post_only,
                 client,
                 session,
-            } => self.new_order(
-                *user, *market, *side, *price, *lots, *tif, *post_only, *client, *session,
-            ),
+                expire_in,
+            } => {
+                let expire = if *tif == TimeInForce::Gtd {
+                    now + expire_in
+                } else {
+                    0
+                };
+                self.new_order(
+                    *user,
+                    *market,
+                    *side,
+                    *price,
+                    *lots,
+                    *tif,
+                    *post_only,
+                    *client,
+                    (*session, expire),
+                )
+            }
             Cmd::EndSession { user, session } => {
                 let mut bound: Vec<Order> = self
                     .orders
@@ -538,10 +589,11 @@ impl Model {
         tif: TimeInForce,
         post_only: bool,
         client: Option<&'static str>,
-        session: u32,
+        (session, expire): (u32, u64),
     ) -> Answer {
         let rejected = Answer::Rejected;
-        if post_only && (price.is_none() || tif != TimeInForce::Gtc) {
+        let rests = matches!(tif, TimeInForce::Gtc | TimeInForce::Gtd);
+        if post_only && (price.is_none() || !rests) {
             return rejected(RejectCode::UnsupportedOrderType);
         }
         let limit = match price {
@@ -581,7 +633,7 @@ impl Model {
         b.1 += need;
         let id = self.next_id;
         self.next_id += 1;
-        let may_rest = price.is_some() && tif == TimeInForce::Gtc;
+        let may_rest = price.is_some() && rests;
         let taker = Order {
             id,
             user,
@@ -593,6 +645,7 @@ impl Model {
             reserved: need,
             client,
             session,
+            expire,
             time: 0,
             listed: 0,
         };
@@ -774,8 +827,13 @@ proptest! {
         let mut out = Recorder::default();
         let mut model = Model::new();
         for (i, c) in cmds.iter().enumerate() {
-            let got = answer(engine.process(&to_command(c), Owner(0), 0, &mut out).outcome);
-            let want = model.apply(c);
+            let now = i as u64 + 1;
+            let got = answer(engine.process(&to_command(c, now), Owner(0), 0, &mut out).outcome);
+            let got = match (c, got) {
+                (Cmd::Expire, Answer::CancelledAll(count, _)) => Answer::Expired(count),
+                (_, got) => got,
+            };
+            let want = model.apply(c, now);
             prop_assert_eq!(got, want, "command {} {:?}", i, c);
             if let Err(e) = engine.check() {
                 prop_assert!(false, "invariant broken after command {} {:?}: {}", i, c, e);
