@@ -258,6 +258,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         bus: bus.link(),
         bridge: bridge.as_ref().map(amqp::Bridge::status),
         next_session: std::sync::atomic::AtomicU32::new(1),
+        expiry_wake: tokio::sync::Notify::new(),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready = Arc::new(AtomicU8::new(readiness::STARTING));

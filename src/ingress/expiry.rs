@@ -2,7 +2,8 @@
 //! whenever the earliest expiry time of a resting `gtd` or `day` order has come. The engine
 //! publishes that time after every command (`engine.next_expiry_ns`); the timer sleeps until
 //! it, or at most [`TICK`] (so an order placed with a near expiry while the timer sleeps is
-//! expired at most one tick late). Like every command, `Expire` is journaled with its time, so
+//! expired at most one tick late). While no timed order rests it waits for the ingress to say
+//! that one was sent (`Ingress::expiry_wake`), or [`IDLE_CHECK`], instead of ticking. Like every command, `Expire` is journaled with its time, so
 //! a replay expires the same orders; after a restart the first tick expires whatever came due
 //! while the daemon was down.
 
@@ -19,6 +20,9 @@ use crate::telemetry::{mono_ns, wall_ns};
 
 /// The longest the timer sleeps without looking at the next expiry time.
 pub const TICK: Duration = Duration::from_millis(50);
+
+/// The longest the timer waits for word of a timed order while none rests.
+pub const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// Runs until `stop` is raised (or the engine goes away).
 pub async fn run(ingress: Arc<Ingress>, mut stop: watch::Receiver<bool>) {
@@ -75,6 +79,15 @@ pub async fn run(ingress: Arc<Ingress>, mut stop: watch::Receiver<bool>) {
         } else {
             TICK
         };
+        if next == 0 {
+            // Nothing timed rests: wait for word of a timed order, then look again after a
+            // tick (the engine takes the order meanwhile).
+            tokio::select! {
+                _ = ingress.expiry_wake.notified() => {}
+                _ = tokio::time::sleep(IDLE_CHECK) => {}
+                _ = stop.changed() => return,
+            }
+        }
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,

@@ -205,9 +205,11 @@ impl Dispatcher {
             body: job.body,
         };
         super::stamp_day_expiry(&self.ingress.config, &mut command);
+        let body = command.body;
         // The caller checked that the ring has room.
         if self.commands.push(command).is_ok() {
             self.pending.push_back((job.reply, job.ack));
+            self.ingress.timed_order_sent(&body);
         }
     }
 

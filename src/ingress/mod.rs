@@ -69,6 +69,9 @@ pub struct Ingress {
     /// The next session number for a connection that opts into cancel-on-disconnect (from 1
     /// in each run: the engine ends every earlier session before it serves a connection).
     pub next_session: std::sync::atomic::AtomicU32,
+    /// Told when an order with an expiry time goes to the engine: the expiry timer, which
+    /// waits on it while no order with one rests, looks again.
+    pub expiry_wake: tokio::sync::Notify,
 }
 
 impl Ingress {
@@ -396,4 +399,16 @@ pub(crate) fn stamp_day_expiry(config: &Config, cmd: &mut crate::engine::Command
         session,
         expire_ns,
     });
+}
+
+impl Ingress {
+    /// Call after pushing `cmd` to the engine: an order with an expiry time wakes the expiry
+    /// timer if it waits with no timed order resting.
+    pub(crate) fn timed_order_sent(&self, body: &crate::engine::CommandBody) {
+        if let crate::engine::CommandBody::OrderWith(w) = body
+            && w.expire_ns != 0
+        {
+            self.expiry_wake.notify_one();
+        }
+    }
 }

@@ -177,7 +177,9 @@ impl Conn {
             }
         }
         crate::ingress::stamp_day_expiry(&self.ingress.config, &mut cmd);
+        let body = cmd.body;
         let pushed = ring.push(cmd);
+        self.ingress.timed_order_sent(&body);
         debug_assert!(pushed.is_ok());
         let ack = ack.unwrap_or(self.ack);
         self.pending.push_back(Pending::Engine { ack });
