@@ -496,7 +496,7 @@ fn order_ref(order_id: Option<u64>, client: Option<&str>) -> Result<OrderRef, St
 }
 
 /// A JSON number or a string holding a decimal, converted exactly; `null` reads as absent.
-fn decimal(raw: Option<&RawValue>, name: &str) -> Result<Option<Decimal>, String> {
+pub(crate) fn decimal(raw: Option<&RawValue>, name: &str) -> Result<Option<Decimal>, String> {
     let Some(raw) = raw else { return Ok(None) };
     let text = raw.get();
     let digits: Cow<'_, str> = match text.as_bytes().first() {

@@ -12,13 +12,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::engine::CommandBody;
+use crate::engine::{Amend, CommandBody, OrderRef, Text};
 use crate::ingress::{Denied, Query as EngineQuery};
 use crate::journal::read::{self, OrderRow};
 use crate::num::Decimal;
-use crate::wire::{
-    AmendRequest, CancelRequest, Decoded, OrderTarget, Request, WireReply, json as wire_json,
-};
+use crate::wire::{CancelRequest, Decoded, OrderTarget, Request, WireReply, json as wire_json};
 
 // ---- the compatible order-logging endpoint ----
 
@@ -300,20 +298,22 @@ pub(super) async fn amend_order(
     let amend: AmendBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let username = owner(&s, id).await?;
-    // The socket's parser checks and converts the decimals.
-    let mut line = json!({"type": "amend", "username": username, "order_id": id});
-    if let Some(p) = amend.price {
-        line["price"] = serde_json::from_str(p.get()).unwrap_or(Value::Null);
+    // The socket's parser's checks and exact conversion of the decimals, and its texts.
+    let price =
+        wire_json::decimal(amend.price.as_deref(), "price").map_err(ApiError::bad_request)?;
+    let size = wire_json::decimal(amend.size.as_deref(), "size").map_err(ApiError::bad_request)?;
+    if price.is_none() && size.is_none() {
+        return Err(ApiError::bad_request(
+            "an amend needs `price`, `size` or both",
+        ));
     }
-    if let Some(z) = amend.size {
-        line["size"] = serde_json::from_str(z.get()).unwrap_or(Value::Null);
-    }
-    let request =
-        wire_json::parse_request(line.to_string().as_bytes()).map_err(ApiError::bad_request)?;
-    let Request::Amend(AmendRequest { .. }) = &request else {
-        return Err(ApiError::bad_request("not an amend"));
-    };
-    reply(s.command(grant, request).await?, false)
+    let body = CommandBody::Amend(Amend {
+        username: Text::new(&username),
+        target: OrderRef::Id(id),
+        price,
+        size,
+    });
+    reply(s.decoded(grant, Decoded::Command(body)).await?, false)
 }
 
 pub(super) async fn markets(State(s): State<Arc<Http>>, headers: HeaderMap) -> Answer {
