@@ -110,6 +110,15 @@ pub fn write_rejected(
     frame_end(start, out);
 }
 
+/// Appends the frame of the engine's `busy`, as [`write_frame`] would, without building it.
+pub fn write_busy(client_order_id: Option<&str>, out: &mut Vec<u8>) {
+    let start = frame_start(out);
+    out.extend_from_slice(&BUSY.to_le_bytes());
+    opt_str(client_order_id, out);
+    string(super::replies::BUSY_REASON, out);
+    frame_end(start, out);
+}
+
 /// The frame of an answer about one order (`variant`): the client order id if any, the order
 /// id and the sequence number.
 fn write_order_answer(
@@ -172,6 +181,7 @@ pub fn write_execution(r: &Report, config: &Config, out: &mut Vec<u8>) {
 /// the bytes with the generic encoding).
 const ACCEPTED: u32 = 0;
 const REJECTED: u32 = 1;
+const BUSY: u32 = 2;
 const CANCELLED: u32 = 5;
 const EXECUTION: u32 = 11;
 

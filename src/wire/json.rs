@@ -562,6 +562,20 @@ pub fn write_rejected(
     out.extend_from_slice(b"\"}\n");
 }
 
+/// Appends `{"type":"busy",...}` and its newline, as [`write_reply`] would for the engine's
+/// `busy`, without building it.
+pub fn write_busy(client_order_id: Option<&str>, out: &mut Vec<u8>) {
+    out.extend_from_slice(br#"{"type":"busy","#);
+    if let Some(id) = client_order_id {
+        out.extend_from_slice(br#""client_order_id":"#);
+        let _ = serde_json::to_writer(&mut *out, id);
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""reason":"#);
+    let _ = serde_json::to_writer(&mut *out, super::replies::BUSY_REASON);
+    out.extend_from_slice(b"}\n");
+}
+
 /// An answer about one order, after its opening `head`: the client order id if any, the
 /// order id and the sequence number.
 fn write_order_answer(

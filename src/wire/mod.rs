@@ -70,7 +70,7 @@ mod tests {
     }
 
     #[test]
-    fn direct_rejections_are_byte_for_byte_the_generic_encoding() {
+    fn direct_rejections_and_busy_answers_are_byte_for_byte_the_generic_encoding() {
         let config = config();
         // A configured market, one that is not (its name as the client sent it, needing
         // escapes in JSON), and none.
@@ -93,6 +93,23 @@ mod tests {
                 let mut expected = Vec::new();
                 write(&generic, framing, &mut expected);
                 assert_eq!(direct, expected, "{code:?} {id:?} {market:?} {framing:?}");
+            }
+        }
+        // `busy` has one reason for every request.
+        for id in ["", "c-1", "quote\"é"] {
+            let reply = Reply {
+                client_order_id: Text::new(id),
+                market: MarketName::new("M"),
+                outcome: Outcome::Busy,
+                cseq: 0,
+            };
+            let generic = WireReply::from_engine(&reply, &config);
+            for framing in [Framing::Json, Framing::Binary] {
+                let mut direct = Vec::new();
+                write_outbound(&Outbound::Reply(reply), &config, framing, &mut direct);
+                let mut expected = Vec::new();
+                write(&generic, framing, &mut expected);
+                assert_eq!(direct, expected, "busy {id:?} {framing:?}");
             }
         }
     }

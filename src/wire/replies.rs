@@ -270,8 +270,7 @@ impl WireReply {
             },
             Outcome::Busy => WireReply::Busy {
                 client_order_id,
-                reason: "the journal is behind; the request was not processed, send it again"
-                    .to_string(),
+                reason: BUSY_REASON.to_string(),
             },
         }
     }
@@ -349,6 +348,10 @@ impl WireReply {
     }
 }
 
+/// The reason of every `busy` reply.
+pub(super) const BUSY_REASON: &str =
+    "the journal is behind; the request was not processed, send it again";
+
 /// The two framings a connection can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -380,6 +383,8 @@ pub fn write_outbound(message: &Outbound, config: &Config, framing: Framing, out
                 (Outcome::Cancelled { order_id, seq }, Framing::Binary) => {
                     return binary::write_cancelled(id, order_id, seq, out);
                 }
+                (Outcome::Busy, Framing::Json) => return json::write_busy(id, out),
+                (Outcome::Busy, Framing::Binary) => return binary::write_busy(id, out),
                 (Outcome::Rejected(code), Framing::Json) => {
                     return json::write_rejected(id, code, reply.market.as_str(), config, out);
                 }
