@@ -8,6 +8,9 @@
 //! others: every order trades or rests until the next order of the other side, so the book
 //! stays small (a load leaves at most one resting bid per client behind).
 //!
+//! Each round starts with the projection caught up with the journal (the bench waits for it),
+//! so a round measures its own load and not the lag the loads before it left.
+//!
 //! `cargo bench --bench durable` (`-- --quick` for short runs). The environment narrows or
 //! changes it: `BENCH_SYNC=normal`, `BENCH_CLIENTS=64`, `BENCH_WINDOW=16`,
 //! `BENCH_CONFIG='nice=0,idle="park"'` (config lines), `BENCH_VERBOSE=1` (journal counters).
@@ -177,6 +180,24 @@ fn load(
     })
 }
 
+/// Waits (at most a minute) until the projection has caught up with the journal, so that each
+/// round starts from the same state rather than inheriting the lag of the loads before it.
+fn caught_up(d: &Daemon) {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = orderpipe::client::stats(&d.socket).unwrap();
+        let lag = r
+            .counters
+            .iter()
+            .find(|(k, _)| k == "orderpipe_projection_lag_commands")
+            .map_or(0, |(_, v)| *v);
+        if lag == 0 || Instant::now() > until {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The baseline a durable acknowledgement is compared with: a plain rusqlite loop committing
 /// one row per transaction into a WAL database with the same `synchronous` level, on this
 /// machine's disk, in this run. Returns p50 and p99 of one commit, in µs.
@@ -252,6 +273,7 @@ fn main() {
             for ack in [AckMode::Accepted, AckMode::Durable] {
                 let (mut p50, mut p99, mut rate) = (vec![], vec![], vec![]);
                 for _ in 0..rounds {
+                    caught_up(&d);
                     let f = load(&d, clients, window, ack, warm, measure);
                     if std::env::var_os("BENCH_VERBOSE").is_some() {
                         let r = orderpipe::client::stats(&d.socket).unwrap();
