@@ -234,6 +234,7 @@ impl Engine {
             username: o.username,
             client_order_id: o.client_order_id,
             client_timestamp: o.client_timestamp,
+            expire_ns,
         }));
         let taker = Taker {
             order_id,

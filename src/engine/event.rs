@@ -202,6 +202,8 @@ pub struct OrderRecord {
     pub client_order_id: ClientOrderId,
     /// The client's timestamp text (may be empty).
     pub client_timestamp: Text<MAX_CLIENT_TIMESTAMP>,
+    /// When it expires, ns since the Unix epoch (0: never).
+    pub expire_ns: u64,
 }
 
 /// A trade between a resting (maker) and an incoming (taker) order.

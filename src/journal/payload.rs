@@ -125,6 +125,9 @@ pub fn write(event: &Event, config: &Config, out: &mut Vec<u8>) {
                 .units("price", r.price_ticks, m.tick_size)
                 .units("size", r.size_lots, m.lot_size)
                 .opt("timestamp", r.client_timestamp.non_empty());
+            if r.expire_ns != 0 {
+                o.num("expire_at", r.expire_ns);
+            }
         }
         EventKind::OrderRejected {
             username,
@@ -300,12 +303,25 @@ mod tests {
             username: alice,
             client_order_id: Text::new("c-1"),
             client_timestamp: Text::EMPTY,
+            expire_ns: 0,
         };
         assert_eq!(
             text(EventKind::OrderCreated(created), &c),
             json!({"order_id":7,"username":"al\"ice","client_order_id":"c-1","market":"BTC-USD",
                    "side":"buy","order_type":"limit","tif":"gtc","post_only":false,
                    "price":"50000.5","size":"0.01"})
+            .to_string()
+        );
+        let timed = OrderRecord {
+            tif: TimeInForce::Gtd,
+            expire_ns: 1_796_490_000_000_000_000,
+            ..created
+        };
+        assert_eq!(
+            text(EventKind::OrderCreated(timed), &c),
+            json!({"order_id":7,"username":"al\"ice","client_order_id":"c-1","market":"BTC-USD",
+                   "side":"buy","order_type":"limit","tif":"gtd","post_only":false,
+                   "price":"50000.5","size":"0.01","expire_at":1_796_490_000_000_000_000u64})
             .to_string()
         );
         let trade = TradeRecord {

@@ -75,8 +75,18 @@ fn a_gtd_order_rests_until_its_time_and_is_then_cancelled_as_expired() {
         "{report}"
     );
     assert_eq!(bids(&mut c), json!([["89", "1"]]));
+    // The event of the order that rests says when it expires.
+    let last = committed_seq(&d);
+    let created = committed(&d, last)
+        .into_iter()
+        .find(|(_, topic, data)| topic == "order.created" && data["order_id"] == later["order_id"])
+        .expect("its order.created");
+    assert_eq!(
+        created.2["expire_at"], 1_828_026_000_000_000_000u64,
+        "{:?}",
+        created.2
+    );
     // The expiry is a journaled command: the journal's replay reaches the same state.
-    committed_seq(&d);
     assert_eq!(d.state(), d.reference_state());
 }
 
