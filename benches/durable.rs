@@ -53,6 +53,7 @@ fn order(client: usize, buy: bool) -> Vec<u8> {
         timestamp: None,
         post_only: false,
         expire_at: None,
+        trigger_price: None,
     }))
 }
 

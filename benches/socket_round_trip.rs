@@ -111,6 +111,7 @@ fn main() {
             timestamp: None,
             post_only: false,
             expire_at: None,
+            trigger_price: None,
         }),
         &mut frame,
     );

@@ -9,7 +9,7 @@ pub const MAX_MARKETS: usize = 64;
 pub const MAX_ASSETS: usize = 64;
 
 /// Topics the daemon publishes (`bus::TOPICS`): a subscription is a `u16` mask of them.
-pub const TOPIC_COUNT: usize = 14;
+pub const TOPIC_COUNT: usize = 15;
 
 /// Longest market name, in bytes (the engine keeps names inline).
 pub const MAX_MARKET_NAME: usize = 32;

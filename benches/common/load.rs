@@ -40,6 +40,7 @@ pub fn order(i: usize) -> OrderRequest {
         timestamp: None,
         post_only: false,
         expire_at: None,
+        trigger_price: None,
     }
 }
 
@@ -184,6 +185,7 @@ pub fn bid(user: usize, price_ticks: i64, tif: TimeInForce) -> Vec<u8> {
             timestamp: None,
             post_only: false,
             expire_at: None,
+            trigger_price: None,
         }),
         &mut out,
     );

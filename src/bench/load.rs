@@ -980,6 +980,7 @@ impl<'a> Encoder<'a> {
                         timestamp: None,
                         post_only: false,
                         expire_at: None,
+                        trigger_price: None,
                     }),
                     Op::Cancel { user, id } => Request::Cancel(CancelRequest {
                         username: users[user].clone(),

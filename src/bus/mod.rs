@@ -52,6 +52,7 @@ pub const TOPICS: [&str; crate::limits::TOPIC_COUNT] = [
     "market.resumed",
     "user.resumed",
     "trading.resumed",
+    "order.triggered",
 ];
 
 /// The index of `topic` in [`TOPICS`].
@@ -589,7 +590,7 @@ mod tests {
         }
         assert_eq!(
             mask(&topic::compile(&["#".into()]).unwrap()).count_ones(),
-            14
+            TOPICS.len() as u32
         );
         assert_eq!(mask(&topic::compile(&["nothing".into()]).unwrap()), 0);
     }

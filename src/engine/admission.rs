@@ -3,7 +3,8 @@
 
 use super::book::{AccountId, RestingOrder};
 use super::command::{
-    MarketId, NewOrder, OrderType, Outcome, Owner, RejectCode, Session, Side, TimeInForce,
+    MarketId, NewOrder, OrderType, OrderWith, Outcome, Owner, RejectCode, Session, Side,
+    TimeInForce,
 };
 use super::event::{EventKind, OrderRecord};
 use super::machine::Engine;
@@ -12,7 +13,9 @@ use super::market::{Spec, check_band, crosses, price_ticks, protection_price, si
 use super::matching::Taker;
 use super::output::{Emit, Output};
 use super::risk::{Approved, Exposure};
+use super::stops::{StopTerms, reached};
 use crate::config::StpMode;
+use crate::num::Decimal;
 
 /// Numbers an order passed through validation.
 #[derive(Debug, Clone, Copy)]
@@ -21,11 +24,38 @@ pub struct ValidOrder {
     /// Limit price in ticks (0 for a market order until its protection price is known).
     price: u64,
     lots: u64,
+    /// A stop's trigger price in ticks (0: not a stop).
+    trigger: u64,
+}
+
+/// The terms of an order that come from its command rather than from the order: its session,
+/// its expiry time (0: never) and, for a stop, its trigger price.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Terms {
+    pub(super) session: Session,
+    pub(super) expire_ns: u64,
+    pub(super) trigger: Option<Decimal>,
+}
+
+impl Terms {
+    /// The terms of an [`OrderWith`] (no trigger).
+    pub(super) fn of(w: &OrderWith) -> Terms {
+        Terms {
+            session: w.session,
+            expire_ns: w.expire_ns,
+            trigger: None,
+        }
+    }
 }
 
 impl Engine {
-    /// Checks the shape-independent numbers of an order: grid, limits.
-    pub fn validate(&self, o: &NewOrder) -> Result<ValidOrder, RejectCode> {
+    /// Checks the shape-independent numbers of an order: grid, limits, and a stop's trigger
+    /// price (`trigger`, which a stop must have and no other order may).
+    pub fn validate(
+        &self,
+        o: &NewOrder,
+        trigger: Option<Decimal>,
+    ) -> Result<ValidOrder, RejectCode> {
         username(&o.username)?;
         if o.client_order_id.overflowed() {
             return Err(RejectCode::InvalidClientOrderId);
@@ -39,16 +69,26 @@ impl Engine {
         if o.post_only && (o.order_type != OrderType::Limit || !o.tif.rests()) {
             return Err(RejectCode::UnsupportedOrderType);
         }
-        let price = match (o.order_type, o.price) {
-            (OrderType::Limit, Some(p)) => price_ticks(p, spec)?,
-            (OrderType::Market, None) => 0,
+        // A stop becomes its order when triggered, with nothing to fill or kill against yet.
+        if o.order_type.is_stop() && o.tif == TimeInForce::Fok {
+            return Err(RejectCode::UnsupportedOrderType);
+        }
+        let price = match (o.order_type.has_limit(), o.price) {
+            (true, Some(p)) => price_ticks(p, spec)?,
+            (false, None) => 0,
             _ => return Err(RejectCode::InvalidPrice),
         };
         let lots = size_lots(o.size, spec)?;
+        let trigger = match (o.order_type.is_stop(), trigger) {
+            (true, Some(t)) => price_ticks(t, spec).map_err(|_| RejectCode::InvalidTriggerPrice)?,
+            (false, None) => 0,
+            _ => return Err(RejectCode::InvalidTriggerPrice),
+        };
         Ok(ValidOrder {
             market,
             price,
             lots,
+            trigger,
         })
     }
 
@@ -56,9 +96,10 @@ impl Engine {
         &mut self,
         o: &NewOrder,
         origin: Owner,
-        (session, expire_ns): (Session, u64),
+        terms: Terms,
         em: &mut Emit<'_, O>,
     ) -> Outcome {
+        let expire_ns = terms.expire_ns;
         // An expiry time exactly when the time in force needs one, and later than now.
         let expiry =
             if o.tif.expires() != (expire_ns != 0) || (expire_ns != 0 && expire_ns <= em.recv_ns) {
@@ -66,10 +107,8 @@ impl Engine {
             } else {
                 Ok(())
             };
-        match expiry.and_then(|()| self.admit_order(o, em.recv_ns)) {
-            Ok((approved, account)) => {
-                self.execute(approved, o, account, (origin, session, expire_ns), em)
-            }
+        match expiry.and_then(|()| self.admit_order(o, terms.trigger, em.recv_ns)) {
+            Ok((approved, account)) => self.execute(approved, o, account, origin, terms, em),
             Err(code) => {
                 em.event(EventKind::OrderRejected {
                     username: o.username,
@@ -87,9 +126,10 @@ impl Engine {
     pub(super) fn admit_order(
         &mut self,
         o: &NewOrder,
+        trigger: Option<Decimal>,
         recv_ns: u64,
     ) -> Result<(Approved<ValidOrder>, AccountId), RejectCode> {
-        let v = self.validate(o)?;
+        let v = self.validate(o, trigger)?;
         let approved = self
             .compliance
             .admit(&o.username, Some(v.market), Exposure::Adds, v)?;
@@ -120,12 +160,26 @@ impl Engine {
     }
 
     /// The price the order trades up to: a limit price within the band around the last trade,
-    /// or for a market order the protection price, `protection_bps` beyond the best price.
+    /// or for a market order the protection price, `protection_bps` beyond the best price. A
+    /// stop's trigger must not be reached yet; its prices are taken from its trigger, the last
+    /// trade price when it triggers: a stop-limit's limit within the band around it, a
+    /// stop-market's protection price beyond it (which its reservation covers).
     fn order_price(&self, o: &NewOrder, v: &ValidOrder, spec: &Spec) -> Result<u64, RejectCode> {
         let market = &self.markets[v.market.index()];
-        if o.order_type == OrderType::Limit {
-            check_band(spec, market.last_price, v.price)?;
-            return Ok(v.price);
+        if o.order_type.is_stop() && reached(o.side, market.last_price, v.trigger) {
+            return Err(RejectCode::StopWouldTrigger);
+        }
+        match o.order_type {
+            OrderType::Limit => {
+                check_band(spec, market.last_price, v.price)?;
+                return Ok(v.price);
+            }
+            OrderType::StopLimit => {
+                check_band(spec, v.trigger, v.price)?;
+                return Ok(v.price);
+            }
+            OrderType::StopMarket => return Ok(protection_price(spec, o.side, v.trigger)),
+            OrderType::Market => {}
         }
         let best = market
             .book
@@ -162,7 +216,8 @@ impl Engine {
         {
             return Err(RejectCode::FokNotFillable);
         }
-        if o.order_type == OrderType::Limit && o.tif.rests() {
+        // A stop waits in the slab from acceptance on, like an order that rests.
+        if (o.order_type == OrderType::Limit && o.tif.rests()) || o.order_type.is_stop() {
             if self.orders.is_full() {
                 return Err(RejectCode::BookFull);
             }
@@ -208,16 +263,19 @@ impl Engine {
         fillable
     }
 
-    /// Accepts an approved order: `order.created`, matching, then rest or cancel the rest.
+    /// Accepts an approved order: `order.created`, then matching and rest or cancel the rest;
+    /// a stop goes to its market's trigger layer instead.
     pub(super) fn execute<O: Output>(
         &mut self,
         approved: Approved<ValidOrder>,
         o: &NewOrder,
         account: AccountId,
-        (origin, session, expire_ns): (Owner, Session, u64),
+        origin: Owner,
+        terms: Terms,
         em: &mut Emit<'_, O>,
     ) -> Outcome {
         let v = approved.into_inner();
+        let (session, expire_ns) = (terms.session, terms.expire_ns);
         let spec = self.markets[v.market.index()].spec;
         let order_id = self.next_order_id;
         self.next_order_id += 1;
@@ -235,6 +293,7 @@ impl Engine {
             client_order_id: o.client_order_id,
             client_timestamp: o.client_timestamp,
             expire_ns,
+            trigger_ticks: v.trigger,
         }));
         let taker = Taker {
             order_id,
@@ -251,6 +310,18 @@ impl Engine {
             client_order_id: o.client_order_id,
             may_rest: o.order_type == OrderType::Limit && o.tif.rests(),
         };
+        if o.order_type.is_stop() {
+            let stop = StopTerms {
+                trigger: v.trigger,
+                order_type: o.order_type,
+                tif: o.tif,
+            };
+            self.add_stop(taker, stop);
+            if expire_ns != 0 {
+                self.note_expiry(expire_ns, order_id);
+            }
+            return Outcome::Accepted { order_id, seq };
+        }
         if expire_ns != 0 && taker.may_rest {
             self.note_expiry(expire_ns, order_id);
         }

@@ -3,7 +3,7 @@
 //! leaves the book and comes back as an incoming order that trades.
 
 use super::book::{AccountId, RestingOrder, Slot};
-use super::command::{Amend, AssetIndex, NO_OWNER, Outcome, Owner, RejectCode};
+use super::command::{Amend, AssetIndex, NO_OWNER, OrderType, Outcome, Owner, RejectCode};
 use super::event::EventKind;
 use super::machine::Engine;
 use super::market::{Spec, check_band, crosses, price_ticks, size_lots};
@@ -42,6 +42,14 @@ impl Engine {
         let (account, slot) = self.find_own(&a.username, &a.target)?;
         let o = *self.orders.get(slot);
         let spec = self.markets[o.market.index()].spec;
+        // A stop-market has no limit price to change (its reservation's price follows from its
+        // trigger).
+        if o.stop
+            .is_some_and(|s| s.order_type == OrderType::StopMarket)
+            && a.price.is_some()
+        {
+            return Err(RejectCode::InvalidPrice);
+        }
         let change = Change {
             price: match a.price {
                 Some(p) => price_ticks(p, &spec)?,
@@ -63,11 +71,24 @@ impl Engine {
         let approved = self
             .compliance
             .admit(&a.username, Some(o.market), exposure, slot)?;
+        if let Some(stop) = o.stop {
+            // An untriggered stop keeps its trigger and its place among the stops; a new limit
+            // price is held to the band around the trigger, as when it was placed.
+            let need = match exposure {
+                Exposure::Reduces => spec.reservation(o.side, o.price, change.lots) as u64,
+                Exposure::Adds => {
+                    self.check_move(&o, change, &spec, account, (em.recv_ns, stop.trigger))?
+                }
+            };
+            self.restate_stop(approved.into_inner(), &o, change, &spec, account, need);
+            return Ok(amended(em, &o, change, false));
+        }
         if exposure == Exposure::Reduces {
             self.reduce_in_place(approved.into_inner(), &o, change.lots, &spec, account);
             return Ok(amended(em, &o, change, false));
         }
-        let need = self.check_move(&o, change, &spec, account, em.recv_ns)?;
+        let last = self.markets[o.market.index()].last_price;
+        let need = self.check_move(&o, change, &spec, account, (em.recv_ns, last))?;
         let slot = approved.into_inner();
         let crosses_now = self.markets[o.market.index()]
             .book
@@ -130,23 +151,22 @@ impl Engine {
     }
 
     /// The checks of a move (an amend that adds exposure), in the order of a new order's:
-    /// rate limit, market enabled, band (for a new price), notional, funds. Returns what the
-    /// moved order must reserve.
+    /// rate limit, market enabled, band around `reference` (for a new price), notional, funds.
+    /// Returns what the moved order must reserve.
     fn check_move(
         &mut self,
         o: &RestingOrder,
         change: Change,
         spec: &Spec,
         account: AccountId,
-        recv_ns: u64,
+        (recv_ns, reference): (u64, u64),
     ) -> Result<u64, RejectCode> {
         self.compliance.take_token(account, recv_ns)?;
         if !spec.enabled {
             return Err(RejectCode::MarketDisabled);
         }
         if change.price != o.price {
-            let last = self.markets[o.market.index()].last_price;
-            check_band(spec, last, change.price)?;
+            check_band(spec, reference, change.price)?;
         }
         if let Some(max) = spec.max_notional
             && spec.notional(change.price, change.lots) > u128::from(max)
@@ -183,6 +203,24 @@ impl Engine {
         self.markets[o.market.index()]
             .book
             .insert(&mut self.orders, slot);
+    }
+
+    /// An untriggered stop's new limit price and size, with its new reservation `need` (whose
+    /// funds were checked); it stays where it is in its market's trigger layer.
+    fn restate_stop(
+        &mut self,
+        slot: Slot,
+        o: &RestingOrder,
+        change: Change,
+        spec: &Spec,
+        account: AccountId,
+        need: u64,
+    ) {
+        self.swap_reservation(account, spec.spends(o.side), o.reserved, need);
+        let order = self.orders.get_mut(slot);
+        order.price = change.price;
+        order.remaining = change.lots;
+        order.reserved = need;
     }
 
     /// Takes a crossing order off its book for its re-entry, its reservation replaced by

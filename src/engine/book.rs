@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use super::command::{ClientOrderId, MarketId, Owner, Session, Side};
 use super::error::Broken;
 use super::hash::{FnvBuild, IdBuild};
+use super::stops::StopTerms;
 
 /// Index of an order in the slab.
 pub type Slot = u32;
@@ -48,6 +49,9 @@ pub struct OrderTerms {
     pub reserved: u64,
     /// The client's id for it (may be empty).
     pub client_order_id: ClientOrderId,
+    /// For an untriggered stop: its trigger (it is then in its market's trigger layer, in no
+    /// price level).
+    pub stop: Option<StopTerms>,
 }
 
 /// One resting order.
@@ -78,6 +82,10 @@ pub struct RestingOrder {
     pub reserved: u64,
     /// The client's id for it (may be empty).
     pub client_order_id: ClientOrderId,
+    /// For an untriggered stop: its trigger. Such an order is in its market's trigger layer
+    /// and in no price level; `price` is its limit price (a stop-market's: the worst price it
+    /// may trade at, which its reservation covers).
+    pub stop: Option<StopTerms>,
     /// Previous and next order in its price level (time priority), or `NIL`.
     prev: Slot,
     next: Slot,
@@ -104,6 +112,7 @@ impl RestingOrder {
             expire_ns: t.expire_ns,
             reserved: t.reserved,
             client_order_id: t.client_order_id,
+            stop: t.stop,
             prev: NIL,
             next: NIL,
             user_prev: NIL,
@@ -754,6 +763,7 @@ mod tests {
             expire_ns: 0,
             reserved: 0,
             client_order_id: Text::EMPTY,
+            stop: None,
         })
     }
 

@@ -36,6 +36,12 @@ pub enum OrderType {
     Limit,
     /// At the best prices available, within the market's protection band.
     Market,
+    /// A market order that waits, untriggered, until the market's last trade price reaches
+    /// its trigger price (a [`StopOrder`]).
+    StopMarket,
+    /// A limit order that waits, untriggered, until the market's last trade price reaches its
+    /// trigger price (a [`StopOrder`]).
+    StopLimit,
 }
 
 /// How long the order may rest.
@@ -77,7 +83,19 @@ impl OrderType {
         match self {
             OrderType::Limit => "limit",
             OrderType::Market => "market",
+            OrderType::StopMarket => "stop_market",
+            OrderType::StopLimit => "stop_limit",
         }
+    }
+
+    /// True for the stop types, which need a trigger price.
+    pub fn is_stop(self) -> bool {
+        matches!(self, OrderType::StopMarket | OrderType::StopLimit)
+    }
+
+    /// True for the types that carry a limit price (limit and stop-limit).
+    pub fn has_limit(self) -> bool {
+        matches!(self, OrderType::Limit | OrderType::StopLimit)
     }
 }
 
@@ -145,6 +163,12 @@ pub enum CommandBody {
     /// (at most `max_fills` of them): sent by the ingress's expiry timer, so that a replay
     /// expires exactly the same orders.
     Expire,
+    /// Place a stop or stop-limit order: it waits, untriggered, beside the book until the
+    /// market's last trade price reaches its trigger price.
+    StopOrder(StopOrder),
+    /// Run the next triggered stop (made by the engine thread itself after a command whose
+    /// trades reached trigger prices, one per triggered stop, before any other command).
+    Trigger,
 }
 
 impl CommandBody {
@@ -153,6 +177,7 @@ impl CommandBody {
         match self {
             CommandBody::NewOrder(o) => o.client_order_id,
             CommandBody::OrderWith(s) => s.order.client_order_id,
+            CommandBody::StopOrder(s) => s.with.order.client_order_id,
             CommandBody::Cancel(c) => match c.target {
                 OrderRef::Client(id) => id,
                 OrderRef::Id(_) => Text::EMPTY,
@@ -228,6 +253,16 @@ pub struct OrderWith {
     /// When it expires, ns since the Unix epoch (0: never): for `gtd` and `day` orders, which
     /// must have one; the ingress turns `expire_at`, or a market's session end, into it.
     pub expire_ns: u64,
+}
+
+/// A stop order: an order of type [`OrderType::StopMarket`] or [`OrderType::StopLimit`] with
+/// the terms of any order and its trigger price.
+#[derive(Debug, Clone, Copy, bincode::Encode, bincode::Decode, PartialEq, Eq)]
+pub struct StopOrder {
+    /// The order, its session and its expiry time.
+    pub with: OrderWith,
+    /// The last trade price that triggers it: at or above for a buy, at or below for a sell.
+    pub trigger_price: Decimal,
 }
 
 /// Cancel `username`'s resting orders bound to `session` ([`EVERY_SESSION`]: to any session),
@@ -363,11 +398,17 @@ pub enum RejectCode {
     /// A `gtd` or `day` order without an expiry time after its ingress time, or an expiry
     /// time on an order of another time in force.
     InvalidExpiry,
+    /// A stop order without a trigger price on the market's grid, or a trigger price on an
+    /// order of another type.
+    InvalidTriggerPrice,
+    /// The stop's trigger price is already reached: a buy stop's must be above the last trade
+    /// price, a sell stop's below it.
+    StopWouldTrigger,
 }
 
 impl RejectCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [RejectCode; 36] = [
+    pub const ALL: [RejectCode; 38] = [
         RejectCode::UnknownMarket,
         RejectCode::InvalidUsername,
         RejectCode::InvalidClientOrderId,
@@ -404,6 +445,8 @@ impl RejectCode {
         RejectCode::InvalidIdempotencyKey,
         RejectCode::TooManyAccounts,
         RejectCode::InvalidExpiry,
+        RejectCode::InvalidTriggerPrice,
+        RejectCode::StopWouldTrigger,
     ];
 
     /// The stable protocol word.
@@ -445,6 +488,8 @@ impl RejectCode {
             RejectCode::InvalidIdempotencyKey => "invalid_idempotency_key",
             RejectCode::TooManyAccounts => "too_many_accounts",
             RejectCode::InvalidExpiry => "invalid_expiry",
+            RejectCode::InvalidTriggerPrice => "invalid_trigger_price",
+            RejectCode::StopWouldTrigger => "stop_would_trigger",
         }
     }
 }
@@ -527,6 +572,9 @@ pub enum CancelReason {
     Disconnected,
     /// Its expiry time passed (a `gtd` or `day` order).
     Expired,
+    /// A stop triggered while its owner, its market or all trading was halted (or the owner
+    /// may no longer trade in the market): it is not run.
+    Halted,
 }
 
 impl CancelReason {
@@ -539,6 +587,7 @@ impl CancelReason {
             CancelReason::MaxFills => "max_fills",
             CancelReason::Disconnected => "disconnected",
             CancelReason::Expired => "expired",
+            CancelReason::Halted => "halted",
         }
     }
 }
@@ -577,6 +626,11 @@ pub enum ReportKind {
     },
     /// The order left the book.
     Cancelled(CancelReason),
+    /// The stop order was triggered: it now trades as a market or limit order.
+    Triggered {
+        /// Its trigger price, in ticks.
+        trigger_ticks: u64,
+    },
 }
 
 /// Everything the engine sends to a connection, in order.

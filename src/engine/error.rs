@@ -35,6 +35,8 @@ pub enum Broken {
         total: u128,
         supply: u64,
     },
+    /// The orders in the books and the trigger layers are not the orders of the slab.
+    Unlinked { linked: usize, orders: usize },
     /// An account's reserved balance differs from what its resting orders hold.
     Reserved {
         account: usize,
@@ -48,6 +50,10 @@ impl fmt::Display for Broken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Broken::LevelOrder => write!(f, "levels not in strict priority order"),
+            Broken::Unlinked { linked, orders } => write!(
+                f,
+                "{linked} orders in the books and trigger layers, {orders} in the slab"
+            ),
             Broken::Misplaced { order_id } => write!(f, "order {order_id} misplaced in its level"),
             Broken::EmptyOrder { order_id } => {
                 write!(f, "order {order_id} rests with nothing left")

@@ -122,6 +122,18 @@ pub enum EventKind {
         /// Deposit, withdrawal, or trading.
         reason: BalanceReason,
     },
+    /// `order.triggered`: a stop order's trigger price was reached; it now trades as the
+    /// market or limit order it becomes.
+    OrderTriggered {
+        /// The order.
+        order_id: u64,
+        /// Its market.
+        market: MarketId,
+        /// Its trigger price, in ticks.
+        trigger_ticks: u64,
+        /// The market's last trade price when it ran, in ticks.
+        last_ticks: u64,
+    },
     /// `market.halted`, `user.halted`, `trading.halted`.
     Halted(HaltTarget),
     /// `market.resumed`, `user.resumed`, `trading.resumed`.
@@ -166,6 +178,7 @@ impl EventKind {
             }
             EventKind::OrderCancelled { .. } => "order.cancelled",
             EventKind::OrderAmended { .. } => "order.amended",
+            EventKind::OrderTriggered { .. } => "order.triggered",
             EventKind::BalanceChanged { .. } => "balance.changed",
             EventKind::Halted(HaltTarget::All) => "trading.halted",
             EventKind::Halted(HaltTarget::Market(_)) => "market.halted",
@@ -192,7 +205,8 @@ pub struct OrderRecord {
     pub tif: TimeInForce,
     /// Post-only.
     pub post_only: bool,
-    /// Limit price in ticks (for a market order: its protection price).
+    /// Limit price in ticks (for a market order: its protection price; for a stop-market: the
+    /// protection price beyond its trigger).
     pub price_ticks: u64,
     /// Size in lots.
     pub size_lots: u64,
@@ -204,6 +218,8 @@ pub struct OrderRecord {
     pub client_timestamp: Text<MAX_CLIENT_TIMESTAMP>,
     /// When it expires, ns since the Unix epoch (0: never).
     pub expire_ns: u64,
+    /// A stop's trigger price, in ticks (0: not a stop).
+    pub trigger_ticks: u64,
 }
 
 /// A trade between a resting (maker) and an incoming (taker) order.

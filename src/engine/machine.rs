@@ -8,12 +8,14 @@
 //!
 //! The first failing check gives the rejection code: username, client order id and timestamp
 //! shape; market; order type combination; price and size on the grid and within the market's
-//! limits; compliance (block, allow-list, halts); account (no account means no funds); rate
-//! limit; market enabled; price band; notional; protection price of a market order; duplicate
-//! client order id; post-only; fill-or-kill; book and open-order limits; funds.
+//! limits; a stop's trigger price on the grid; compliance (block, allow-list, halts); account
+//! (no account means no funds); rate limit; market enabled; a stop's trigger not yet reached;
+//! price band (a stop-limit's around its trigger); notional; protection price of a market order;
+//! duplicate client order id; post-only; fill-or-kill; book and open-order limits; funds.
 
 use std::collections::HashMap;
 
+use super::admission::Terms;
 use super::book::{AccountId, Orders};
 use super::command::{
     AssetIndex, AssetName, Command, CommandBody, HaltTarget, MarketId, MarketName, Outcome, Owner,
@@ -58,6 +60,10 @@ pub struct Engine {
     pub(super) next_cseq: u64,
     /// Resting `gtd` and `day` orders by expiry time.
     pub(super) expiries: super::expiry::Expiries,
+    /// A market with stops traded since they were last looked at.
+    pub(super) stops_armed: bool,
+    /// A stop is due (see [`super::stops`]).
+    pub(super) trigger_due: bool,
 }
 
 impl Engine {
@@ -123,6 +129,8 @@ impl Engine {
             next_trade_id: 1,
             next_cseq: 1,
             expiries: Default::default(),
+            stops_armed: false,
+            trigger_due: false,
         }
     }
 
@@ -154,6 +162,7 @@ impl Engine {
         let market = match &cmd.body {
             CommandBody::NewOrder(o) => o.market,
             CommandBody::OrderWith(s) => s.order.market,
+            CommandBody::StopOrder(s) => s.with.order.market,
             CommandBody::CancelAll(c) => c.market,
             CommandBody::Halt(HaltTarget::Market(m))
             | CommandBody::Resume(HaltTarget::Market(m)) => *m,
@@ -174,10 +183,16 @@ impl Engine {
             engine_mono,
         };
         let outcome = match &cmd.body {
-            CommandBody::NewOrder(o) => self.new_order(o, origin, (0, 0), &mut em),
-            CommandBody::OrderWith(w) => {
-                self.new_order(&w.order, origin, (w.session, w.expire_ns), &mut em)
+            CommandBody::NewOrder(o) => self.new_order(o, origin, Terms::default(), &mut em),
+            CommandBody::OrderWith(w) => self.new_order(&w.order, origin, Terms::of(w), &mut em),
+            CommandBody::StopOrder(s) => {
+                let terms = Terms {
+                    trigger: Some(s.trigger_price),
+                    ..Terms::of(&s.with)
+                };
+                self.new_order(&s.with.order, origin, terms, &mut em)
             }
+            CommandBody::Trigger => self.trigger(&mut em),
             CommandBody::Expire => self.expire(&mut em),
             CommandBody::EndSession(e) => self.end_session(e, &mut em),
             CommandBody::Cancel(c) => self.cancel(c, &mut em),
@@ -188,6 +203,7 @@ impl Engine {
             CommandBody::Halt(t) => self.halt(*t, true, &mut em),
             CommandBody::Resume(t) => self.halt(*t, false, &mut em),
         };
+        self.settle_stops();
         self.flush_balances(&mut em, BalanceReason::Trading);
         self.next_seq = em.next_seq;
         let cseq = self.next_cseq;

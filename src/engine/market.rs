@@ -4,6 +4,7 @@
 
 use super::book::Book;
 use super::command::{AssetIndex, RejectCode, Side};
+use super::stops::Stops;
 use crate::config::{MarketConfig, StpMode};
 use crate::num::{Decimal, GridError};
 
@@ -114,6 +115,8 @@ pub(super) struct Market {
     pub(super) book: Book,
     /// Last trade price in ticks (the reference price before the first trade).
     pub(super) last_price: u64,
+    /// Its untriggered stop orders.
+    pub(super) stops: Stops,
 }
 
 impl Market {
@@ -142,6 +145,7 @@ impl Market {
             },
             book: Book::around(m.reference_price_ticks),
             last_price: m.reference_price_ticks,
+            stops: Stops::default(),
         }
     }
 

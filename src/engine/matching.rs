@@ -44,7 +44,7 @@ impl Taker {
     }
 
     /// What is left of it, to rest on the book.
-    fn rest_terms(&self) -> OrderTerms {
+    pub(super) fn rest_terms(&self) -> OrderTerms {
         OrderTerms {
             order_id: self.order_id,
             market: self.market,
@@ -58,6 +58,7 @@ impl Taker {
             expire_ns: self.expire_ns,
             reserved: self.reserved,
             client_order_id: self.client_order_id,
+            stop: None,
         }
     }
 }
@@ -159,6 +160,7 @@ impl Engine {
         t.filled += x.lots;
         let m = t.market.index();
         self.markets[m].last_price = x.price;
+        self.note_trade_for_stops(m, x.price);
         self.markets[m].book.reduce(&mut self.orders, slot, x.lots);
         let resting = self.orders.get_mut(slot);
         spend(
@@ -259,7 +261,7 @@ impl Engine {
     ) -> u64 {
         let m = self.orders.get(slot).market.index();
         let spec = self.markets[m].spec;
-        self.markets[m].book.unlink(&mut self.orders, slot);
+        self.unlink(slot);
         let o = self.orders.remove(slot);
         self.accounts
             .release(o.account, spec.spends(o.side), o.reserved);

@@ -28,6 +28,7 @@ mod read;
 pub mod risk;
 pub mod runner;
 pub mod snapshot;
+mod stops;
 pub mod text;
 mod transfer;
 
@@ -39,7 +40,7 @@ pub use command::{
     Amend, AssetIndex, AssetName, Cancel, CancelAll, CancelReason, Command, CommandBody,
     EVERY_SESSION, EndSession, HaltTarget, IdempotencyKey, MarketId, MarketName, NO_OWNER,
     NewOrder, OrderRef, OrderType, OrderWith, Outbound, Outcome, Owner, RejectCode, Reply, Report,
-    ReportKind, Session, Side, TimeInForce, Transfer, Username,
+    ReportKind, Session, Side, StopOrder, TimeInForce, Transfer, Username,
 };
 pub use custody::Balance;
 pub use error::{Broken, RestoreError};

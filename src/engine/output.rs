@@ -117,6 +117,19 @@ impl Subject {
         }
     }
 
+    /// The stop order was triggered at `trigger_ticks`, `remaining_lots` open.
+    pub(super) fn triggered(self, seq: u64, remaining_lots: u64, trigger_ticks: u64) -> Report {
+        Report {
+            seq,
+            order_id: self.order_id,
+            client_order_id: self.client_order_id,
+            market: self.market,
+            side: self.side,
+            remaining_lots,
+            kind: ReportKind::Triggered { trigger_ticks },
+        }
+    }
+
     /// The order left the book for `reason`, nothing open.
     pub(super) fn cancelled(self, seq: u64, reason: CancelReason) -> Report {
         Report {

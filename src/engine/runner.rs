@@ -445,7 +445,10 @@ impl Runner {
         loop {
             rounds += 1;
             self.heartbeat.store(rounds, Ordering::Relaxed);
-            let ended = self.end_one_session();
+            // Stops that a command's trades made due run first, before anything else (a full
+            // journal ring leaves them due: nothing else is taken until they have run).
+            let triggered = self.run_triggers();
+            let ended = !self.engine.trigger_due() && self.end_one_session();
             if self.ending_earlier_run {
                 // Nothing else until the run before's sessions are ended (a full journal
                 // ring makes the command wait: the journal is rung and given time).
@@ -455,7 +458,7 @@ impl Runner {
                 }
                 continue;
             }
-            let work = self.poll_connections() + usize::from(ended);
+            let work = self.poll_connections() + usize::from(ended) + triggered;
             if work > 0 {
                 self.journal_bell.ring();
             }
@@ -536,6 +539,9 @@ impl Runner {
                 self.connections[i].conn.bell.ring();
             }
             while done < CONNECTION_BUDGET && drained {
+                if self.engine.trigger_due() {
+                    break;
+                }
                 let entry = &mut self.connections[i];
                 // Replies are never dropped: a command is taken only when nothing waits in the
                 // backlog and its reply has room in the ring.
@@ -557,6 +563,9 @@ impl Runner {
                     .record(now.saturating_sub(cmd.recv_mono));
                 self.process_one(i, &cmd, origin, now);
                 done += 1;
+                if self.engine.trigger_due() {
+                    self.run_triggers();
+                }
                 if !self.cut.is_empty() {
                     break;
                 }
@@ -582,6 +591,49 @@ impl Runner {
             i += 1;
         }
         total
+    }
+
+    /// Runs the due stops, one `Trigger` command each, until none is due or the journal's ring
+    /// is full; returns how many ran. Their reports go to their owners; the engine's own
+    /// commands get no reply.
+    fn run_triggers(&mut self) -> usize {
+        let mut ran = 0;
+        while self.engine.trigger_due() {
+            let now = mono_ns();
+            let cmd = Command {
+                recv_ns: self.last_recv_ns,
+                recv_mono: now,
+                body: CommandBody::Trigger,
+            };
+            let mut sink = Sink {
+                journal: &mut self.journal,
+                connections: &mut self.connections,
+                tokens: &self.tokens,
+                origin: super::command::NO_OWNER,
+                origin_reports: &mut self.origin_reports,
+                cut: &mut self.cut,
+                backlog_limit: self.backlog_limit,
+            };
+            let reply = self
+                .engine
+                .process(&cmd, super::command::NO_OWNER, now, &mut sink);
+            self.origin_reports.clear();
+            let c = &self.counters.engine;
+            if reply.outcome == Outcome::Busy {
+                bump(&c.busy);
+                break;
+            }
+            ran += 1;
+            bump(&c.commands);
+            bump(&c.stops_triggered);
+            c.last_seq.store(self.engine.last_seq(), Ordering::Relaxed);
+            c.last_cseq
+                .store(self.engine.last_cseq(), Ordering::Relaxed);
+        }
+        if ran > 0 && !self.cut.is_empty() {
+            self.cut_slow_consumers();
+        }
+        ran
     }
 
     /// Processes the first waiting `EndSession` command, if any: true if it was processed. It

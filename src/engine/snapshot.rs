@@ -8,19 +8,22 @@
 
 use super::book::{AccountId, NIL, OrderTerms, RestingOrder};
 use super::command::{
-    ClientOrderId, IdempotencyKey, MarketId, NO_OWNER, Outcome, Session, Side, Username,
+    ClientOrderId, IdempotencyKey, MarketId, NO_OWNER, OrderType, Outcome, Session, Side,
+    TimeInForce, Username,
 };
 use super::custody::Balance;
 use super::error::RestoreError;
 use super::hash::Hash64;
 use super::machine::Engine;
 use super::risk::Bucket;
+use super::stops::StopTerms;
 use crate::config::Config;
 
 /// Format version of [`Snapshot`]; a snapshot of another version is not used (start-up then
 /// takes an older one or replays the journal from its start). Version 2 added the orders'
-/// sessions (cancel-on-disconnect) and expiry times (`gtd`, `day`).
-pub const SNAPSHOT_VERSION: u32 = 2;
+/// sessions (cancel-on-disconnect) and expiry times (`gtd`, `day`); version 3 the untriggered
+/// stops (in `orders`, with their trigger) and each market's trade range not yet looked at.
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// The engine's state after command `cseq`.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
@@ -61,6 +64,9 @@ pub struct Snapshot {
     pub halted_users: Vec<Username>,
     /// Remembered deposit and withdrawal answers, oldest first.
     pub idempotency: Vec<(IdempotencyKey, Outcome)>,
+    /// Each market's lowest and highest trade price its stops have not been looked at for (set
+    /// only while a stop is due).
+    pub stop_ranges: Vec<Option<(u64, u64)>>,
 }
 
 /// One account in a snapshot.
@@ -99,6 +105,37 @@ pub struct SnapOrder {
     pub session: Session,
     /// When it expires (0: never).
     pub expire_ns: u64,
+    /// An untriggered stop's trigger (it is in its market's trigger layer, in no book).
+    pub stop: Option<SnapStop>,
+}
+
+/// An untriggered stop's trigger in a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct SnapStop {
+    /// Trigger price, ticks.
+    pub trigger: u64,
+    /// Stop-market or stop-limit.
+    pub order_type: OrderType,
+    /// The time in force of the order it becomes.
+    pub tif: TimeInForce,
+}
+
+impl SnapStop {
+    fn of(s: StopTerms) -> SnapStop {
+        SnapStop {
+            trigger: s.trigger,
+            order_type: s.order_type,
+            tif: s.tif,
+        }
+    }
+
+    fn terms(self) -> StopTerms {
+        StopTerms {
+            trigger: self.trigger,
+            order_type: self.order_type,
+            tif: self.tif,
+        }
+    }
 }
 
 fn side_index(side: Side) -> usize {
@@ -131,6 +168,7 @@ impl Engine {
                     client_order_id: o.client_order_id,
                     session: o.session,
                     expire_ns: o.expire_ns,
+                    stop: o.stop.map(SnapStop::of),
                 });
                 s = o.next_of_account();
             }
@@ -172,6 +210,7 @@ impl Engine {
             halted_markets,
             halted_users,
             idempotency: self.idempotency.entries(),
+            stop_ranges: self.markets.iter().map(|m| m.stops.traded()).collect(),
         }
     }
 
@@ -200,6 +239,13 @@ impl Engine {
         for (key, outcome) in &snap.idempotency {
             e.idempotency.remember(*key, *outcome);
         }
+        for (m, range) in snap.stop_ranges.iter().enumerate() {
+            if let Some(market) = e.markets.get_mut(m) {
+                market.stops.set_traded(*range);
+            }
+        }
+        e.stops_armed = true;
+        e.settle_stops();
         e.next_seq = snap.next_seq;
         e.next_order_id = snap.next_order_id;
         e.next_trade_id = snap.next_trade_id;
@@ -275,7 +321,7 @@ impl Engine {
                 accounts,
             });
         }
-        self.orders.add(RestingOrder::new(OrderTerms {
+        let slot = self.orders.add(RestingOrder::new(OrderTerms {
             order_id: o.order_id,
             market: o.market,
             side: o.side,
@@ -288,7 +334,20 @@ impl Engine {
             expire_ns: o.expire_ns,
             reserved: o.reserved,
             client_order_id: o.client_order_id,
+            stop: o.stop.map(SnapStop::terms),
         }));
+        if let Some(stop) = o.stop {
+            if stop.trigger == 0 || stop.trigger > self.markets[o.market.index()].spec.max_price {
+                return Err(RestoreError::OffGrid {
+                    order_id: o.order_id,
+                    price: stop.trigger,
+                    remaining: o.remaining,
+                });
+            }
+            self.markets[o.market.index()]
+                .stops
+                .insert(o.side, stop.trigger, o.order_id, slot);
+        }
         if o.expire_ns != 0 {
             self.expiries.add(o.expire_ns, o.order_id);
         }
@@ -341,6 +400,33 @@ impl Engine {
                     }
                     true
                 });
+            }
+            // Untriggered stops and a due range only when there are some, so that digests of
+            // states without them are those of earlier versions.
+            if !market.stops.is_empty() {
+                h.u64(u64::MAX - 1);
+                for side in [Side::Buy, Side::Sell] {
+                    for slot in market.stops.in_trigger_order(side) {
+                        let o = self.orders.get(slot);
+                        let stop = o
+                            .stop
+                            .expect("trigger layer invariant: every entry is a stop");
+                        h.u64(o.order_id);
+                        h.bytes(self.accounts.name(o.account).as_str().as_bytes());
+                        h.u64(stop.trigger);
+                        h.bytes(stop.order_type.as_str().as_bytes());
+                        h.bytes(stop.tif.as_str().as_bytes());
+                        h.u64(o.price);
+                        h.u64(o.remaining);
+                        h.u64(o.reserved);
+                        h.u64(u64::from(o.session));
+                        h.u64(o.expire_ns);
+                    }
+                }
+            }
+            if let Some((lo, hi)) = market.stops.traded() {
+                h.u64(lo);
+                h.u64(hi);
             }
             h.u64(market.last_price);
         }

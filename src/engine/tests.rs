@@ -85,10 +85,23 @@ impl T {
         let cmd = req.to_command(now, 0).expect("an engine command");
         let before = self.out.events.len();
         let reply = self.engine.process(&cmd, origin, 0, &mut self.out);
-        self.last = self.out.events[before..].to_vec();
         self.engine
             .check()
             .unwrap_or_else(|e| panic!("after {line}: {e}"));
+        // As the engine thread does: the stops the command made due run next, one `Trigger`
+        // each, before any other command.
+        while self.engine.trigger_due() {
+            let trigger = Command {
+                recv_ns: now,
+                recv_mono: 0,
+                body: CommandBody::Trigger,
+            };
+            self.engine.process(&trigger, NO_OWNER, 0, &mut self.out);
+            self.engine
+                .check()
+                .unwrap_or_else(|e| panic!("after a trigger after {line}: {e}"));
+        }
+        self.last = self.out.events[before..].to_vec();
         // Sequence numbers are consecutive across commands.
         for (i, e) in self.out.events.iter().enumerate() {
             assert_eq!(e.seq, i as u64 + 1);
@@ -136,6 +149,8 @@ impl T {
             .book_orders(self.engine.market(market).unwrap(), side)
     }
 }
+
+mod stops;
 
 fn rejected(code: RejectCode) -> Outcome {
     Outcome::Rejected(code)

@@ -35,6 +35,10 @@ pub fn authorize_command(grant: &Grant, body: &CommandBody) -> Result<(), Denied
     match body {
         CommandBody::NewOrder(o) => act(grant, o.username.as_str()),
         CommandBody::OrderWith(s) => act(grant, s.order.username.as_str()),
+        CommandBody::StopOrder(s) => act(grant, s.with.order.username.as_str()),
+        // Made by the engine thread itself when trades reach stops' triggers; never from a
+        // client.
+        CommandBody::Trigger => admin(grant, "running triggered stops"),
         // Made by the engine thread itself when a session ends; never from a client.
         CommandBody::EndSession(_) => admin(grant, "ending a session"),
         // Sent by the daemon's expiry timer; never from a client.

@@ -149,6 +149,7 @@ impl Ingress {
         let adds = match body {
             CommandBody::NewOrder(_)
             | CommandBody::OrderWith(_)
+            | CommandBody::StopOrder(_)
             | CommandBody::Amend(_)
             | CommandBody::Deposit(_)
             | CommandBody::Withdraw(_)
@@ -157,6 +158,7 @@ impl Ingress {
             | CommandBody::CancelAll(_)
             | CommandBody::Halt(_)
             | CommandBody::EndSession(_)
+            | CommandBody::Trigger
             | CommandBody::Expire => false,
         };
         self.refusal_while_journal_fails(adds)
@@ -381,31 +383,41 @@ fn report(counters: &Counters, stages: &[(Stage, &LatencyHistogram)]) -> StatsRe
 /// without a session end keeps none, and the engine refuses it (`invalid_expiry`).
 pub(crate) fn stamp_day_expiry(config: &Config, cmd: &mut crate::engine::Command) {
     use crate::engine::{CommandBody, OrderWith, TimeInForce};
-    let (order, session) = match cmd.body {
-        CommandBody::NewOrder(o) if o.tif == TimeInForce::Day => (o, 0),
-        CommandBody::OrderWith(w) if w.order.tif == TimeInForce::Day && w.expire_ns == 0 => {
-            (w.order, w.session)
+    let recv_ns = cmd.recv_ns;
+    let end = |o: &crate::engine::NewOrder| {
+        config
+            .market(o.market.as_str())
+            .and_then(|m| m.next_session_end(recv_ns))
+    };
+    match &mut cmd.body {
+        CommandBody::NewOrder(o) if o.tif == TimeInForce::Day => {
+            if let Some(expire_ns) = end(o) {
+                cmd.body = CommandBody::OrderWith(OrderWith {
+                    order: *o,
+                    session: 0,
+                    expire_ns,
+                });
+            }
         }
-        _ => return,
-    };
-    let Some(expire_ns) = config
-        .market(order.market.as_str())
-        .and_then(|m| m.next_session_end(cmd.recv_ns))
-    else {
-        return;
-    };
-    cmd.body = CommandBody::OrderWith(OrderWith {
-        order,
-        session,
-        expire_ns,
-    });
+        CommandBody::OrderWith(w) if w.order.tif == TimeInForce::Day && w.expire_ns == 0 => {
+            w.expire_ns = end(&w.order).unwrap_or(0);
+        }
+        CommandBody::StopOrder(s)
+            if s.with.order.tif == TimeInForce::Day && s.with.expire_ns == 0 =>
+        {
+            s.with.expire_ns = end(&s.with.order).unwrap_or(0);
+        }
+        _ => {}
+    }
 }
 
 impl Ingress {
     /// Call after pushing `cmd` to the engine: an order with an expiry time wakes the expiry
     /// timer if it waits with no timed order resting.
     pub(crate) fn timed_order_sent(&self, body: &crate::engine::CommandBody) {
-        if let crate::engine::CommandBody::OrderWith(w) = body
+        use crate::engine::CommandBody;
+        if let CommandBody::OrderWith(w)
+        | CommandBody::StopOrder(crate::engine::StopOrder { with: w, .. }) = body
             && w.expire_ns != 0
         {
             self.expiry_wake.notify_one();

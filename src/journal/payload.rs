@@ -128,6 +128,21 @@ pub fn write(event: &Event, config: &Config, out: &mut Vec<u8>) {
             if r.expire_ns != 0 {
                 o.num("expire_at", r.expire_ns);
             }
+            if r.trigger_ticks != 0 {
+                o.units("trigger_price", r.trigger_ticks, m.tick_size);
+            }
+        }
+        EventKind::OrderTriggered {
+            order_id,
+            market: mid,
+            trigger_ticks,
+            last_ticks,
+        } => {
+            let m = market(*mid);
+            o.num("order_id", *order_id)
+                .str("market", &m.name)
+                .units("trigger_price", *trigger_ticks, m.tick_size)
+                .units("last_price", *last_ticks, m.tick_size);
         }
         EventKind::OrderRejected {
             username,
@@ -304,6 +319,7 @@ mod tests {
             client_order_id: Text::new("c-1"),
             client_timestamp: Text::EMPTY,
             expire_ns: 0,
+            trigger_ticks: 0,
         };
         assert_eq!(
             text(EventKind::OrderCreated(created), &c),
@@ -323,6 +339,29 @@ mod tests {
                    "side":"buy","order_type":"limit","tif":"gtd","post_only":false,
                    "price":"50000.5","size":"0.01","expire_at":1_796_490_000_000_000_000u64})
             .to_string()
+        );
+        let stop = OrderRecord {
+            order_type: OrderType::StopLimit,
+            trigger_ticks: 520_000,
+            ..created
+        };
+        assert_eq!(
+            text(EventKind::OrderCreated(stop), &c),
+            json!({"order_id":7,"username":"al\"ice","client_order_id":"c-1","market":"BTC-USD",
+                   "side":"buy","order_type":"stop_limit","tif":"gtc","post_only":false,
+                   "price":"50000.5","size":"0.01","trigger_price":"52000"})
+            .to_string()
+        );
+        let triggered = EventKind::OrderTriggered {
+            order_id: 7,
+            market: MarketId(0),
+            trigger_ticks: 520_000,
+            last_ticks: 520_010,
+        };
+        assert_eq!(
+            text(triggered, &c),
+            json!({"order_id":7,"market":"BTC-USD","trigger_price":"52000","last_price":"52001"})
+                .to_string()
         );
         let trade = TradeRecord {
             trade_id: 3,

@@ -273,7 +273,11 @@ impl Store {
                     self.balance_keys.push(key);
                 }
             }
-            EventKind::OrderRejected { .. } | EventKind::Halted(_) | EventKind::Resumed(_) => {}
+            // A triggered stop's row stays open: it goes on as the order it became.
+            EventKind::OrderRejected { .. }
+            | EventKind::OrderTriggered { .. }
+            | EventKind::Halted(_)
+            | EventKind::Resumed(_) => {}
         }
     }
 

@@ -35,6 +35,8 @@ pub struct EngineCounters {
     pub next_expiry_ns: AtomicU64,
     /// Connections cut off because they did not read their execution reports.
     pub slow_consumers: AtomicU64,
+    /// Stop orders triggered (`Trigger` commands run).
+    pub stops_triggered: AtomicU64,
 }
 
 /// Written by the journal thread only.
@@ -197,6 +199,8 @@ pub enum Counter {
     SlowConsumers,
     /// [`EngineCounters::last_cseq`]
     LastCseq,
+    /// [`EngineCounters::stops_triggered`]
+    StopsTriggered,
     /// [`JournalCounters::batches`]
     JournalBatches,
     /// [`JournalCounters::rows`]
@@ -277,7 +281,7 @@ pub enum Counter {
 
 impl Counter {
     /// All counters, in display order.
-    pub const ALL: [Counter; 46] = [
+    pub const ALL: [Counter; 47] = [
         Counter::Commands,
         Counter::OrdersAccepted,
         Counter::OrdersRejected,
@@ -286,6 +290,7 @@ impl Counter {
         Counter::LastSeq,
         Counter::SlowConsumers,
         Counter::LastCseq,
+        Counter::StopsTriggered,
         Counter::JournalBatches,
         Counter::JournalRows,
         Counter::JournalCommitErrors,
@@ -337,6 +342,7 @@ impl Counter {
             Counter::LastSeq => "orderpipe_last_seq",
             Counter::SlowConsumers => "orderpipe_slow_consumers_total",
             Counter::LastCseq => "orderpipe_last_cseq",
+            Counter::StopsTriggered => "orderpipe_stops_triggered_total",
             Counter::JournalBatches => "orderpipe_journal_batches_total",
             Counter::JournalRows => "orderpipe_journal_rows_total",
             Counter::JournalCommitErrors => "orderpipe_journal_commit_errors_total",
@@ -391,6 +397,7 @@ impl Counter {
             Counter::LastSeq => &c.engine.last_seq,
             Counter::SlowConsumers => &c.engine.slow_consumers,
             Counter::LastCseq => &c.engine.last_cseq,
+            Counter::StopsTriggered => &c.engine.stops_triggered,
             Counter::JournalBatches => &c.journal.batches,
             Counter::JournalRows => &c.journal.rows,
             Counter::JournalCommitErrors => &c.journal.commit_errors,

@@ -149,6 +149,7 @@ pub fn write_execution(r: &Report, config: &Config, out: &mut Vec<u8>) {
             maker,
         } => ("fill", Some((price_ticks, size_lots, maker))),
         ReportKind::Cancelled(_) => ("cancelled", None),
+        ReportKind::Triggered { .. } => ("triggered", None),
     };
     string(exec, out);
     out.extend_from_slice(&r.seq.to_le_bytes());
@@ -165,13 +166,21 @@ pub fn write_execution(r: &Report, config: &Config, out: &mut Vec<u8>) {
             opt_str(Some(if maker { "maker" } else { "taker" }), out);
             out.push(0);
         }
-        None => {
-            out.extend_from_slice(&[0, 0, 0]);
-            let ReportKind::Cancelled(why) = r.kind else {
-                unreachable!("a report without a fill is a cancellation")
-            };
-            opt_str(Some(why.as_str()), out);
-        }
+        None => match r.kind {
+            // A triggered stop: its trigger price, no size, role or reason.
+            ReportKind::Triggered { trigger_ticks } => {
+                out.push(1);
+                units(trigger_ticks, market.tick_size, out);
+                out.extend_from_slice(&[0, 0, 0]);
+            }
+            _ => {
+                out.extend_from_slice(&[0, 0, 0]);
+                let ReportKind::Cancelled(why) = r.kind else {
+                    unreachable!("a report without a fill is a cancellation")
+                };
+                opt_str(Some(why.as_str()), out);
+            }
+        },
     }
     units(r.remaining_lots, market.lot_size, out);
     frame_end(start, out);
@@ -238,6 +247,7 @@ struct OrderFrame<'a> {
     timestamp: Option<&'a str>,
     post_only: bool,
     expire_at: Option<u64>,
+    trigger_price: Option<Decimal>,
 }
 
 impl<'de: 'a, 'a, Ctx> bincode::BorrowDecode<'de, Ctx> for OrderFrame<'a> {
@@ -257,6 +267,7 @@ impl<'de: 'a, 'a, Ctx> bincode::BorrowDecode<'de, Ctx> for OrderFrame<'a> {
             timestamp: BorrowDecode::borrow_decode(d)?,
             post_only: BorrowDecode::borrow_decode(d)?,
             expire_at: super::requests::trailing(d)?,
+            trigger_price: super::requests::trailing(d)?,
         })
     }
 }
@@ -299,7 +310,7 @@ pub fn decode_request(payload: &[u8]) -> Result<Decoded, String> {
         .map(|v| u32::from_le_bytes([v[0], v[1], v[2], v[3]]))
     {
         Some(NEW_ORDER) => borrowed::<OrderFrame>(&payload[4..]).map(|o| {
-            super::requests::with_expiry(
+            super::requests::order_body(
                 NewOrder {
                     client_order_id: Text::new(o.client_order_id.unwrap_or("")),
                     username: Text::new(o.username),
@@ -313,6 +324,7 @@ pub fn decode_request(payload: &[u8]) -> Result<Decoded, String> {
                     client_timestamp: Text::new(o.timestamp.unwrap_or("")),
                 },
                 o.expire_at,
+                o.trigger_price,
             )
         }),
         Some(CANCEL) => borrowed::<CancelFrame>(&payload[4..]).map(|c| {
@@ -463,6 +475,7 @@ mod tests {
             timestamp: None,
             post_only: false,
             expire_at: None,
+            trigger_price: None,
         });
         let mut expected: Vec<u8> = vec![];
         expected.extend(0u32.to_le_bytes()); // variant NewOrder
@@ -538,6 +551,7 @@ mod tests {
             timestamp: None,
             post_only: false,
             expire_at: None,
+            trigger_price: None,
         });
         assert_eq!(frames[0], frame(&order));
         let reply = WireReply::Accepted {
@@ -624,6 +638,7 @@ mod tests {
                 timestamp: None,
                 post_only: false,
                 expire_at,
+                trigger_price: None,
             })
         };
         let plain = encode(&order(TimeInForce::Gtc, None));

@@ -61,6 +61,8 @@ struct Fields<'a> {
     /// A number (ns since the Unix epoch) or an RFC 3339 text.
     #[serde(borrow)]
     expire_at: Option<&'a RawValue>,
+    #[serde(borrow)]
+    trigger_price: Option<&'a RawValue>,
 }
 
 /// An optional string field, borrowed from the line unless it has escapes. (serde's own
@@ -210,6 +212,7 @@ struct OrderParts<'a> {
     timestamp: Option<Cow<'a, str>>,
     post_only: bool,
     expire_at: Option<u64>,
+    trigger_price: Option<Decimal>,
 }
 
 fn order_parts(f: Fields<'_>) -> Result<OrderParts<'_>, String> {
@@ -222,9 +225,12 @@ fn order_parts(f: Fields<'_>) -> Result<OrderParts<'_>, String> {
     let order_type = match f.order_type.as_deref() {
         None | Some("limit") => OrderType::Limit,
         Some("market") => OrderType::Market,
+        Some("stop_market") => OrderType::StopMarket,
+        Some("stop_limit") => OrderType::StopLimit,
         Some(s) => {
             return Err(format!(
-                "field `order_type`: \"{s}\" is not \"limit\" or \"market\""
+                "field `order_type`: \"{s}\" is not \"limit\", \"market\", \"stop_market\" or \
+                 \"stop_limit\""
             ));
         }
     };
@@ -259,8 +265,24 @@ fn order_parts(f: Fields<'_>) -> Result<OrderParts<'_>, String> {
     }
     let size = decimal(f.size, "size")?.ok_or("missing field `size`")?;
     let price = decimal(f.price, "price")?;
-    if price.is_none() && order_type == OrderType::Limit {
-        return Err("missing field `price` (a limit order needs one)".into());
+    if price.is_none() && order_type.has_limit() {
+        return Err(format!(
+            "missing field `price` (a {} order needs one)",
+            order_type.as_str()
+        ));
+    }
+    let trigger_price = decimal(f.trigger_price, "trigger_price")?;
+    match (order_type.is_stop(), trigger_price.is_some()) {
+        (true, false) => {
+            return Err(format!(
+                "missing field `trigger_price` (a {} order needs one)",
+                order_type.as_str()
+            ));
+        }
+        (false, true) => {
+            return Err("field `trigger_price` is for stop_market and stop_limit orders".into());
+        }
+        _ => {}
     }
     Ok(OrderParts {
         client_order_id: f.client_order_id,
@@ -274,6 +296,7 @@ fn order_parts(f: Fields<'_>) -> Result<OrderParts<'_>, String> {
         timestamp: f.timestamp,
         post_only: f.post_only.unwrap_or(false),
         expire_at,
+        trigger_price,
     })
 }
 
@@ -396,6 +419,7 @@ fn order(f: Fields<'_>) -> Result<OrderRequest, String> {
         timestamp: o.timestamp.map(Cow::into_owned),
         post_only: o.post_only,
         expire_at: o.expire_at,
+        trigger_price: o.trigger_price,
     })
 }
 
@@ -443,7 +467,7 @@ fn decode_fields(mut f: Fields<'_>) -> Result<(Decoded, Option<AckMode>), String
         }
         None | Some("new_order") => {
             let o = order_parts(f)?;
-            super::requests::with_expiry(
+            super::requests::order_body(
                 NewOrder {
                     client_order_id: Text::new(o.client_order_id.as_deref().unwrap_or("")),
                     username: Text::new(&o.username),
@@ -457,6 +481,7 @@ fn decode_fields(mut f: Fields<'_>) -> Result<(Decoded, Option<AckMode>), String
                     client_timestamp: Text::new(o.timestamp.as_deref().unwrap_or("")),
                 },
                 o.expire_at,
+                o.trigger_price,
             )
         }
         Some("cancel") => {
@@ -606,6 +631,7 @@ pub fn write_execution(r: &Report, config: &Config, out: &mut Vec<u8>) {
     let exec: &[u8] = match r.kind {
         ReportKind::Fill { .. } => b"fill",
         ReportKind::Cancelled(_) => b"cancelled",
+        ReportKind::Triggered { .. } => b"triggered",
     };
     out.extend_from_slice(br#"{"type":"execution","exec":""#);
     out.extend_from_slice(exec);
@@ -639,6 +665,11 @@ pub fn write_execution(r: &Report, config: &Config, out: &mut Vec<u8>) {
         ReportKind::Cancelled(why) => {
             out.extend_from_slice(br#","reason":""#);
             out.extend_from_slice(why.as_str().as_bytes());
+            out.push(b'"');
+        }
+        ReportKind::Triggered { trigger_ticks } => {
+            out.extend_from_slice(br#","price":""#);
+            Decimal::write_units(trigger_ticks, market.tick_size, out);
             out.push(b'"');
         }
     }

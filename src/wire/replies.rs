@@ -298,6 +298,13 @@ impl WireReply {
                 None,
                 Some(why.as_str().to_string()),
             ),
+            ReportKind::Triggered { trigger_ticks } => (
+                "triggered",
+                Some(Decimal::format_units(trigger_ticks, market.tick_size)),
+                None,
+                None,
+                None,
+            ),
         };
         WireReply::Execution(ExecutionReport {
             exec: exec.to_string(),

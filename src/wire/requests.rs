@@ -123,6 +123,9 @@ pub struct OrderRequest {
     /// When a `gtd` order expires, ns since the Unix epoch. In a binary frame the field may be
     /// left out (frames of earlier clients).
     pub expire_at: Option<u64>,
+    /// A stop order's trigger price (`stop_market` and `stop_limit` need one, other orders
+    /// have none). In a binary frame it follows `expire_at` and may be left out.
+    pub trigger_price: Option<Decimal>,
 }
 
 impl bincode::Encode for OrderRequest {
@@ -140,6 +143,11 @@ impl bincode::Encode for OrderRequest {
         self.size.encode(e)?;
         self.timestamp.encode(e)?;
         self.post_only.encode(e)?;
+        if self.trigger_price.is_some() {
+            // `expire_at` is then written even when empty: the trigger price comes after it.
+            self.expire_at.encode(e)?;
+            return self.trigger_price.encode(e);
+        }
         trailing_encode(&self.expire_at, e)
     }
 }
@@ -161,6 +169,7 @@ impl<Ctx> bincode::Decode<Ctx> for OrderRequest {
             timestamp: Decode::decode(d)?,
             post_only: Decode::decode(d)?,
             expire_at: trailing(d)?,
+            trigger_price: trailing(d)?,
         })
     }
 }
@@ -293,7 +302,7 @@ impl Request {
     /// requests answered outside the engine's command path (stats, book, balances).
     pub fn to_command(&self, recv_ns: u64, recv_mono: u64) -> Option<Command> {
         let body = match self {
-            Request::NewOrder(o) => with_expiry(
+            Request::NewOrder(o) => order_body(
                 NewOrder {
                     client_order_id: Text::new(o.client_order_id.as_deref().unwrap_or("")),
                     username: Text::new(&o.username),
@@ -307,6 +316,7 @@ impl Request {
                     client_timestamp: Text::new(o.timestamp.as_deref().unwrap_or("")),
                 },
                 o.expire_at,
+                o.trigger_price,
             ),
             Request::Cancel(c) => CommandBody::Cancel(Cancel {
                 username: Text::new(&c.username),
@@ -375,15 +385,24 @@ pub enum Decoded {
     Request(Request),
 }
 
-/// A new order's command: with its expiry time, if it has one (no session: the socket binds
-/// one later, if the connection asked for it).
-pub(super) fn with_expiry(order: NewOrder, expire_at: Option<u64>) -> CommandBody {
-    match expire_at {
-        None => CommandBody::NewOrder(order),
-        Some(expire_ns) => CommandBody::OrderWith(crate::engine::OrderWith {
-            order,
-            session: 0,
-            expire_ns,
+/// A new order's command: with its expiry time and its trigger price, if it has them (no
+/// session: the socket binds one later, if the connection asked for it).
+pub(super) fn order_body(
+    order: NewOrder,
+    expire_at: Option<u64>,
+    trigger_price: Option<Decimal>,
+) -> CommandBody {
+    let with = crate::engine::OrderWith {
+        order,
+        session: 0,
+        expire_ns: expire_at.unwrap_or(0),
+    };
+    match (expire_at, trigger_price) {
+        (_, Some(trigger_price)) => CommandBody::StopOrder(crate::engine::StopOrder {
+            with,
+            trigger_price,
         }),
+        (None, None) => CommandBody::NewOrder(order),
+        (Some(_), None) => CommandBody::OrderWith(with),
     }
 }

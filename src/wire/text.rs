@@ -64,7 +64,8 @@ pub(super) fn write_reject_reason(
         RejectCode::InvalidClientOrderId => put(&[T("client_order_id is longer than 64 bytes")]),
         RejectCode::InvalidTimestamp => put(&[T("timestamp is longer than 64 bytes")]),
         RejectCode::InvalidPrice => put(&[T(
-            "a limit order needs a positive price, and a market order none",
+            "a limit or stop_limit order needs a positive price, and a market or stop_market \
+             order none",
         )]),
         RejectCode::PriceOffTick => put(&[
             T("price is not a multiple of the tick size "),
@@ -98,7 +99,8 @@ pub(super) fn write_reject_reason(
             M,
         ]),
         RejectCode::UnsupportedOrderType => put(&[T(
-            "post_only needs a limit order that rests (time in force gtc, gtd or day)",
+            "post_only needs a limit order that rests (time in force gtc, gtd or day), and a \
+             stop order cannot be fok",
         )]),
         RejectCode::MarketDisabled => put(&[T("market "), M, T(" is not taking orders")]),
         RejectCode::MarketHalted => put(&[
@@ -156,6 +158,21 @@ pub(super) fn write_reject_reason(
             "a gtd order needs an expire_at after its ingress time (a day order, a market with \
              session_end), and only gtd and day orders expire",
         )]),
+        RejectCode::InvalidTriggerPrice => put(&[
+            T("a stop_market or stop_limit order needs a trigger_price on the tick size "),
+            U(step(|m| m.tick_size)),
+            T(" of "),
+            M,
+            T(", and other orders none"),
+        ]),
+        RejectCode::StopWouldTrigger => put(&[
+            T(
+                "the trigger_price is already reached: a buy stop's must be above the last trade \
+             price of ",
+            ),
+            M,
+            T(", a sell stop's below it"),
+        ]),
     }
 }
 

@@ -17,9 +17,9 @@ use std::io::Write as _;
 
 use orderpipe::config::Config;
 use orderpipe::engine::{
-    CancelAll, Command, CommandBody, CommandRecord, Engine, Event, HaltTarget, NewOrder, OrderRef,
-    OrderType, Outbound, Outcome, Output, Owner, Report, Side, Text, TimeInForce, Transfer,
-    Username,
+    CancelAll, Command, CommandBody, CommandRecord, Engine, Event, HaltTarget, NO_OWNER, NewOrder,
+    OrderRef, OrderType, OrderWith, Outbound, Outcome, Output, Owner, Report, Side, StopOrder,
+    Text, TimeInForce, Transfer, Username,
 };
 use orderpipe::journal::{block::BlockWriter, payload};
 use orderpipe::num::Decimal;
@@ -194,13 +194,15 @@ fn tail_command(rng: &mut Rng, live: &[(u64, u64)], i: u64) -> Command {
                 1 => (OrderType::Limit, TimeInForce::Fok, false),
                 2 => (OrderType::Limit, TimeInForce::Gtc, true),
                 3 => (OrderType::Limit, TimeInForce::Ioc, false),
+                5 => (OrderType::StopLimit, TimeInForce::Gtc, false),
+                6 if rng.below(2) == 0 => (OrderType::StopMarket, TimeInForce::Ioc, false),
                 // Unsupported combinations.
                 4 if rng.below(4) == 0 => (OrderType::Market, TimeInForce::Gtc, true),
                 _ => (OrderType::Limit, TimeInForce::Gtc, false),
             };
             let off = rng.below(400) as i64 - 200;
             let price = match (order_type, rng.below(40)) {
-                (OrderType::Market, _) => None,
+                (OrderType::Market | OrderType::StopMarket, _) => None,
                 (_, 0) => Some(Decimal::new(mid + off, -3).unwrap()), // off the tick
                 (_, 1) => Some(dec(200_000_000, -2)),                 // above the maximum
                 (_, 2) => None,                                       // a limit without price
@@ -217,7 +219,7 @@ fn tail_command(rng: &mut Rng, live: &[(u64, u64)], i: u64) -> Command {
             } else {
                 Text::EMPTY
             };
-            CommandBody::NewOrder(NewOrder {
+            let order = NewOrder {
                 client_order_id,
                 username: who,
                 market: Text::new(if rng.below(50) == 0 {
@@ -236,7 +238,25 @@ fn tail_command(rng: &mut Rng, live: &[(u64, u64)], i: u64) -> Command {
                 } else {
                     Text::EMPTY
                 },
-            })
+            };
+            if order_type.is_stop() {
+                // Mostly beyond the last price on the side that may trigger, sometimes not.
+                let away = rng.below(300) as i64 - 50;
+                let trigger = match side {
+                    Side::Buy => mid + away,
+                    Side::Sell => mid - away,
+                };
+                CommandBody::StopOrder(StopOrder {
+                    with: OrderWith {
+                        order,
+                        session: 0,
+                        expire_ns: 0,
+                    },
+                    trigger_price: dec(trigger as u64, -2),
+                })
+            } else {
+                CommandBody::NewOrder(order)
+            }
         }
         45..=59 => {
             let target = if rng.below(4) == 0 {
@@ -347,13 +367,24 @@ fn a_long_workload_gives_the_same_journal_events_and_replies() {
         let c = tail_command(&mut rng, &live, i);
         let origin = Owner((i % 5) as u32 + 1);
         let reply = engine.process(&c, origin, 0, &mut out);
-        if let (Outcome::Accepted { order_id, .. }, CommandBody::NewOrder(o)) =
-            (reply.outcome, c.body)
-        {
+        let placed = match c.body {
+            CommandBody::NewOrder(o) => Some(o),
+            CommandBody::StopOrder(s) => Some(s.with.order),
+            _ => None,
+        };
+        if let (Outcome::Accepted { order_id, .. }, Some(o)) = (reply.outcome, placed) {
             let owner = o.username.as_str()[1..].parse().expect("u<n>");
             live.push((order_id, owner));
         }
         out.outbound(origin, &Outbound::Reply(reply));
+        // The stops the command made due run next, as the engine thread runs them.
+        while engine.trigger_due() {
+            let trigger = Command {
+                body: CommandBody::Trigger,
+                ..c
+            };
+            engine.process(&trigger, NO_OWNER, 0, &mut out);
+        }
     }
     out.seal_block();
     engine.check().expect("the engine's invariants hold");

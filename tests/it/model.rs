@@ -1,7 +1,8 @@
 //! A property test: random command sequences (every order type and time in force, post-only,
 //! cancels by id and by client id, cancel-all, amends, deposits and withdrawals, self-trades
 //! under each prevention mode, orders bound to sessions and the ends of sessions, good-till-date
-//! orders and their expiry; command `i` is stamped with ingress time `i + 1`) run through the engine and through a small reference model
+//! orders and their expiry, stop-market and stop-limit orders with their triggers and cascades;
+//! command `i` is stamped with ingress time `i + 1`) run through the engine and through a small reference model
 //! written here from the rules, with plain vectors and linear scans. Both must give the same
 //! answers, the same trades, the same final books and the same balances; after every command
 //! the engine's own invariants must hold (book uncrossed, no negative balance, reservations
@@ -13,8 +14,8 @@ use std::path::Path;
 use orderpipe::config::Config;
 use orderpipe::engine::{
     Amend, AssetName, Cancel, CancelAll, Command, CommandBody, EndSession, Engine, EventKind,
-    NewOrder, OrderRef, OrderType, OrderWith, Outcome, Owner, Recorder, RejectCode, Side, Text,
-    TimeInForce, Transfer,
+    NO_OWNER, NewOrder, OrderRef, OrderType, OrderWith, Outcome, Owner, Recorder, RejectCode, Side,
+    StopOrder, Text, TimeInForce, Transfer,
 };
 use orderpipe::num::Decimal;
 use proptest::prelude::*;
@@ -73,6 +74,19 @@ enum Cmd {
         /// The session it is bound to (0: none).
         session: u32,
         /// For a `gtd` order: how many commands later it expires.
+        expire_in: u64,
+    },
+    /// A stop order: `price` `None` for a stop-market.
+    Stop {
+        user: usize,
+        market: usize,
+        side: Side,
+        trigger: u64,
+        price: Option<u64>,
+        lots: u64,
+        tif: TimeInForce,
+        client: Option<&'static str>,
+        session: u32,
         expire_in: u64,
     },
     /// The expiry timer's command: orders due by now go.
@@ -152,9 +166,31 @@ fn cmd() -> impl Strategy<Value = Cmd> {
             session,
             expire_in,
         });
+    let stop = (
+        (0..3usize, 0..MARKETS.len(), side(), 14u64..27),
+        prop_oneof![2 => (14u64..26).prop_map(Some), 1 => Just(None)],
+        1u64..25,
+        prop_oneof![4 => Just(TimeInForce::Gtc), 1 => Just(TimeInForce::Ioc), 1 => Just(TimeInForce::Gtd), 1 => Just(TimeInForce::Fok)],
+        proptest::option::weighted(0.3, proptest::sample::select(&CLIENT_IDS[..])),
+        prop_oneof![3 => Just(0u32), 1 => 1u32..3],
+        1u64..30,
+    )
+        .prop_map(|((user, market, side, trigger), price, lots, tif, client, session, expire_in)| Cmd::Stop {
+            user,
+            market,
+            side,
+            trigger,
+            price,
+            lots,
+            tif,
+            client,
+            session,
+            expire_in,
+        });
     prop_oneof![
         2 => Just(Cmd::Expire),
         10 => new,
+        4 => stop,
         2 => (0..3usize, target()).prop_map(|(user, target)| Cmd::Cancel { user, target }),
         1 => (0..3usize, proptest::option::of(0..MARKETS.len())).prop_map(|(user, market)| Cmd::CancelAll { user, market }),
         1 => (0..3usize, 0u32..3).prop_map(|(user, session)| Cmd::EndSession { user, session }),
@@ -220,6 +256,44 @@ fn to_command(c: &Cmd, now: u64) -> Command {
                 })
             }
         }
+        Cmd::Stop {
+            user,
+            market,
+            side,
+            trigger,
+            price,
+            lots,
+            tif,
+            client,
+            session,
+            expire_in,
+        } => CommandBody::StopOrder(StopOrder {
+            with: OrderWith {
+                order: NewOrder {
+                    client_order_id: Text::new(client.unwrap_or("")),
+                    username: Text::new(USERS[*user]),
+                    market: Text::new(MARKETS[*market]),
+                    side: *side,
+                    order_type: if price.is_some() {
+                        OrderType::StopLimit
+                    } else {
+                        OrderType::StopMarket
+                    },
+                    tif: *tif,
+                    post_only: false,
+                    price: price.map(tick),
+                    size: lot(*lots),
+                    client_timestamp: Text::EMPTY,
+                },
+                session: *session,
+                expire_ns: if *tif == TimeInForce::Gtd {
+                    now + expire_in
+                } else {
+                    0
+                },
+            },
+            trigger_price: tick(*trigger),
+        }),
         Cmd::Expire => CommandBody::Expire,
         Cmd::EndSession { user, session } => CommandBody::EndSession(EndSession {
             session: *session,
@@ -326,6 +400,9 @@ struct Order {
     time: u64,
     /// When the order joined its user's list of open orders (cancel-all goes newest first).
     listed: u64,
+    /// An untriggered stop: its trigger, whether it becomes a limit order, and whether that
+    /// may rest. It is in no book.
+    stop: Option<(u64, bool, bool)>,
 }
 
 /// A trade: (maker id, taker id, price, lots, maker fee, taker fee).
@@ -340,6 +417,10 @@ struct Model {
     clock: u64,
     trades: Vec<Trade>,
     idempotent: HashMap<u8, Answer>,
+    /// Each market's last trade price, in ticks.
+    last: [u64; 4],
+    /// Each market's lowest and highest trade price of the command (and its triggers) so far.
+    traded: [Option<(u64, u64)>; 4],
 }
 
 fn crosses(side: Side, price: u64, limit: u64) -> bool {
@@ -390,7 +471,69 @@ impl Model {
             clock: 0,
             trades: Vec::new(),
             idempotent: HashMap::new(),
+            last: [20; 4],
+            traded: [None; 4],
         }
+    }
+
+    /// A market side's untriggered stops in the order they trigger.
+    fn stops_in_order(&self, market: usize, side: Side) -> Vec<Order> {
+        let mut v: Vec<Order> = self
+            .orders
+            .iter()
+            .filter(|o| o.market == market && o.side == side && o.stop.is_some())
+            .cloned()
+            .collect();
+        v.sort_by_key(|o| {
+            let trigger = o.stop.unwrap().0;
+            let key = if side == Side::Buy {
+                trigger
+            } else {
+                u64::MAX - trigger
+            };
+            (key, o.id)
+        });
+        v
+    }
+
+    /// The next due stop: buy stops whose trigger a trade reached at or above, then sell stops
+    /// reached at or below, market by market.
+    fn next_due(&self) -> Option<u64> {
+        for m in 0..MARKETS.len() {
+            let Some((lo, hi)) = self.traded[m] else {
+                continue;
+            };
+            if let Some(o) = self.stops_in_order(m, Side::Buy).first()
+                && o.stop.unwrap().0 <= hi
+            {
+                return Some(o.id);
+            }
+            if let Some(o) = self.stops_in_order(m, Side::Sell).first()
+                && o.stop.unwrap().0 >= lo
+            {
+                return Some(o.id);
+            }
+        }
+        None
+    }
+
+    /// The end of a command: trade ranges are forgotten unless a stop is due.
+    fn settle(&mut self) -> bool {
+        let due = self.next_due().is_some();
+        if !due {
+            self.traded = [None; 4];
+        }
+        due
+    }
+
+    /// Runs the next due stop as the order it becomes.
+    fn trigger(&mut self) -> Option<Answer> {
+        let id = self.next_due()?;
+        let i = self.orders.iter().position(|o| o.id == id).unwrap();
+        let mut o = self.orders.remove(i);
+        let (_, limit, may_rest) = o.stop.take().unwrap();
+        self.run_taker(o, limit && may_rest);
+        Some(Answer::Accepted(id))
     }
 
     fn tick(&mut self) -> u64 {
@@ -407,7 +550,7 @@ impl Model {
         let mut v: Vec<Order> = self
             .orders
             .iter()
-            .filter(|o| o.market == market && o.side == side)
+            .filter(|o| o.market == market && o.side == side && o.stop.is_none())
             .cloned()
             .collect();
         v.sort_by_key(|o| {
@@ -480,6 +623,31 @@ impl Model {
                     *lots,
                     *tif,
                     *post_only,
+                    *client,
+                    (*session, expire),
+                )
+            }
+            Cmd::Stop {
+                user,
+                market,
+                side,
+                trigger,
+                price,
+                lots,
+                tif,
+                client,
+                session,
+                expire_in,
+            } => {
+                let expire = if *tif == TimeInForce::Gtd {
+                    now + expire_in
+                } else {
+                    0
+                };
+                self.new_stop(
+                    (*user, *market, *side),
+                    (*trigger, *price, *lots),
+                    *tif,
                     *client,
                     (*session, expire),
                 )
@@ -578,6 +746,76 @@ impl Model {
             .map(|o| o.id)
     }
 
+    /// A stop order, checked in the engine's order: a fill-or-kill stop, the trigger already
+    /// reached, duplicate client id, funds (a stop-market's at the protection price beyond its
+    /// trigger).
+    fn new_stop(
+        &mut self,
+        (user, market, side): (usize, usize, Side),
+        (trigger, price, lots): (u64, Option<u64>, u64),
+        tif: TimeInForce,
+        client: Option<&'static str>,
+        (session, expire): (u32, u64),
+    ) -> Answer {
+        let rejected = Answer::Rejected;
+        if tif == TimeInForce::Fok {
+            return rejected(RejectCode::UnsupportedOrderType);
+        }
+        let last = self.last[market];
+        let reached = match side {
+            Side::Buy => last >= trigger,
+            Side::Sell => last <= trigger,
+        };
+        if reached {
+            return rejected(RejectCode::StopWouldTrigger);
+        }
+        let limit = match price {
+            Some(p) => p,
+            None => match side {
+                Side::Buy => (trigger * (10_000 + PROTECTION_BPS) / 10_000).min(2000),
+                Side::Sell => (trigger * (10_000 - PROTECTION_BPS))
+                    .div_ceil(10_000)
+                    .max(1),
+            },
+        };
+        if let Some(c) = client
+            && self
+                .orders
+                .iter()
+                .any(|o| o.user == user && o.client == Some(c))
+        {
+            return rejected(RejectCode::DuplicateClientOrderId);
+        }
+        let need = reservation(side, limit, lots);
+        let b = self.bal(user, spends(market, side));
+        if b.0 < need {
+            return rejected(RejectCode::InsufficientBalance);
+        }
+        b.0 -= need;
+        b.1 += need;
+        let id = self.next_id;
+        self.next_id += 1;
+        let rests = matches!(tif, TimeInForce::Gtc | TimeInForce::Gtd);
+        let listed = self.tick();
+        self.orders.push(Order {
+            id,
+            user,
+            market,
+            side,
+            price: limit,
+            remaining: lots,
+            filled: 0,
+            reserved: need,
+            client,
+            session,
+            expire,
+            time: 0,
+            listed,
+            stop: Some((trigger, price.is_some(), rests)),
+        });
+        Answer::Accepted(id)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn new_order(
         &mut self,
@@ -648,6 +886,7 @@ impl Model {
             expire,
             time: 0,
             listed: 0,
+            stop: None,
         };
         self.run_taker(taker, may_rest);
         Answer::Accepted(id)
@@ -746,6 +985,18 @@ impl Model {
             t.filled += lots;
             self.trades
                 .push((maker.id, t.id, maker.price, lots, maker_fee, taker_fee));
+            self.last[m] = maker.price;
+            if self
+                .orders
+                .iter()
+                .any(|o| o.market == m && o.stop.is_some())
+            {
+                let p = maker.price;
+                self.traded[m] = Some(match self.traded[m] {
+                    None => (p, p),
+                    Some((lo, hi)) => (lo.min(p), hi.max(p)),
+                });
+            }
             let mo = self.orders.iter_mut().find(|o| o.id == maker.id).unwrap();
             mo.reserved -= maker_spent;
             mo.remaining -= lots;
@@ -768,12 +1019,34 @@ impl Model {
             return Answer::Rejected(RejectCode::UnknownOrder);
         };
         let o = self.orders.iter().find(|o| o.id == id).unwrap().clone();
+        if let Some((_, limit, _)) = o.stop
+            && !limit
+            && price.is_some()
+        {
+            return Answer::Rejected(RejectCode::InvalidPrice);
+        }
         let price = price.unwrap_or(o.price);
         let lots = lots.unwrap_or(o.remaining);
         if price == o.price && lots == o.remaining {
             return Answer::Rejected(RejectCode::NothingToAmend);
         }
         let asset = spends(o.market, o.side);
+        if o.stop.is_some() {
+            // An untriggered stop is restated where it is.
+            let need = reservation(o.side, price, lots);
+            let adds = !(price == o.price && lots < o.remaining);
+            if adds && self.bal(user, asset).0 + o.reserved < need {
+                return Answer::Rejected(RejectCode::InsufficientBalance);
+            }
+            let b = self.bal(user, asset);
+            b.0 = b.0 + o.reserved - need;
+            b.1 = b.1 - o.reserved + need;
+            let mo = self.orders.iter_mut().find(|x| x.id == id).unwrap();
+            mo.price = price;
+            mo.remaining = lots;
+            mo.reserved = need;
+            return Answer::Accepted(id);
+        }
         if price == o.price && lots < o.remaining {
             // Smaller at the same price: in place, same priority.
             let keep = reservation(o.side, o.price, lots);
@@ -838,6 +1111,19 @@ proptest! {
             if let Err(e) = engine.check() {
                 prop_assert!(false, "invariant broken after command {} {:?}: {}", i, c, e);
             }
+            // The stops the command made due run next, one `Trigger` each, in both.
+            let mut due = model.settle();
+            prop_assert_eq!(engine.trigger_due(), due, "stops due after command {} {:?}", i, c);
+            while due {
+                let trigger = Command { recv_ns: now, recv_mono: 0, body: CommandBody::Trigger };
+                let got = answer(engine.process(&trigger, NO_OWNER, 0, &mut out).outcome);
+                prop_assert_eq!(Some(got), model.trigger(), "a trigger after command {} {:?}", i, c);
+                if let Err(e) = engine.check() {
+                    prop_assert!(false, "invariant broken by a trigger after {}: {}", i, e);
+                }
+                due = model.settle();
+                prop_assert_eq!(engine.trigger_due(), due, "stops due after a trigger after {}", i);
+            }
         }
         let trades: Vec<Trade> = out
             .events
@@ -857,6 +1143,13 @@ proptest! {
                     .map(|o| (o.id, USERS[o.user].to_string(), o.price, o.remaining))
                     .collect();
                 prop_assert_eq!(got, want, "book {} {:?}", market, side);
+                let got = engine.stop_orders(engine.market(market).unwrap(), side);
+                let want: Vec<(u64, String, u64, u64, u64)> = model
+                    .stops_in_order(m, side)
+                    .iter()
+                    .map(|o| (o.id, USERS[o.user].to_string(), o.stop.unwrap().0, o.price, o.remaining))
+                    .collect();
+                prop_assert_eq!(got, want, "stops {} {:?}", market, side);
             }
         }
         for (u, user) in USERS.iter().enumerate() {

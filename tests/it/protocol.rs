@@ -168,6 +168,7 @@ fn binary_frames_carry_orders_and_stats() {
             timestamp: Some("client-ts-1".into()),
             post_only: false,
             expire_at: None,
+            trigger_price: None,
         })
     };
     c.send(&order("b-1", "61000.1"));

@@ -138,6 +138,8 @@ pub(super) fn reject_status(code: RejectCode) -> StatusCode {
         | RejectCode::AmountTooLarge
         | RejectCode::InvalidIdempotencyKey
         | RejectCode::TooManyAccounts
+        | RejectCode::InvalidTriggerPrice
+        | RejectCode::StopWouldTrigger
         | RejectCode::InvalidExpiry => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }

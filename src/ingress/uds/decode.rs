@@ -173,6 +173,7 @@ impl Conn {
                     });
                 }
                 CommandBody::OrderWith(with) => with.session = self.session,
+                CommandBody::StopOrder(stop) => stop.with.session = self.session,
                 _ => {}
             }
         }
