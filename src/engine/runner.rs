@@ -701,8 +701,18 @@ impl Runner {
         };
         let reply = self.engine.process(cmd, origin, now, &mut sink);
         self.last_recv_ns = self.last_recv_ns.max(cmd.recv_ns);
-        if let CommandBody::OrderWith(s) = &cmd.body {
-            let bound = (s.session, s.order.username);
+        // An order bound to a session (not every timed order is): its session and user are
+        // remembered for the connection's end. Session 0 is no session; remembering it would
+        // end every session of the user (`EVERY_SESSION`) when this connection goes.
+        let with = match &cmd.body {
+            CommandBody::OrderWith(w) => Some(w),
+            CommandBody::StopOrder(s) => Some(&s.with),
+            _ => None,
+        };
+        if let Some(w) = with
+            && w.session != 0
+        {
+            let bound = (w.session, w.order.username);
             let sessions = &mut self.connections[i].sessions;
             if !sessions.contains(&bound) {
                 sessions.push(bound);

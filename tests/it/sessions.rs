@@ -146,3 +146,69 @@ fn orders_bound_to_a_connection_are_cancelled_at_start_up_after_a_crash_and_repl
     d.start_again();
     assert_eq!(d.state(), before);
 }
+
+/// Waits until the engine serves `n` connections (it counts them as it registers and drops
+/// them), asking `stats` on `c`.
+fn engine_connections(c: &mut JsonClient, n: u64) {
+    let started = std::time::Instant::now();
+    while crate::support::counter(c, "orderpipe_engine_connections") != n {
+        assert!(
+            started.elapsed() < crate::support::HANG_GUARD,
+            "the engine never served {n} connections"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn a_connection_without_the_opt_in_ends_no_session_and_a_bound_stop_goes_with_its_connection() {
+    let d = Daemon::start();
+    let mut sub = d.json();
+    let v = sub.call(&json!({"type":"subscribe","patterns":["order.cancelled"]}).to_string());
+    assert_eq!(v["type"], "subscribed", "{v}");
+    let mut bound = d.json();
+    opt_in(&mut bound);
+    let a1 = rest(&mut bound, "alice", "90");
+    // A stop placed on the bound connection is bound too.
+    let v = bound.call(
+        &json!({"username":"alice","market":"BTC-USD","side":"sell","order_type":"stop_market",
+                "trigger_price":"80","size":"1"})
+        .to_string(),
+    );
+    assert_eq!(v["type"], "accepted", "{v}");
+    let stop = v["order_id"].as_u64().unwrap();
+    // A good-till-date order of the same user on a connection that did not opt in: its
+    // command carries an expiry time and no session.
+    let mut free = d.json();
+    let v = free.call(
+        &json!({"username":"alice","market":"BTC-USD","side":"buy","price":"85","size":"1",
+                "tif":"gtd","expire_at":"2030-01-01T00:00:00Z"})
+        .to_string(),
+    );
+    assert_eq!(v["type"], "accepted", "{v}");
+    let mut stats = d.json();
+    let serving = crate::support::counter(&mut stats, "orderpipe_engine_connections");
+    drop(free);
+    engine_connections(&mut stats, serving - 1);
+    committed_seq(&d);
+    // Its going ended no session: alice's bound orders still rest.
+    let ended: Vec<_> = d
+        .journaled_commands()
+        .into_iter()
+        .filter(|(_, _, body)| matches!(body, orderpipe::engine::CommandBody::EndSession(_)))
+        .collect();
+    assert!(ended.is_empty(), "{ended:?}");
+    assert_eq!(bids(&mut stats), json!([["90", "1"], ["85", "1"]]));
+    // The bound connection's going cancels its resting order and its untriggered stop.
+    drop(bound);
+    let mut ids: Vec<u64> = cancellations(&mut sub, 2)
+        .iter()
+        .map(|c| {
+            assert_eq!(c["reason"], "disconnected", "{c}");
+            c["order_id"].as_u64().unwrap()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [a1, stop]);
+    assert_eq!(bids(&mut stats), json!([["85", "1"]]));
+}
