@@ -150,7 +150,7 @@ pub struct OrderRow {
     pub market: String,
     /// `buy` or `sell`.
     pub side: String,
-    /// `limit` or `market`.
+    /// `limit`, `market`, `stop_market` or `stop_limit`.
     pub order_type: String,
     /// Time in force.
     pub tif: String,
@@ -166,10 +166,12 @@ pub struct OrderRow {
     pub timestamp: Option<String>,
     /// Received at (ns since the Unix epoch).
     pub recv_ns: u64,
+    /// A stop order's trigger price in ticks.
+    pub trigger_ticks: Option<u64>,
 }
 
 const ORDER_COLUMNS: &str = "id, seq, username, client_order_id, market, side, order_type, \
-     tif, status, price_ticks, size_lots, filled_lots, timestamp, recv_ns";
+     tif, status, price_ticks, size_lots, filled_lots, timestamp, recv_ns, trigger_ticks";
 
 fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
     Ok(OrderRow {
@@ -187,6 +189,7 @@ fn order_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OrderRow> {
         filled_lots: r.get::<_, i64>(11)? as u64,
         timestamp: r.get(12)?,
         recv_ns: r.get::<_, i64>(13)? as u64,
+        trigger_ticks: r.get::<_, Option<i64>>(14)?.map(|v| v as u64),
     })
 }
 

@@ -25,7 +25,7 @@ use super::checkpoint::{Log, bound_wal};
 use super::events::{EVENTS_PER_BLOCK, EventBlock};
 use super::projector::{Outputs, Projector};
 use super::read::{journal_end, open_reader, read_blocks};
-use super::schema::{self, TABLES_VERSION, TO_VERSION_5, WITH_COMMANDS};
+use super::schema::{self, TO_VERSION_5, WITH_PROJECTION};
 use super::{JournalError, Pages, open_for_writing, resume};
 use crate::config::Config;
 use crate::engine::snapshot::{Snapshot, checksum};
@@ -120,9 +120,10 @@ pub fn open(config: &Config) -> Result<Files, JournalError> {
     schema::migrate_journal(&mut journal)?;
     let mut info = journal_info(&journal)?;
     let (mut moved, mut expired) = (0, 0);
-    if found < TABLES_VERSION {
+    if found < WITH_PROJECTION {
         (moved, expired) = move_commands(&mut tables, &mut journal, config, &mut info)?;
     }
+    schema::migrate_later(&mut tables)?;
     let follows: u64 = tables.query_row("SELECT journal_id FROM Projection", [], |r| {
         r.get::<_, i64>(0).map(|v| v as u64)
     })?;
@@ -180,7 +181,7 @@ fn journal_info(conn: &Connection) -> Result<JournalInfo, JournalError> {
     }
 }
 
-/// Takes tables of version [`WITH_COMMANDS`] to [`TABLES_VERSION`]: their commands go into
+/// Takes tables of version [`schema::WITH_COMMANDS`] to [`WITH_PROJECTION`]: their commands go into
 /// the journal (unless an earlier start that stopped half way put them there already), then
 /// `Commands` is dropped and the cursor set, in one transaction. Returns the commands moved and
 /// the orders expired.
@@ -253,7 +254,7 @@ fn move_commands(
             wall_ns() as i64,
         ],
     )?;
-    tx.pragma_update(None, "user_version", TABLES_VERSION)?;
+    tx.pragma_update(None, "user_version", WITH_PROJECTION)?;
     tx.commit()?;
     if moved > 0 || events > 0 {
         tracing::info!(
@@ -262,7 +263,6 @@ fn move_commands(
             "moved the database's commands into the command journal and its events into blocks"
         );
     }
-    debug_assert_eq!(WITH_COMMANDS + 1, TABLES_VERSION);
     Ok((moved, expired))
 }
 
@@ -651,6 +651,7 @@ pub fn project_afresh(config: &Config, journal: &Path, tables: &Path) -> Result<
 mod tests {
     use super::*;
     use crate::config::Synchronous;
+    use crate::journal::schema::TABLES_VERSION;
 
     fn config(dir: &Path) -> Config {
         let text = format!(

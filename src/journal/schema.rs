@@ -94,10 +94,20 @@ const MIGRATIONS: &[&str] = &[
 /// `Commands`.
 pub(super) const WITH_COMMANDS: i64 = MIGRATIONS.len() as i64;
 
-/// The tables' version this build writes. Version 5: `Commands` is gone (moved into the
-/// command journal), `Projection` says which journal the tables follow and how far, and events
-/// are stored many per row (`EventBlocks`, with the view `Events`).
-pub const TABLES_VERSION: i64 = WITH_COMMANDS + 1;
+/// Version 5: `Commands` is gone (moved into the command journal), `Projection` says which
+/// journal the tables follow and how far, and events are stored many per row (`EventBlocks`,
+/// with the view `Events`). Reached by a step of its own (see `recovery::move_commands`).
+pub(super) const WITH_PROJECTION: i64 = WITH_COMMANDS + 1;
+
+/// The SQL steps after [`WITH_PROJECTION`], one version each.
+const LATER_MIGRATIONS: &[&str] = &[
+    // 6: a stop order's trigger price (NULL for other orders).
+    "ALTER TABLE Orders ADD COLUMN trigger_ticks INTEGER;
+    ALTER TABLE Orders ADD COLUMN trigger_price REAL;",
+];
+
+/// The tables' version this build writes.
+pub const TABLES_VERSION: i64 = WITH_PROJECTION + LATER_MIGRATIONS.len() as i64;
 
 /// The first half of the step to [`TABLES_VERSION`]: `Projection`, `EventBlocks`, and
 /// `Commands` gone. Run in one transaction with the cursor, the events moved into blocks, and
@@ -159,6 +169,25 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<i64, JournalError> {
     let found = version(conn, TABLES_VERSION)?;
     run(conn, MIGRATIONS, found)?;
     Ok(found)
+}
+
+/// Brings tables of version [`WITH_PROJECTION`] or later to [`TABLES_VERSION`].
+pub(super) fn migrate_later(conn: &mut Connection) -> Result<(), JournalError> {
+    let found = version(conn, TABLES_VERSION)?;
+    debug_assert!(found >= WITH_PROJECTION);
+    for (i, sql) in LATER_MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip((found - WITH_PROJECTION) as usize)
+    {
+        let v = WITH_PROJECTION + i as i64 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", v)?;
+        tx.commit()?;
+        tracing::info!(version = v, "database schema migrated");
+    }
+    Ok(())
 }
 
 /// Brings the command journal to [`JOURNAL_VERSION`].

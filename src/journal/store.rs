@@ -29,7 +29,7 @@ const INSERT_EVENTS: &str =
     "INSERT INTO EventBlocks (first_seq, last_seq, events, offsets) VALUES (?1, ?2, ?3, ?4)";
 const ORDER_COLUMNS: &str = "INSERT INTO Orders (timestamp, username, market, side, size, \
      price, id, seq, client_order_id, order_type, tif, price_ticks, size_lots, recv_ns, \
-     post_only, status, filled_lots) VALUES ";
+     post_only, status, filled_lots, trigger_ticks, trigger_price) VALUES ";
 const TRADE_COLUMNS: &str = "INSERT INTO Trades (id, seq, timestamp, market, price, size, \
      price_ticks, size_lots, maker_order_id, taker_order_id, aggressor, maker, taker, \
      maker_fee, taker_fee) VALUES ";
@@ -155,7 +155,7 @@ impl Store {
             last_seq: 0,
             commands: 0,
             block: EventBlock::default(),
-            insert_orders: Insert::new(ORDER_COLUMNS, 17),
+            insert_orders: Insert::new(ORDER_COLUMNS, 19),
             insert_trades: Insert::new(TRADE_COLUMNS, 15),
         }
     }
@@ -347,7 +347,14 @@ impl Store {
             }
             bind_order(stmt, p, &e, &o, config)?;
             stmt.raw_bind_parameter(p + 15, s.status())?;
-            stmt.raw_bind_parameter(p + 16, s.filled_lots as i64)
+            stmt.raw_bind_parameter(p + 16, s.filled_lots as i64)?;
+            let m = &config.markets[o.market.index()];
+            let trigger = (o.trigger_ticks != 0).then_some(o.trigger_ticks);
+            stmt.raw_bind_parameter(p + 17, trigger.map(|t| t as i64))?;
+            stmt.raw_bind_parameter(
+                p + 18,
+                trigger.map(|t| Decimal::units_to_f64(t, m.tick_size)),
+            )
         })?;
         for id in &self.order_ids {
             let s = &self.orders[id];
@@ -377,7 +384,7 @@ impl Store {
 }
 
 /// Binds an accepted order's first fifteen `Orders` columns (as [`ORDER_COLUMNS`] lists them)
-/// from parameter `p` on; the status and filled size follow.
+/// from parameter `p` on; the status, filled size and trigger follow.
 fn bind_order(
     stmt: &mut CachedStatement<'_>,
     p: usize,

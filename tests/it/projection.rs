@@ -18,7 +18,17 @@ const FIXTURE: &str = concat!(
     "/tests/fixtures/schema4-orderpipe.db"
 );
 
-/// The config the fixture was written with (tests/fixtures/README.md).
+/// Tables and command journal written by the build before stop orders (tables schema 5).
+const FIXTURE_5: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/schema5-orderpipe.db"
+);
+const FIXTURE_5_JOURNAL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/schema5-commands.db"
+);
+
+/// The config the fixtures were written with (tests/fixtures/README.md).
 const FIXTURE_SECTIONS: &str = "[journal]\nsnapshot_every_commands = 50\n";
 
 /// Every row of the derived tables, in a fixed order, as text: two databases with the same
@@ -117,6 +127,64 @@ fn a_database_from_the_previous_build_is_migrated_with_nothing_lost() {
     // A second start is an ordinary one: nothing to migrate.
     d.start_again();
     assert_eq!(d.recovery().last_cseq, 408);
+    d.stop();
+}
+
+#[test]
+fn a_database_of_the_build_before_stop_orders_gains_the_trigger_columns_with_nothing_lost() {
+    // Written by the build before stop orders (tables schema version 5): 139 commands, state
+    // digest 5c863e1cf9d6fa33, a snapshot of format 2 (not used by this build) after the last.
+    let tables = Path::new(FIXTURE_5);
+    let journal = Path::new(FIXTURE_5_JOURNAL);
+    let before = dump(&open(tables));
+    let version: i64 = open(tables)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 5);
+    let mut d = Daemon::start_on_files(FIXTURE_SECTIONS, tables, journal);
+    let r = d.recovery();
+    assert_eq!(
+        (r.snapshot_cseq, r.last_cseq, r.digest.as_str()),
+        (0, 139, "5c863e1cf9d6fa33"),
+        "a full replay (the old snapshot's format is not used) reaches the old build's state"
+    );
+    let version: i64 = d
+        .db()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, orderpipe::journal::TABLES_VERSION);
+    // Every row is there as the old build wrote it, and the new columns are empty.
+    assert_eq!(dump(&d.db()), before);
+    let triggers: i64 = d
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM Orders WHERE trigger_ticks IS NOT NULL OR trigger_price IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(triggers, 0);
+    assert_eq!(reference_tables(&d), before);
+    // A stop order placed now has its trigger in its row.
+    let v = d.json().call(
+        &json!({"username":"alice","market":"BTC-USD","side":"sell","order_type":"stop_limit",
+                "trigger_price":"80","price":"79.5","size":"1"})
+        .to_string(),
+    );
+    assert_eq!(v["type"], "accepted", "{v}");
+    committed_seq(&d);
+    let row: (String, i64, f64) = d
+        .db()
+        .query_row(
+            "SELECT order_type, trigger_ticks, trigger_price FROM Orders WHERE id = ?1",
+            [v["order_id"].as_i64().unwrap()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(row, ("stop_limit".to_string(), 800, 80.0));
+    d.stop();
+    d.start_again();
+    assert_eq!(d.recovery().last_cseq, 141);
     d.stop();
 }
 

@@ -121,39 +121,53 @@ impl Daemon {
 
     /// Starts a daemon whose assets, markets and accounts are `markets`.
     pub fn start_with_markets(sections: &str, markets: &str, env: &[(&str, &str)]) -> Daemon {
-        Daemon::start_on(sections, markets, env, None, None, None)
+        Daemon::start_on(sections, markets, env, &[], None, None)
     }
 
     /// Starts a daemon whose data folder holds a copy of the tables file `tables` (a database
     /// written by an earlier build) when it starts.
     pub fn start_on_tables(sections: &str, tables: &Path) -> Daemon {
-        Daemon::start_on(sections, MARKETS, &[], Some(tables), None, None)
+        Daemon::start_on(
+            sections,
+            MARKETS,
+            &[],
+            &[(tables, "orderpipe.db")],
+            None,
+            None,
+        )
+    }
+
+    /// Starts a daemon whose data folder holds copies of the tables file `tables` and the
+    /// command journal `journal` (both written by an earlier build) when it starts.
+    pub fn start_on_files(sections: &str, tables: &Path, journal: &Path) -> Daemon {
+        let files = [(tables, "orderpipe.db"), (journal, "commands.db")];
+        Daemon::start_on(sections, MARKETS, &[], &files, None, None)
     }
 
     /// Starts a daemon whose process runs with `umask` (through `sh -c 'umask ..; exec ..'`,
     /// so the child is the daemon itself).
     pub fn start_with_umask(sections: &str, umask: u32) -> Daemon {
-        Daemon::start_on(sections, MARKETS, &[], None, Some(umask), None)
+        Daemon::start_on(sections, MARKETS, &[], &[], Some(umask), None)
     }
 
     /// Starts a daemon running as the user `uid` (its folder and files given to that user).
     pub fn start_as(sections: &str, uid: u32) -> Daemon {
-        Daemon::start_on(sections, MARKETS, &[], None, None, Some(uid))
+        Daemon::start_on(sections, MARKETS, &[], &[], None, Some(uid))
     }
 
     fn start_on(
         sections: &str,
         markets: &str,
         env: &[(&str, &str)],
-        tables: Option<&Path>,
+        files: &[(&Path, &str)],
         umask: Option<u32>,
         uid: Option<u32>,
     ) -> Daemon {
         let dir = tempfile::Builder::new().prefix("op").tempdir().unwrap();
         let config = write_config(dir.path(), sections, markets);
-        if let Some(t) = tables {
+        for (from, name) in files {
             std::fs::create_dir_all(dir.path().join("data")).unwrap();
-            std::fs::copy(t, dir.path().join("data/orderpipe.db")).unwrap();
+            std::fs::copy(from, dir.path().join("data").join(name)).unwrap();
         }
         let notify_path = dir.path().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).unwrap();

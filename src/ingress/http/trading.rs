@@ -140,6 +140,7 @@ pub(super) fn order_json(o: OrderRow, config: &crate::config::Config) -> Value {
     let price = units(o.price_ticks, m.map(|m| m.tick_size));
     let size = units(Some(o.size_lots), m.map(|m| m.lot_size));
     let filled = units(Some(o.filled_lots), m.map(|m| m.lot_size));
+    let trigger = units(o.trigger_ticks, m.map(|m| m.tick_size));
     json!({
         "order_id": o.id,
         "seq": o.seq,
@@ -153,6 +154,7 @@ pub(super) fn order_json(o: OrderRow, config: &crate::config::Config) -> Value {
         "price": price,
         "size": size,
         "filled": filled,
+        "trigger_price": trigger,
         "timestamp": o.timestamp,
         "recv_ns": o.recv_ns,
     })
