@@ -22,6 +22,7 @@ mod protocol;
 mod restart;
 mod sessions;
 mod signals;
+mod stops;
 mod support;
 mod systemd;
 mod trading;
