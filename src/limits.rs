@@ -8,8 +8,8 @@ pub const MAX_MARKETS: usize = 64;
 /// Most assets: the engine marks an account's changed balances in a `u64` mask.
 pub const MAX_ASSETS: usize = 64;
 
-/// Topics the daemon publishes (`bus::TOPICS`): a subscription is a `u16` mask of them.
-pub const TOPIC_COUNT: usize = 15;
+/// Topics the daemon publishes (`bus::TOPICS`): a subscription is a `u32` mask of them.
+pub const TOPIC_COUNT: usize = 17;
 
 /// Longest market name, in bytes (the engine keeps names inline).
 pub const MAX_MARKET_NAME: usize = 32;
@@ -41,7 +41,7 @@ const _: () = assert!(
     MAX_ASSETS <= u64::BITS as usize,
     "changed-balance masks are u64"
 );
-const _: () = assert!(TOPIC_COUNT <= u16::BITS as usize, "topic masks are u16");
+const _: () = assert!(TOPIC_COUNT <= u32::BITS as usize, "topic masks are u32");
 const _: () = assert!(
     SUPPLY_LIMIT.checked_mul(2).is_some(),
     "two balances of one asset add up without overflow"

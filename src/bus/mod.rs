@@ -53,6 +53,8 @@ pub const TOPICS: [&str; crate::limits::TOPIC_COUNT] = [
     "user.resumed",
     "trading.resumed",
     "order.triggered",
+    "book.depth",
+    "book.bbo",
 ];
 
 /// The index of `topic` in [`TOPICS`].
@@ -66,7 +68,7 @@ pub fn topic_name(id: u8) -> &'static str {
 }
 
 /// The known topics a set of patterns matches, one bit per topic id.
-pub fn mask(patterns: &[topic::Pattern]) -> u16 {
+pub fn mask(patterns: &[topic::Pattern]) -> u32 {
     (0..TOPICS.len() as u8)
         .filter(|&id| patterns.iter().any(|p| p.matches(topic_name(id))))
         .fold(0, |m, id| m | 1 << id)
@@ -239,7 +241,7 @@ pub enum Joined {
 #[derive(Debug)]
 enum BusControl {
     Join {
-        mask: u16,
+        mask: u32,
         next: Option<u64>,
         queue: tokio::sync::mpsc::Sender<Chunk>,
         state: Arc<FeedState>,
@@ -269,7 +271,7 @@ impl BusLink {
     /// dropped or the subscriber is cut off (`state.cut`).
     pub async fn join(
         &self,
-        mask: u16,
+        mask: u32,
         next: Option<u64>,
         queue: tokio::sync::mpsc::Sender<Chunk>,
         state: Arc<FeedState>,
@@ -361,7 +363,7 @@ impl BusHandle {
 /// One attached subscriber, as the bus sees it.
 struct Subscriber {
     /// Topics it wants, one bit per topic id.
-    mask: u16,
+    mask: u32,
     /// It receives events from this sequence number on.
     start: u64,
     queue: tokio::sync::mpsc::Sender<Chunk>,

@@ -263,6 +263,8 @@ pub struct EngineConfig {
     pub max_fills: usize,
     /// How many recent deposit and withdrawal idempotency keys are remembered.
     pub idempotency_window: usize,
+    /// The market-data feed: `book.depth` and `book.bbo` events.
+    pub market_data: bool,
 }
 
 /// `[journal]`: the command journal's writer thread, and snapshots.
@@ -538,6 +540,7 @@ fn read_engine(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Engine
     let max_accounts = t.u64("max_accounts", Some(100_000), 1, 1 << 26, errors);
     let max_fills = t.u64("max_fills", Some(1000), 1, 100_000, errors);
     let idempotency_window = t.u64("idempotency_window", Some(100_000), 1, 1 << 24, errors);
+    let market_data = t.bool("market_data", true, errors);
     t.finish(errors);
     Some(EngineConfig {
         core: core?,
@@ -551,6 +554,7 @@ fn read_engine(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Engine
         max_accounts: max_accounts? as usize,
         max_fills: max_fills? as usize,
         idempotency_window: idempotency_window? as usize,
+        market_data: market_data?,
     })
 }
 

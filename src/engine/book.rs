@@ -502,6 +502,25 @@ impl Ladder {
         self.free_levels.push(l);
     }
 
+    /// `(total lots, orders)` of the level at `price`, zeros if there is none.
+    fn level_state(&self, price: u64) -> (u64, u32) {
+        let l = match self.index(price) {
+            Some(i) => self.slot[i],
+            None => {
+                let key = self.key(price);
+                match self.outside.binary_search_by_key(&key, |(k, _)| *k) {
+                    Ok(i) => self.outside[i].1,
+                    Err(_) => NO_LEVEL,
+                }
+            }
+        };
+        if l == NO_LEVEL {
+            return (0, 0);
+        }
+        let level = &self.levels[l as usize];
+        (level.total, level.count)
+    }
+
     /// Level indexes in priority order: best price first.
     fn in_priority(&self) -> LevelsInPriority<'_> {
         LevelsInPriority {
@@ -549,7 +568,13 @@ impl Iterator for LevelsInPriority<'_> {
 pub struct Book {
     bids: Ladder,
     asks: Ladder,
+    /// The levels changed since [`Book::take_touched`] last emptied it (a level may be in it
+    /// more than once), for the market-data feed: each command's changes are published once.
+    touched: Vec<(Side, u64)>,
 }
+
+/// Levels one command may touch before the list first grows.
+const TOUCHED_UP_FRONT: usize = 256;
 
 impl Default for Book {
     fn default() -> Self {
@@ -568,6 +593,7 @@ impl Book {
         Book {
             bids: Ladder::new(Side::Buy, reference),
             asks: Ladder::new(Side::Sell, reference),
+            touched: Vec::with_capacity(TOUCHED_UP_FRONT),
         }
     }
 
@@ -601,6 +627,7 @@ impl Book {
             let o = orders.get(slot);
             (o.side, o.price, o.remaining)
         };
+        self.touched.push((side, price));
         let ladder = self.ladder_mut(side);
         let l = ladder.level_at(price);
         let level = &mut ladder.levels[l as usize];
@@ -624,6 +651,7 @@ impl Book {
     /// Takes the order in `slot` out of its price level (dropping the level if it empties).
     pub fn unlink(&mut self, orders: &mut Orders, slot: Slot) {
         let o = *orders.get(slot);
+        self.touched.push((o.side, o.price));
         let ladder = self.ladder_mut(o.side);
         let level = &mut ladder.levels[o.level as usize];
         if o.prev == NIL {
@@ -648,8 +676,52 @@ impl Book {
         let o = orders.get_mut(slot);
         debug_assert!(lots <= o.remaining);
         o.remaining -= lots;
-        let (side, level) = (o.side, o.level);
+        let (side, level, price) = (o.side, o.level, o.price);
+        self.touched.push((side, price));
         self.ladder_mut(side).levels[level as usize].total -= lots;
+    }
+
+    /// True when a level changed since the last [`Book::take_touched`].
+    #[inline]
+    pub fn was_touched(&self) -> bool {
+        !self.touched.is_empty()
+    }
+
+    /// Calls `f` once per level changed since the last call, in the order they were first
+    /// changed, with the level's state now: `(side, price, total lots, orders)`, zeros for a
+    /// level that is gone. Then forgets them.
+    pub fn take_touched(&mut self, mut f: impl FnMut(Side, u64, u64, u32)) {
+        for i in 0..self.touched.len() {
+            let (side, price) = self.touched[i];
+            if self.touched[..i].contains(&(side, price)) {
+                continue;
+            }
+            let (total, count) = self.ladder(side).level_state(price);
+            f(side, price, total, count);
+        }
+        self.touched.clear();
+    }
+
+    /// Forgets the changed levels without looking at them.
+    pub fn forget_touched(&mut self) {
+        self.touched.clear();
+    }
+
+    /// The best level of a side: `(price, total lots)`.
+    pub fn best_level(&self, side: Side) -> Option<(u64, u64)> {
+        self.ladder(side).best().map(|l| (l.price, l.total))
+    }
+
+    /// Every level of a side, best first: `(price, total lots, orders)`. Allocates.
+    pub fn levels(&self, side: Side) -> Vec<(u64, u64, u32)> {
+        let ladder = self.ladder(side);
+        ladder
+            .in_priority()
+            .map(|l| {
+                let level = &ladder.levels[l as usize];
+                (level.price, level.total, level.count)
+            })
+            .collect()
     }
 
     /// Aggregated `(price, total lots)` of the best `n` levels of a side, best first.

@@ -13,11 +13,12 @@ use crate::limits::MAX_CLIENT_TIMESTAMP;
 /// Most events one command produces when its incoming order makes `fills` fills (or cancels
 /// that many orders): the most a projection holds for one command.
 ///
-/// Per fill: the trade, the maker's fill, the taker's fill, the maker's two balances; per
-/// self-trade cancel: the cancel and one balance; plus the order's own creation, its end, and
-/// the taker's balances.
+/// Per fill: the trade, the maker's fill, the taker's fill, the maker's two balances, the
+/// maker's level (`book.depth`); per self-trade cancel: the cancel, one balance and its level;
+/// plus the order's own creation, its end, the taker's balances, the level it rests at and the
+/// market's best bid and offer.
 pub const fn events_bound(fills: usize) -> usize {
-    8 + 5 * fills
+    10 + 6 * fills
 }
 
 /// A command the engine processed, as the command journal records it: replaying every command
@@ -134,6 +135,32 @@ pub enum EventKind {
         /// The market's last trade price when it ran, in ticks.
         last_ticks: u64,
     },
+    /// `book.depth`: a price level of a market changed (its new total; 0 when it is gone).
+    BookDepth {
+        /// The market.
+        market: MarketId,
+        /// The market's own sequence number of market-data events: gap-free per market.
+        market_seq: u64,
+        /// The level's side.
+        side: Side,
+        /// The level's price, in ticks.
+        price_ticks: u64,
+        /// What rests at that price now, in lots.
+        total_lots: u64,
+        /// Orders resting at that price now.
+        orders: u32,
+    },
+    /// `book.bbo`: a market's best bid or offer (price or size) changed.
+    BookBbo {
+        /// The market.
+        market: MarketId,
+        /// The market's own sequence number of market-data events.
+        market_seq: u64,
+        /// The best bid `(price ticks, total lots)`, if any.
+        bid: Option<(u64, u64)>,
+        /// The best offer, likewise.
+        ask: Option<(u64, u64)>,
+    },
     /// `market.halted`, `user.halted`, `trading.halted`.
     Halted(HaltTarget),
     /// `market.resumed`, `user.resumed`, `trading.resumed`.
@@ -179,6 +206,8 @@ impl EventKind {
             EventKind::OrderCancelled { .. } => "order.cancelled",
             EventKind::OrderAmended { .. } => "order.amended",
             EventKind::OrderTriggered { .. } => "order.triggered",
+            EventKind::BookDepth { .. } => "book.depth",
+            EventKind::BookBbo { .. } => "book.bbo",
             EventKind::BalanceChanged { .. } => "balance.changed",
             EventKind::Halted(HaltTarget::All) => "trading.halted",
             EventKind::Halted(HaltTarget::Market(_)) => "market.halted",

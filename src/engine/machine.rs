@@ -64,6 +64,10 @@ pub struct Engine {
     pub(super) stops_armed: bool,
     /// A stop is due (see [`super::stops`]).
     pub(super) trigger_due: bool,
+    /// The first command with market data (`book.depth`, `book.bbo`); 0: none. A property of
+    /// the command journal (`JournalInfo.market_data_from`), so that a replay makes exactly the
+    /// events the daemon made.
+    pub(super) market_data_from: u64,
 }
 
 impl Engine {
@@ -131,7 +135,18 @@ impl Engine {
             expiries: Default::default(),
             stops_armed: false,
             trigger_due: false,
+            market_data_from: u64::from(e.market_data),
         }
+    }
+
+    /// Market data from command `cseq` on (0: none), as the command journal says.
+    pub fn set_market_data_from(&mut self, cseq: u64) {
+        self.market_data_from = cseq;
+    }
+
+    /// The first command with market data (0: none).
+    pub fn market_data_from(&self) -> u64 {
+        self.market_data_from
     }
 
     /// The sequence number of the last event (0 before the first).
@@ -204,6 +219,7 @@ impl Engine {
             CommandBody::Resume(t) => self.halt(*t, false, &mut em),
         };
         self.settle_stops();
+        self.publish_market_data(&mut em);
         self.flush_balances(&mut em, BalanceReason::Trading);
         self.next_seq = em.next_seq;
         let cseq = self.next_cseq;
@@ -241,6 +257,47 @@ impl Engine {
             });
         });
         last
+    }
+
+    /// `book.depth` for every level the command changed, then `book.bbo` if the best bid or
+    /// offer changed, market by market, each numbered in its market's sequence.
+    fn publish_market_data<O: Output>(&mut self, em: &mut Emit<'_, O>) {
+        for (m, market) in self.markets.iter_mut().enumerate() {
+            if !market.book.was_touched() {
+                continue;
+            }
+            if self.market_data_from == 0 || self.next_cseq < self.market_data_from {
+                market.book.forget_touched();
+                continue;
+            }
+            let id = MarketId::of(m);
+            let md_seq = &mut market.md_seq;
+            market.book.take_touched(|side, price, total, count| {
+                *md_seq += 1;
+                em.event(EventKind::BookDepth {
+                    market: id,
+                    market_seq: *md_seq,
+                    side,
+                    price_ticks: price,
+                    total_lots: total,
+                    orders: count,
+                });
+            });
+            let bbo = (
+                market.book.best_level(super::command::Side::Buy),
+                market.book.best_level(super::command::Side::Sell),
+            );
+            if bbo != market.bbo {
+                market.bbo = bbo;
+                market.md_seq += 1;
+                em.event(EventKind::BookBbo {
+                    market: id,
+                    market_seq: market.md_seq,
+                    bid: bbo.0,
+                    ask: bbo.1,
+                });
+            }
+        }
     }
 
     pub(super) fn market_id(&self, name: &MarketName) -> Option<MarketId> {

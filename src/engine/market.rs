@@ -108,6 +108,9 @@ impl Spec {
     }
 }
 
+/// A best bid and offer: each `(price ticks, total lots)`, if that side has orders.
+pub(super) type Bbo = (Option<(u64, u64)>, Option<(u64, u64)>);
+
 /// One market: its rules, its book and its last trade price.
 #[derive(Debug)]
 pub(super) struct Market {
@@ -117,6 +120,10 @@ pub(super) struct Market {
     pub(super) last_price: u64,
     /// Its untriggered stop orders.
     pub(super) stops: Stops,
+    /// Its last market-data sequence number (`book.depth`, `book.bbo`), 0 before the first.
+    pub(super) md_seq: u64,
+    /// The best bid and offer as last published (`book.bbo`).
+    pub(super) bbo: Bbo,
 }
 
 impl Market {
@@ -146,6 +153,8 @@ impl Market {
             book: Book::around(m.reference_price_ticks),
             last_price: m.reference_price_ticks,
             stops: Stops::default(),
+            md_seq: 0,
+            bbo: (None, None),
         }
     }
 

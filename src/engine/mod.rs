@@ -49,7 +49,7 @@ pub use event::{
 };
 pub use machine::Engine;
 pub use output::{Output, Recorder};
-pub use read::{Depth, FeeAccount};
+pub use read::{Depth, FeeAccount, MarketDepth};
 pub use runner::{Connection, Control, EngineHandle, EngineLink, EngineSnapshot};
 pub use snapshot::Snapshot;
 pub use text::Text;

@@ -15,6 +15,19 @@ pub struct FeeAccount {
     pub fees: Vec<u64>,
 }
 
+/// A market's whole depth as of an event, for a market-data snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketDepth {
+    /// The last event sequence number the depth includes.
+    pub seq: u64,
+    /// The market's last market-data sequence number (`book.depth`, `book.bbo`) at that point.
+    pub market_seq: u64,
+    /// Bid levels, best first: `(price ticks, total lots, orders)`.
+    pub bids: Vec<(u64, u64, u32)>,
+    /// Ask levels, likewise.
+    pub asks: Vec<(u64, u64, u32)>,
+}
+
 /// Best levels of a book: `(bids, asks)`, each `(price ticks, total lots)`, best first.
 pub type Depth = (Vec<(u64, u64)>, Vec<(u64, u64)>);
 
@@ -26,6 +39,17 @@ impl Engine {
             book.depth(Side::Buy, n).collect(),
             book.depth(Side::Sell, n).collect(),
         ))
+    }
+
+    /// Every level of a market's book with the sequence numbers it is as of (allocates).
+    pub fn market_depth(&self, market: MarketId) -> Option<MarketDepth> {
+        let m = self.markets.get(market.index())?;
+        Some(MarketDepth {
+            seq: self.last_seq(),
+            market_seq: m.md_seq,
+            bids: m.book.levels(Side::Buy),
+            asks: m.book.levels(Side::Sell),
+        })
     }
 
     /// The owner of a resting order (`None`: no such order rests).

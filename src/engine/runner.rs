@@ -76,6 +76,14 @@ pub enum Control {
         /// Where to answer.
         reply: tokio::sync::oneshot::Sender<Option<Depth>>,
     },
+    /// Send a market's whole depth with the sequence numbers it is as of (`None`: no such
+    /// market), for a market-data snapshot.
+    MarketDepth {
+        /// The market.
+        market: MarketName,
+        /// Where to answer.
+        reply: tokio::sync::oneshot::Sender<Option<super::MarketDepth>>,
+    },
     /// Send a user's balances (`None`: no account).
     Balances {
         /// The user.
@@ -820,6 +828,13 @@ impl Runner {
                         .engine
                         .market(market.as_str())
                         .and_then(|m| self.engine.depth(m, depth));
+                    let _ = reply.send(answer);
+                }
+                Control::MarketDepth { market, reply } => {
+                    let answer = self
+                        .engine
+                        .market(market.as_str())
+                        .and_then(|m| self.engine.market_depth(m));
                     let _ = reply.send(answer);
                 }
                 Control::Balances { username, reply } => {

@@ -22,8 +22,9 @@ use crate::config::Config;
 /// Format version of [`Snapshot`]; a snapshot of another version is not used (start-up then
 /// takes an older one or replays the journal from its start). Version 2 added the orders'
 /// sessions (cancel-on-disconnect) and expiry times (`gtd`, `day`); version 3 the untriggered
-/// stops (in `orders`, with their trigger) and each market's trade range not yet looked at.
-pub const SNAPSHOT_VERSION: u32 = 3;
+/// stops (in `orders`, with their trigger) and each market's trade range not yet looked at;
+/// version 4 each market's market-data sequence number and last published best bid and offer.
+pub const SNAPSHOT_VERSION: u32 = 4;
 
 /// The engine's state after command `cseq`.
 #[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
@@ -67,6 +68,22 @@ pub struct Snapshot {
     /// Each market's lowest and highest trade price its stops have not been looked at for (set
     /// only while a stop is due).
     pub stop_ranges: Vec<Option<(u64, u64)>>,
+    /// Each market's market-data state: its last `market_seq` and the best bid and offer
+    /// (`(price ticks, lots)`) as last published. Markets beyond the list start from zero.
+    pub market_data: Vec<MarketData>,
+    /// The first command with market data (0: none).
+    pub market_data_from: u64,
+}
+
+/// A market's market-data state in a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+pub struct MarketData {
+    /// The last `market_seq` given.
+    pub market_seq: u64,
+    /// The best bid as last published.
+    pub bid: Option<(u64, u64)>,
+    /// The best offer as last published.
+    pub ask: Option<(u64, u64)>,
 }
 
 /// One account in a snapshot.
@@ -211,6 +228,16 @@ impl Engine {
             halted_users,
             idempotency: self.idempotency.entries(),
             stop_ranges: self.markets.iter().map(|m| m.stops.traded()).collect(),
+            market_data: self
+                .markets
+                .iter()
+                .map(|m| MarketData {
+                    market_seq: m.md_seq,
+                    bid: m.bbo.0,
+                    ask: m.bbo.1,
+                })
+                .collect(),
+            market_data_from: self.market_data_from,
         }
     }
 
@@ -246,6 +273,15 @@ impl Engine {
         }
         e.stops_armed = true;
         e.settle_stops();
+        for (market, md) in e.markets.iter_mut().zip(&snap.market_data) {
+            market.md_seq = md.market_seq;
+            market.bbo = (md.bid, md.ask);
+        }
+        e.market_data_from = snap.market_data_from;
+        // Rebuilding the books changed no level: nothing to publish.
+        for market in &mut e.markets {
+            market.book.forget_touched();
+        }
         e.next_seq = snap.next_seq;
         e.next_order_id = snap.next_order_id;
         e.next_trade_id = snap.next_trade_id;

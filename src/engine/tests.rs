@@ -10,10 +10,12 @@ use crate::wire::json;
 
 /// Two markets sharing USD: BTC-USD (tick 0.5, lot 0.1, fees 1 / 5 bps, STP cancel_incoming)
 /// and ETH-USD (tick 1, lot 1, no fees, STP cancel_resting). Amounts have 2 decimals, so a
-/// BTC tick × lot is 0.05 USD = 5 units and a BTC lot is 10 units.
+/// BTC tick × lot is 0.05 USD = 5 units and a BTC lot is 10 units. Market data is off: the
+/// `book.*` events have their own tests (`market_data`).
 const CONFIG: &str = r#"
 [engine]
 max_fills = 4
+market_data = false
 [assets.USD]
 scale = 2
 [assets.BTC]
@@ -150,6 +152,7 @@ impl T {
     }
 }
 
+mod market_data;
 mod stops;
 
 fn rejected(code: RejectCode) -> Outcome {

@@ -67,7 +67,9 @@ struct Stream<'a> {
     /// Encoded and not yet written (socket sinks).
     out: Vec<u8>,
     /// Topics wanted, one bit per topic id.
-    mask: u16,
+    mask: u32,
+    /// With a market: the text its events' payloads have (`"market":"BTC-USD"`).
+    market: Option<Vec<u8>>,
     ingress: &'a Arc<Ingress>,
     shutdown: &'a mut watch::Receiver<bool>,
     /// Sequence number to resume from: every event before it was written (or did not match).
@@ -83,7 +85,7 @@ pub(super) async fn serve(
     framing: Framing,
     pending: Vec<u8>,
     request: crate::wire::SubscribeRequest,
-    mask: u16,
+    mask: u32,
     ingress: &Arc<Ingress>,
     shutdown: &mut watch::Receiver<bool>,
 ) {
@@ -101,20 +103,27 @@ async fn run_to_end(
     sink: Sink,
     pending: Vec<u8>,
     request: crate::wire::SubscribeRequest,
-    mask: u16,
+    mask: u32,
     ingress: &Arc<Ingress>,
     shutdown: &mut watch::Receiver<bool>,
 ) {
+    let market = request.market.as_ref().map(|m| {
+        let mut needle = br#""market":"#.to_vec();
+        // Escaping a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut needle, m);
+        needle
+    });
     let mut s = Stream {
         sink,
         out: pending,
         mask,
+        market,
         ingress,
         shutdown,
         resume: 0,
         resume_after_out: 0,
     };
-    let stop = s.run(request.from_seq).await;
+    let stop = s.run(&request).await;
     let (code, reason) = match stop {
         Stop::Gone => return,
         Stop::Shutdown => (
@@ -147,11 +156,27 @@ async fn run_to_end(
 }
 
 impl Stream<'_> {
-    async fn run(&mut self, from_seq: Option<u64>) -> Stop {
+    async fn run(&mut self, request: &crate::wire::SubscribeRequest) -> Stop {
         if *self.shutdown.borrow() {
             return Stop::Shutdown;
         }
-        let mut next = from_seq;
+        let mut next = request.from_seq;
+        // A snapshot: the market's depth as of event S from the engine, then the stream from
+        // S + 1 (the bus is never past the engine, so the join is live and leaves no gap).
+        let mut snapshot = None;
+        if request.snapshot == Some(true)
+            && let Some(market) = &request.market
+        {
+            match self.book_snapshot(market).await {
+                Ok(reply) => {
+                    if let WireReply::BookSnapshot { seq, .. } = &reply {
+                        next = Some(seq + 1);
+                    }
+                    snapshot = Some(reply);
+                }
+                Err(reason) => return self.fail(reason),
+            }
+        }
         let mut reader: Option<Connection> = None;
         let mut announced = false;
         let (mut feed, state) = loop {
@@ -176,6 +201,9 @@ impl Stream<'_> {
                 self.resume = start;
                 self.resume_after_out = start;
                 self.message(&WireReply::Subscribed { from_seq: start });
+                if let Some(s) = snapshot.take() {
+                    self.message(&s);
+                }
             }
             match joined {
                 Ok(Joined::Behind { up_to }) => {
@@ -272,6 +300,46 @@ impl Stream<'_> {
         Ok(())
     }
 
+    /// The market's whole depth from the engine, as the snapshot message.
+    async fn book_snapshot(&self, market: &str) -> Result<WireReply, String> {
+        let m = self
+            .ingress
+            .config
+            .market(market)
+            .ok_or_else(|| format!("market {market} is not configured"))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.ingress
+            .engine
+            .send(crate::engine::Control::MarketDepth {
+                market: crate::engine::MarketName::new(market),
+                reply: tx,
+            })
+            .map_err(|_| "the engine is not answering".to_string())?;
+        let depth = rx
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| "the engine is not answering".to_string())?;
+        let levels = |v: &[(u64, u64, u32)]| {
+            v.iter()
+                .map(|&(price, lots, orders)| {
+                    (
+                        crate::num::Decimal::format_units(price, m.tick_size),
+                        crate::num::Decimal::format_units(lots, m.lot_size),
+                        orders,
+                    )
+                })
+                .collect()
+        };
+        Ok(WireReply::BookSnapshot {
+            market: market.to_string(),
+            seq: depth.seq,
+            market_seq: depth.market_seq,
+            bids: levels(&depth.bids),
+            asks: levels(&depth.asks),
+        })
+    }
+
     /// An error line and the end of the stream.
     fn fail(&mut self, reason: String) -> Stop {
         tracing::warn!(%reason, "subscription ended");
@@ -290,6 +358,7 @@ impl Stream<'_> {
                     WireReply::Subscribed { .. } => "subscribed",
                     WireReply::Unsubscribed { .. } => "unsubscribed",
                     WireReply::Error { .. } => "error",
+                    WireReply::BookSnapshot { .. } => "snapshot",
                     _ => "message",
                 };
                 let line = String::from_utf8_lossy(&line);
@@ -304,7 +373,13 @@ impl Stream<'_> {
     fn encode(&mut self, batch: &Batch, from_seq: u64) {
         let events = batch.events();
         let mask = self.mask;
-        let wanted = |e: &bus::BusEvent| e.seq >= from_seq && mask & (1 << e.topic) != 0;
+        let market = self.market.as_deref();
+        let wanted = |e: &bus::BusEvent| {
+            e.seq >= from_seq
+                && mask & (1 << e.topic) != 0
+                && market
+                    .is_none_or(|m| memchr::memmem::find(batch.payload(e).as_bytes(), m).is_some())
+        };
         match &mut self.sink {
             Sink::Socket {
                 framing: Framing::Json,
@@ -506,7 +581,7 @@ fn discard_input(stream: &UnixStream, input_open: &mut bool) -> io::Result<()> {
 pub(super) fn sse(
     ingress: Arc<Ingress>,
     request: crate::wire::SubscribeRequest,
-    mask: u16,
+    mask: u32,
     mut shutdown: watch::Receiver<bool>,
 ) -> impl futures_lite::Stream<Item = Result<sse::Event, std::convert::Infallible>> {
     let (tx, rx) = mpsc::channel(SSE_QUEUE);

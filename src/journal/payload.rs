@@ -132,6 +132,37 @@ pub fn write(event: &Event, config: &Config, out: &mut Vec<u8>) {
                 o.units("trigger_price", r.trigger_ticks, m.tick_size);
             }
         }
+        EventKind::BookDepth {
+            market: mid,
+            market_seq,
+            side,
+            price_ticks,
+            total_lots,
+            orders,
+        } => {
+            let m = market(*mid);
+            o.str("market", &m.name)
+                .num("market_seq", *market_seq)
+                .str("side", side.as_str())
+                .units("price", *price_ticks, m.tick_size)
+                .units("size", *total_lots, m.lot_size)
+                .num("orders", u64::from(*orders));
+        }
+        EventKind::BookBbo {
+            market: mid,
+            market_seq,
+            bid,
+            ask,
+        } => {
+            let m = market(*mid);
+            o.str("market", &m.name).num("market_seq", *market_seq);
+            for (name, size, level) in [("bid", "bid_size", bid), ("ask", "ask_size", ask)] {
+                if let Some((price, lots)) = level {
+                    o.units(name, *price, m.tick_size)
+                        .units(size, *lots, m.lot_size);
+                }
+            }
+        }
         EventKind::OrderTriggered {
             order_id,
             market: mid,

@@ -73,6 +73,8 @@ pub struct JournalInfo {
     pub base_order_id: u64,
     /// See `base_seq`.
     pub base_trade_id: u64,
+    /// The first command with market data (`book.depth`, `book.bbo`); 0: none.
+    pub market_data_from: u64,
 }
 
 /// Both files, opened for writing and migrated.
@@ -124,6 +126,7 @@ pub fn open(config: &Config) -> Result<Files, JournalError> {
         (moved, expired) = move_commands(&mut tables, &mut journal, config, &mut info)?;
     }
     schema::migrate_later(&mut tables)?;
+    market_data(&journal, config, &mut info)?;
     let follows: u64 = tables.query_row("SELECT journal_id FROM Projection", [], |r| {
         r.get::<_, i64>(0).map(|v| v as u64)
     })?;
@@ -148,11 +151,46 @@ pub fn open(config: &Config) -> Result<Files, JournalError> {
     })
 }
 
+/// Market data is a property of the command journal: on from the first command of a journal
+/// made with `engine.market_data` on, or from the next command of a journal of an earlier build
+/// (whose commands made none). Turning it off for a journal that has it is refused: a replay
+/// would make other events than the daemon made.
+fn market_data(
+    journal: &Connection,
+    config: &Config,
+    info: &mut JournalInfo,
+) -> Result<(), JournalError> {
+    match (config.engine.market_data, info.market_data_from) {
+        (true, 0) => {
+            let from = journal_end(journal)?.0 + 1;
+            journal.execute(
+                "UPDATE JournalInfo SET market_data_from = ?1",
+                [from as i64],
+            )?;
+            info.market_data_from = from;
+            if from > 1 {
+                tracing::info!(
+                    from_cseq = from,
+                    "market data (book.depth, book.bbo) starts"
+                );
+            }
+            Ok(())
+        }
+        (false, from) if from > 0 => Err(JournalError::Corrupt(format!(
+            "engine.market_data is false, but {} has market data from command {from} on: a \
+             journal keeps the feed it was given (set it back to true, or start a new journal)",
+            config.daemon.journal_path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Reads `JournalInfo`, creating it for a new journal.
 fn journal_info(conn: &Connection) -> Result<JournalInfo, JournalError> {
     let read = |conn: &Connection| {
         conn.query_row(
-            "SELECT journal_id, base_seq, base_order_id, base_trade_id FROM JournalInfo",
+            "SELECT journal_id, base_seq, base_order_id, base_trade_id, market_data_from \
+             FROM JournalInfo",
             [],
             |r| {
                 Ok(JournalInfo {
@@ -160,6 +198,7 @@ fn journal_info(conn: &Connection) -> Result<JournalInfo, JournalError> {
                     base_seq: r.get::<_, i64>(1)? as u64,
                     base_order_id: r.get::<_, i64>(2)? as u64,
                     base_trade_id: r.get::<_, i64>(3)? as u64,
+                    market_data_from: r.get::<_, i64>(4)? as u64,
                 })
             },
         )
@@ -301,6 +340,8 @@ fn copy_commands(
     last_seq: u64,
 ) -> Result<u64, JournalError> {
     let mut engine = Engine::new(config);
+    // The old build's commands made no market data.
+    engine.set_market_data_from(0);
     let mut out = Silent;
     let tx = journal.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut block = BlockWriter::new();
@@ -605,7 +646,8 @@ fn load_snapshot(
                 Err(e) => format!("it does not decode: {e}"),
                 Ok(snap) if snap.cseq != cseq => "it is of another command".to_string(),
                 Ok(snap) => match Engine::restore(config, &snap) {
-                    Ok(engine) => {
+                    Ok(mut engine) => {
+                        engine.set_market_data_from(journal.market_data_from);
                         tracing::info!(cseq, "restored the engine from a snapshot");
                         return Ok((engine, cseq));
                     }
@@ -616,7 +658,7 @@ fn load_snapshot(
         info.skipped_snapshots += 1;
         tracing::warn!(cseq, problem, "snapshot skipped");
     }
-    let engine = if journal.base_seq > 0 || journal.base_order_id > 0 {
+    let mut engine = if journal.base_seq > 0 || journal.base_order_id > 0 {
         Engine::resuming(
             config,
             journal.base_seq,
@@ -626,6 +668,7 @@ fn load_snapshot(
     } else {
         Engine::new(config)
     };
+    engine.set_market_data_from(journal.market_data_from);
     Ok((engine, 0))
 }
 

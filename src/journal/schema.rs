@@ -158,6 +158,8 @@ const JOURNAL_MIGRATIONS: &[&str] = &[
         base_trade_id INTEGER NOT NULL,
         created_ns INTEGER NOT NULL
     );",
+    // 2: the first command with market data (0: none; a journal of an earlier build has none).
+    "ALTER TABLE JournalInfo ADD COLUMN market_data_from INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The command journal's version this build writes.

@@ -276,6 +276,8 @@ impl Store {
             // A triggered stop's row stays open: it goes on as the order it became.
             EventKind::OrderRejected { .. }
             | EventKind::OrderTriggered { .. }
+            | EventKind::BookDepth { .. }
+            | EventKind::BookBbo { .. }
             | EventKind::Halted(_)
             | EventKind::Resumed(_) => {}
         }

@@ -58,6 +58,7 @@ struct Fields<'a> {
     patterns: Option<Vec<Cow<'a, str>>>,
     from_seq: Option<u64>,
     cancel_on_disconnect: Option<bool>,
+    snapshot: Option<bool>,
     /// A number (ns since the Unix epoch) or an RFC 3339 text.
     #[serde(borrow)]
     expire_at: Option<&'a RawValue>,
@@ -123,6 +124,8 @@ fn request(f: Fields<'_>) -> Result<Request, String> {
                 .map(Cow::into_owned)
                 .collect(),
             from_seq: f.from_seq,
+            market: f.market.map(Cow::into_owned),
+            snapshot: f.snapshot,
         })),
         Some("cancel") => Ok(Request::Cancel(CancelRequest {
             username: required(f.username, "username")?,

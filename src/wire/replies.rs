@@ -208,6 +208,20 @@ pub enum WireReply {
         /// One entry per configured asset, in config order.
         fees: Vec<AssetFee>,
     },
+    /// A market's whole depth as of event `seq`, the first message of a subscription with
+    /// `snapshot`: the `book.depth` events after it (from `market_seq + 1`) change it.
+    BookSnapshot {
+        /// The market.
+        market: String,
+        /// The last event the depth includes; the stream goes on from `seq + 1`.
+        seq: u64,
+        /// The market's market-data sequence number at that event.
+        market_seq: u64,
+        /// Bid levels, best first: `[price, size, orders]`.
+        bids: Vec<(String, String, u32)>,
+        /// Ask levels, likewise.
+        asks: Vec<(String, String, u32)>,
+    },
 }
 
 fn raw_json<S: serde::Serializer>(text: &str, s: S) -> Result<S::Ok, S::Error> {

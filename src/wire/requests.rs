@@ -42,14 +42,78 @@ pub enum Request {
     Fees,
 }
 
-/// A subscription: topic patterns (AMQP topic rules), and where to start.
-#[derive(Debug, Clone, PartialEq, Eq, bincode::Encode, bincode::Decode)]
+/// A subscription: topic patterns (AMQP topic rules), where to start, and optionally one
+/// market and a snapshot of its book first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SubscribeRequest {
     /// Patterns such as `order.*` or `trade.#`; an event is sent if any of them matches.
     pub patterns: Vec<String>,
     /// Replay committed events from this sequence number on, then continue live; `None`
     /// starts with the next event committed.
     pub from_seq: Option<u64>,
+    /// Only the events of this market (those whose payload names it). In a binary frame the
+    /// field may be left out (frames of earlier clients).
+    pub market: Option<String>,
+    /// `Some(true)`: first the market's whole depth (`book_snapshot`), then the events after
+    /// it. Needs `market`, and no `from_seq`. In a binary frame it follows `market` and may be
+    /// left out.
+    pub snapshot: Option<bool>,
+}
+
+impl bincode::Encode for SubscribeRequest {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        e: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        bincode::Encode::encode(&self.patterns, e)?;
+        bincode::Encode::encode(&self.from_seq, e)?;
+        if self.snapshot.is_some() {
+            // `market` is then written even when empty: `snapshot` comes after it.
+            bincode::Encode::encode(&self.market, e)?;
+            return bincode::Encode::encode(&self.snapshot, e);
+        }
+        trailing_encode(&self.market, e)
+    }
+}
+
+impl<Ctx> bincode::Decode<Ctx> for SubscribeRequest {
+    fn decode<D: bincode::de::Decoder<Context = Ctx>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        Ok(SubscribeRequest {
+            patterns: bincode::Decode::decode(d)?,
+            from_seq: bincode::Decode::decode(d)?,
+            market: trailing(d)?,
+            snapshot: trailing(d)?,
+        })
+    }
+}
+
+impl<'de, Ctx> bincode::BorrowDecode<'de, Ctx> for SubscribeRequest {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = Ctx>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        <SubscribeRequest as bincode::Decode<Ctx>>::decode(d)
+    }
+}
+
+impl SubscribeRequest {
+    /// Checks the combination: a snapshot is of one market, and starts the stream itself.
+    pub fn check(&self) -> Result<(), String> {
+        if self.snapshot == Some(true) {
+            if self.market.is_none() {
+                return Err("`snapshot` needs `market` (the book of one market)".into());
+            }
+            if self.from_seq.is_some() {
+                return Err(
+                    "`snapshot` and `from_seq` do not go together: the stream starts after the \
+                     snapshot"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A connection's greeting: which acknowledgement mode its later commands get, and whether

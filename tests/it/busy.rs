@@ -11,7 +11,8 @@ fn a_held_back_journal_gives_busy_replies_and_loses_nothing() {
     // A tiny journal ring (eight commands), and batches of one so that the ring is all that
     // buffers.
     let mut d = Daemon::start_with(
-        "[engine]\njournal_ring = 8\nmax_fills = 1\n[journal]\nbatch_size = 1\nmax_delay_us = 0\n",
+        "[engine]\njournal_ring = 8\nmax_fills = 1\nmarket_data = false\n[journal]\nbatch_size = 1\n\
+         max_delay_us = 0\n",
         &[],
     );
     let mut c = d.json();

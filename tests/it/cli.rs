@@ -91,9 +91,9 @@ fn stats_prints_counters_and_stage_percentiles() {
     assert_eq!(value("orderpipe_orders_accepted_total"), 10);
     assert_eq!(value("orderpipe_orders_rejected_total"), 1);
     assert_eq!(value("orderpipe_commands_total"), 11);
-    // Each accepted order makes two events (order.created, balance.changed), the refused one
-    // an order.rejected.
-    assert_eq!(value("orderpipe_last_seq"), 21);
+    // Each accepted order makes four events (order.created, book.depth for its new level,
+    // book.bbo for the new best bid, balance.changed), the refused one an order.rejected.
+    assert_eq!(value("orderpipe_last_seq"), 41);
     // Every stage has a row; the engine stages saw all 11 commands (p50 <= p99 <= max).
     for stage in ["ingress_to_engine", "engine_process"] {
         let cols: Vec<u64> = stdout

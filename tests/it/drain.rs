@@ -96,7 +96,8 @@ fn run_clients(
 
 #[test]
 fn sigterm_after_100k_orders_commits_every_one() {
-    let mut d = Daemon::start();
+    // Without market data, each order makes exactly two events (counted below).
+    let mut d = Daemon::start_with("[engine]\nmarket_data = false\n", &[]);
     let progress = Arc::new(Progress::default());
     let clients = run_clients(&d, 4, 25_000, &progress);
     let mut accepted = BTreeSet::new();
@@ -112,7 +113,8 @@ fn sigterm_after_100k_orders_commits_every_one() {
 
 #[test]
 fn sigterm_in_the_middle_of_100k_orders_loses_nothing_acknowledged() {
-    let mut d = Daemon::start();
+    // Without market data, each order makes exactly two events (counted below).
+    let mut d = Daemon::start_with("[engine]\nmarket_data = false\n", &[]);
     let progress = Arc::new(Progress::default());
     let clients = run_clients(&d, 4, 25_000, &progress);
     progress.wait_for(20_000);

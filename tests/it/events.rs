@@ -87,6 +87,7 @@ fn binary_subscribers_get_events_as_frames() {
     sub.send(&Request::Subscribe(SubscribeRequest {
         patterns: vec!["order.created".into()],
         from_seq: None,
+        ..SubscribeRequest::default()
     }));
     let Some(WireReply::Subscribed { from_seq }) = sub.recv() else {
         panic!("no subscribed frame");

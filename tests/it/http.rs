@@ -983,3 +983,69 @@ fn a_stop_order_is_placed_listed_with_its_trigger_and_cancelled_over_http() {
     crate::support::committed_seq(&daemon);
     assert_eq!(get(a, &path, Some(ALICE)).json()["status"], "cancelled");
 }
+
+#[test]
+fn the_market_data_feed_streams_as_server_sent_events_after_a_snapshot() {
+    let daemon = start();
+    let a = daemon.http();
+    let r = post(a, "/API/orders", Some(ALICE), compat_order("alice"));
+    assert_eq!(r.status, 201);
+    get(a, "/api/events?patterns=book.*&snapshot=true", Some(ADMIN)).error(400, "bad_request");
+    get(
+        a,
+        "/api/events?patterns=book.*&market=NOPE-USD",
+        Some(ADMIN),
+    )
+    .error(404, "not_found");
+    let mut s = TcpStream::connect(a).unwrap();
+    s.set_read_timeout(Some(HANG_GUARD)).unwrap();
+    write!(
+        s,
+        "GET /api/events?patterns=book.*&market=BTC-USD&snapshot=true HTTP/1.1\r\nHost: t\r\n\
+         Authorization: Bearer {ADMIN}\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(s);
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert!(status.contains(" 200 "), "{status}");
+    // `event:` then `data:` lines: subscribed, the snapshot, then the deltas.
+    let mut events: Vec<(String, Value)> = Vec::new();
+    let mut kind = String::new();
+    let mut placed = false;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if let Some(v) = line.strip_prefix("event:") {
+            kind = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            events.push((kind.clone(), serde_json::from_str(v.trim()).unwrap()));
+        }
+        if !placed && events.iter().any(|(k, _)| k == "snapshot") {
+            placed = true;
+            let o = json!({"username":"bob","market":"BTC-USD","side":"sell","price":"150",
+                           "size":"1"});
+            assert_eq!(post(a, "/api/trading/orders", Some(BOB), o).status, 201);
+        }
+        if events.iter().any(|(k, _)| k == "book.bbo") {
+            break;
+        }
+    }
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["subscribed", "snapshot", "book.depth", "book.bbo"]);
+    let snap = &events[1].1;
+    assert_eq!(snap["type"], "book_snapshot");
+    assert_eq!(snap["bids"], json!([["99.5", "0.5", 1]]), "{snap}");
+    assert_eq!(events[0].1["from_seq"], snap["seq"].as_u64().unwrap() + 1);
+    let depth = &events[2].1["data"];
+    assert_eq!(
+        (&depth["side"], &depth["price"], &depth["market_seq"]),
+        (
+            &json!("sell"),
+            &json!("150"),
+            &json!(snap["market_seq"].as_u64().unwrap() + 1)
+        ),
+        "{depth}"
+    );
+}

@@ -16,6 +16,7 @@ mod expiry;
 mod held;
 mod http;
 mod identical;
+mod market_data;
 mod model;
 mod projection;
 mod protocol;

@@ -24,12 +24,13 @@ fn json_orders_are_accepted_in_order_and_stored_field_by_field() {
         r,
         json!({"type":"accepted","client_order_id":"c-1","order_id":1,"seq":1})
     );
-    // Sequence numbers count events: the first order's acceptance is 1 and its reservation
-    // (balance.changed) 2, so the second order's acceptance is 3.
+    // Sequence numbers count events: the first order's acceptance is 1, its level (book.depth)
+    // 2, the best bid (book.bbo) 3 and its reservation (balance.changed) 4, so the second
+    // order's acceptance is 5.
     let r = c.request(r#"{"type":"new_order","client_order_id":"c-2","username":"bob","market":"ETH-USD","side":"sell","price":2500.25,"size":1.5}"#);
     assert_eq!(
         r,
-        json!({"type":"accepted","client_order_id":"c-2","order_id":2,"seq":3})
+        json!({"type":"accepted","client_order_id":"c-2","order_id":2,"seq":5})
     );
     let after = now_ns();
     d.stop();
@@ -109,7 +110,7 @@ fn json_orders_are_accepted_in_order_and_stored_field_by_field() {
         (&b.1[..], &b.2[..], &b.3[..], b.4, b.5),
         ("bob", "ETH-USD", "sell", 1.5, 2500.25)
     );
-    assert_eq!((b.6, b.7, b.13, b.14), (2, 3, 250_025, 1500));
+    assert_eq!((b.6, b.7, b.13, b.14), (2, 5, 250_025, 1500));
 }
 
 #[test]

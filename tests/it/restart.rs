@@ -221,6 +221,8 @@ fn a_journal_without_commands_continues_the_numbering_and_expires_what_was_open(
          INSERT INTO OldEvents SELECT seq, topic, payload, recv_ns FROM Events; \
          DROP VIEW Events; DROP TABLE EventBlocks; ALTER TABLE OldEvents RENAME TO Events; \
          DROP TABLE Projection; DROP TABLE Snapshots; DROP TABLE BusCursors; \
+         ALTER TABLE Orders DROP COLUMN trigger_ticks; \
+         ALTER TABLE Orders DROP COLUMN trigger_price; \
          PRAGMA user_version = 2;",
     )
     .unwrap();

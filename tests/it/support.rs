@@ -403,12 +403,13 @@ impl Daemon {
         use orderpipe::engine::{Command, Engine, NO_OWNER, Recorder};
         let config = orderpipe::config::Config::load(&self.config).unwrap();
         // Numbering starts after the events of a database that had no commands, if any.
-        let (seq, order, trade): (i64, i64, i64) = self
+        let (seq, order, trade, market_data_from): (i64, i64, i64, i64) = self
             .journal_db()
             .query_row(
-                "SELECT base_seq, base_order_id, base_trade_id FROM JournalInfo",
+                "SELECT base_seq, base_order_id, base_trade_id, market_data_from \
+                 FROM JournalInfo",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .unwrap();
         let mut engine = if seq > 0 || order > 0 {
@@ -416,6 +417,7 @@ impl Daemon {
         } else {
             Engine::new(&config)
         };
+        engine.set_market_data_from(market_data_from as u64);
         let mut out = Recorder::default();
         for (cseq, recv_ns, body) in self.journaled_commands() {
             assert_eq!(cseq, engine.last_cseq() + 1, "gap in the command journal");

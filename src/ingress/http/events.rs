@@ -18,6 +18,10 @@ pub(super) struct EventsQuery {
     /// Comma-separated patterns.
     patterns: String,
     from_seq: Option<u64>,
+    /// Only this market's events.
+    market: Option<String>,
+    /// First the market's whole depth (`market` needed).
+    snapshot: Option<bool>,
 }
 
 pub(super) async fn events(
@@ -35,9 +39,23 @@ pub(super) async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let from_seq = last_id.map(|id| id + 1).or(q.from_seq);
+    // A reconnection resumes from its last event: a snapshot is for a fresh start.
+    let snapshot = q.snapshot.filter(|_| last_id.is_none());
+    let request = crate::wire::SubscribeRequest {
+        patterns,
+        from_seq,
+        market: q.market,
+        snapshot,
+    };
+    request.check().map_err(ApiError::bad_request)?;
+    if let Some(m) = &request.market
+        && s.ingress.config.market(m).is_none()
+    {
+        return Err(ApiError::not_found(format!("market {m} is not configured")));
+    }
     let stream = crate::ingress::subscribe::sse(
         s.ingress.clone(),
-        crate::wire::SubscribeRequest { patterns, from_seq },
+        request,
         crate::bus::mask(&compiled),
         s.shutdown.clone(),
     );

@@ -99,7 +99,7 @@ impl Conn {
     pub(super) async fn run(
         &mut self,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Option<(SubscribeRequest, u16)> {
+    ) -> Option<(SubscribeRequest, u32)> {
         let drain_timeout = self.ingress.config.daemon.drain_timeout;
         let mut last_write = Instant::now();
         let committed = self.ingress.committed.clone();

@@ -108,7 +108,13 @@ impl Conn {
                 return Ok(false);
             }
             Request::Subscribe(sub) => {
-                match crate::bus::topic::compile(&sub.patterns) {
+                let checked = sub.check().and_then(|()| match &sub.market {
+                    Some(m) if self.ingress.config.market(m).is_none() => {
+                        Err(format!("market {m} is not configured"))
+                    }
+                    _ => Ok(()),
+                });
+                match checked.and_then(|()| crate::bus::topic::compile(&sub.patterns)) {
                     Ok(patterns) => {
                         let mask = crate::bus::mask(&patterns);
                         self.subscribing = true;

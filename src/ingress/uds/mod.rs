@@ -139,7 +139,7 @@ pub(super) enum Pending {
     Query(Query, Option<oneshot::Receiver<WireReply>>),
     /// A subscription (with its topic mask): once every earlier request is answered, the
     /// connection becomes a stream of events.
-    Subscribe(SubscribeRequest, u16),
+    Subscribe(SubscribeRequest, u32),
 }
 
 /// Serves one connection from its first byte to its close.
@@ -161,7 +161,7 @@ pub(super) async fn requests(
     stream: UnixStream,
     ingress: &Arc<Ingress>,
     shutdown: &mut watch::Receiver<bool>,
-) -> Option<(UnixStream, Framing, Vec<u8>, SubscribeRequest, u16)> {
+) -> Option<(UnixStream, Framing, Vec<u8>, SubscribeRequest, u32)> {
     let mut rbuf = Vec::with_capacity(READ_CHUNK);
     // The first byte decides the framing: `{` is JSON lines, anything else the binary magic.
     let need = |buf: &Vec<u8>| match buf.first() {
