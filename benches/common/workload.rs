@@ -40,6 +40,10 @@ pub const USERS: usize = 64;
 
 pub fn config() -> Config {
     let mut text = CONFIG.to_string();
+    // `BENCH_MARKET_DATA=0`: the same engine without the market-data feed, for its cost.
+    if std::env::var("BENCH_MARKET_DATA").as_deref() == Ok("0") {
+        text = text.replacen("[engine]\n", "[engine]\nmarket_data = false\n", 1);
+    }
     for u in 0..USERS {
         text.push_str(&format!(
             "[accounts.u{u}]\nUSD = \"1000000000\"\nBTC = \"1000000\"\n"
