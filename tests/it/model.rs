@@ -1,12 +1,13 @@
 //! A property test: random command sequences (every order type and time in force, post-only,
 //! cancels by id and by client id, cancel-all, amends, deposits and withdrawals, self-trades
 //! under each prevention mode, orders bound to sessions and the ends of sessions, good-till-date
-//! orders and their expiry, stop-market and stop-limit orders with their triggers and cascades;
-//! command `i` is stamped with ingress time `i + 1`) run through the engine and through a small reference model
-//! written here from the rules, with plain vectors and linear scans. Both must give the same
-//! answers, the same trades, the same final books and the same balances; after every command
-//! the engine's own invariants must hold (book uncrossed, no negative balance, reservations
-//! covering open orders, every asset's total unchanged but by deposits and withdrawals).
+//! and day orders and their expiry, stop-market and stop-limit orders with their triggers and
+//! cascades; command `i` is stamped with ingress time `i + 1`) run through the engine and
+//! through a small reference model written here from the rules, with plain vectors and linear
+//! scans. Both must give the same answers, the same trades, the same final books and untriggered
+//! stops and the same balances; after every command the engine's own invariants must hold (book
+//! uncrossed, no negative balance, reservations covering open orders and untriggered stops,
+//! every asset's total unchanged but by deposits and withdrawals).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -73,7 +74,8 @@ enum Cmd {
         client: Option<&'static str>,
         /// The session it is bound to (0: none).
         session: u32,
-        /// For a `gtd` order: how many commands later it expires.
+        /// For a `gtd` or `day` order: how many commands later it expires (for a day order
+        /// the ingress stamps its market's session end; here it is any later time).
         expire_in: u64,
     },
     /// A stop order: `price` `None` for a stop-market.
@@ -148,7 +150,7 @@ fn cmd() -> impl Strategy<Value = Cmd> {
         side(),
         prop_oneof![6 => (14u64..26).prop_map(Some), 1 => Just(None)],
         1u64..25,
-        prop_oneof![5 => Just(TimeInForce::Gtc), 2 => Just(TimeInForce::Ioc), 1 => Just(TimeInForce::Fok), 2 => Just(TimeInForce::Gtd)],
+        prop_oneof![5 => Just(TimeInForce::Gtc), 2 => Just(TimeInForce::Ioc), 1 => Just(TimeInForce::Fok), 2 => Just(TimeInForce::Gtd), 1 => Just(TimeInForce::Day)],
         prop::bool::weighted(0.15),
         proptest::option::weighted(0.5, proptest::sample::select(&CLIENT_IDS[..])),
         prop_oneof![3 => Just(0u32), 1 => 1u32..3],
@@ -170,7 +172,7 @@ fn cmd() -> impl Strategy<Value = Cmd> {
         (0..3usize, 0..MARKETS.len(), side(), 14u64..27),
         prop_oneof![2 => (14u64..26).prop_map(Some), 1 => Just(None)],
         1u64..25,
-        prop_oneof![4 => Just(TimeInForce::Gtc), 1 => Just(TimeInForce::Ioc), 1 => Just(TimeInForce::Gtd), 1 => Just(TimeInForce::Fok)],
+        prop_oneof![4 => Just(TimeInForce::Gtc), 1 => Just(TimeInForce::Ioc), 1 => Just(TimeInForce::Gtd), 1 => Just(TimeInForce::Day), 1 => Just(TimeInForce::Fok)],
         proptest::option::weighted(0.3, proptest::sample::select(&CLIENT_IDS[..])),
         prop_oneof![3 => Just(0u32), 1 => 1u32..3],
         1u64..30,
@@ -241,11 +243,7 @@ fn to_command(c: &Cmd, now: u64) -> Command {
                 size: lot(*lots),
                 client_timestamp: Text::EMPTY,
             };
-            let expire_ns = if *tif == TimeInForce::Gtd {
-                now + expire_in
-            } else {
-                0
-            };
+            let expire_ns = if tif.expires() { now + expire_in } else { 0 };
             if *session == 0 && expire_ns == 0 {
                 CommandBody::NewOrder(order)
             } else {
@@ -286,11 +284,7 @@ fn to_command(c: &Cmd, now: u64) -> Command {
                     client_timestamp: Text::EMPTY,
                 },
                 session: *session,
-                expire_ns: if *tif == TimeInForce::Gtd {
-                    now + expire_in
-                } else {
-                    0
-                },
+                expire_ns: if tif.expires() { now + expire_in } else { 0 },
             },
             trigger_price: tick(*trigger),
         }),
@@ -610,11 +604,7 @@ impl Model {
                 session,
                 expire_in,
             } => {
-                let expire = if *tif == TimeInForce::Gtd {
-                    now + expire_in
-                } else {
-                    0
-                };
+                let expire = if tif.expires() { now + expire_in } else { 0 };
                 self.new_order(
                     *user,
                     *market,
@@ -639,11 +629,7 @@ impl Model {
                 session,
                 expire_in,
             } => {
-                let expire = if *tif == TimeInForce::Gtd {
-                    now + expire_in
-                } else {
-                    0
-                };
+                let expire = if tif.expires() { now + expire_in } else { 0 };
                 self.new_stop(
                     (*user, *market, *side),
                     (*trigger, *price, *lots),
@@ -795,7 +781,7 @@ impl Model {
         b.1 += need;
         let id = self.next_id;
         self.next_id += 1;
-        let rests = matches!(tif, TimeInForce::Gtc | TimeInForce::Gtd);
+        let rests = tif.rests();
         let listed = self.tick();
         self.orders.push(Order {
             id,
@@ -830,7 +816,7 @@ impl Model {
         (session, expire): (u32, u64),
     ) -> Answer {
         let rejected = Answer::Rejected;
-        let rests = matches!(tif, TimeInForce::Gtc | TimeInForce::Gtd);
+        let rests = tif.rests();
         if post_only && (price.is_none() || !rests) {
             return rejected(RejectCode::UnsupportedOrderType);
         }
