@@ -128,6 +128,7 @@ fn a_cascade_of_stops_runs_in_trigger_order() {
     assert_eq!(got, [s1, s2, s3]);
     let book = c.call(r#"{"type":"book","market":"BTC-USD","depth":5}"#);
     assert_eq!(book["asks"], json!([]), "{book}");
+    committed_seq(&d);
     assert_eq!(d.state(), d.reference_state());
 }
 
@@ -200,5 +201,7 @@ fn untriggered_stops_survive_a_clean_restart_and_a_kill() {
         v["type"], "cancelled",
         "the later stop did not trigger: {v}"
     );
+    // Everything answered is committed before the journal is read.
+    committed_seq(&d);
     assert_eq!(d.state(), d.reference_state());
 }
