@@ -92,6 +92,19 @@ impl Subject {
         }
     }
 
+    /// A report about it: what every report repeats, and what happened.
+    fn report(self, seq: u64, remaining_lots: u64, kind: ReportKind) -> Report {
+        Report {
+            seq,
+            order_id: self.order_id,
+            client_order_id: self.client_order_id,
+            market: self.market,
+            side: self.side,
+            remaining_lots,
+            kind,
+        }
+    }
+
     /// The order traded `size_lots` at `price_ticks` (as the resting side if `maker`), leaving
     /// `remaining_lots` open.
     pub(super) fn fill(
@@ -102,44 +115,21 @@ impl Subject {
         size_lots: u64,
         maker: bool,
     ) -> Report {
-        Report {
-            seq,
-            order_id: self.order_id,
-            client_order_id: self.client_order_id,
-            market: self.market,
-            side: self.side,
-            remaining_lots,
-            kind: ReportKind::Fill {
-                price_ticks,
-                size_lots,
-                maker,
-            },
-        }
+        let kind = ReportKind::Fill {
+            price_ticks,
+            size_lots,
+            maker,
+        };
+        self.report(seq, remaining_lots, kind)
     }
 
     /// The stop order was triggered at `trigger_ticks`, `remaining_lots` open.
     pub(super) fn triggered(self, seq: u64, remaining_lots: u64, trigger_ticks: u64) -> Report {
-        Report {
-            seq,
-            order_id: self.order_id,
-            client_order_id: self.client_order_id,
-            market: self.market,
-            side: self.side,
-            remaining_lots,
-            kind: ReportKind::Triggered { trigger_ticks },
-        }
+        self.report(seq, remaining_lots, ReportKind::Triggered { trigger_ticks })
     }
 
     /// The order left the book for `reason`, nothing open.
     pub(super) fn cancelled(self, seq: u64, reason: CancelReason) -> Report {
-        Report {
-            seq,
-            order_id: self.order_id,
-            client_order_id: self.client_order_id,
-            market: self.market,
-            side: self.side,
-            remaining_lots: 0,
-            kind: ReportKind::Cancelled(reason),
-        }
+        self.report(seq, 0, ReportKind::Cancelled(reason))
     }
 }

@@ -601,61 +601,15 @@ impl Runner {
         total
     }
 
-    /// Runs the due stops, one `Trigger` command each, until none is due or the journal's ring
-    /// is full; returns how many ran. Their reports go to their owners; the engine's own
-    /// commands get no reply.
-    fn run_triggers(&mut self) -> usize {
-        let mut ran = 0;
-        while self.engine.trigger_due() {
-            let now = mono_ns();
-            let cmd = Command {
-                recv_ns: self.last_recv_ns,
-                recv_mono: now,
-                body: CommandBody::Trigger,
-            };
-            let mut sink = Sink {
-                journal: &mut self.journal,
-                connections: &mut self.connections,
-                tokens: &self.tokens,
-                origin: super::command::NO_OWNER,
-                origin_reports: &mut self.origin_reports,
-                cut: &mut self.cut,
-                backlog_limit: self.backlog_limit,
-            };
-            let reply = self
-                .engine
-                .process(&cmd, super::command::NO_OWNER, now, &mut sink);
-            self.origin_reports.clear();
-            let c = &self.counters.engine;
-            if reply.outcome == Outcome::Busy {
-                bump(&c.busy);
-                break;
-            }
-            ran += 1;
-            bump(&c.commands);
-            bump(&c.stops_triggered);
-            c.last_seq.store(self.engine.last_seq(), Ordering::Relaxed);
-            c.last_cseq
-                .store(self.engine.last_cseq(), Ordering::Relaxed);
-        }
-        if ran > 0 && !self.cut.is_empty() {
-            self.cut_slow_consumers();
-        }
-        ran
-    }
-
-    /// Processes the first waiting `EndSession` command, if any: true if it was processed. It
-    /// stays first while it leaves bound orders (at most `max_fills` go per command) or the
-    /// journal's ring is full; the engine's own commands get no reply.
-    fn end_one_session(&mut self) -> bool {
-        let Some(&end) = self.ending.front() else {
-            return false;
-        };
+    /// Processes one of the engine's own commands (stamped with the latest ingress time, from
+    /// no connection, answered to nobody; its reports go to the orders' owners) and counts it;
+    /// `None` when the journal's ring is full (`busy`: nothing was done).
+    fn process_own(&mut self, body: CommandBody) -> Option<Outcome> {
         let now = mono_ns();
         let cmd = Command {
             recv_ns: self.last_recv_ns,
             recv_mono: now,
-            body: CommandBody::EndSession(end),
+            body,
         };
         let mut sink = Sink {
             journal: &mut self.journal,
@@ -671,24 +625,51 @@ impl Runner {
             .process(&cmd, super::command::NO_OWNER, now, &mut sink);
         self.origin_reports.clear();
         let c = &self.counters.engine;
-        match reply.outcome {
-            Outcome::Busy => {
-                bump(&c.busy);
-                return false;
-            }
-            Outcome::CancelledAll { left: 0, .. } => {
-                self.ending.pop_front();
-                if self.ending.is_empty() && self.ending_earlier_run {
-                    self.ending_earlier_run = false;
-                    tracing::info!("orders bound to the sessions of the run before are cancelled");
-                }
-            }
-            _ => {}
+        if reply.outcome == Outcome::Busy {
+            bump(&c.busy);
+            return None;
         }
         bump(&c.commands);
         c.last_seq.store(self.engine.last_seq(), Ordering::Relaxed);
         c.last_cseq
             .store(self.engine.last_cseq(), Ordering::Relaxed);
+        Some(reply.outcome)
+    }
+
+    /// Runs the due stops, one `Trigger` command each, until none is due or the journal's ring
+    /// is full; returns how many ran.
+    fn run_triggers(&mut self) -> usize {
+        let mut ran = 0;
+        while self.engine.trigger_due() {
+            if self.process_own(CommandBody::Trigger).is_none() {
+                break;
+            }
+            ran += 1;
+            bump(&self.counters.engine.stops_triggered);
+        }
+        if ran > 0 && !self.cut.is_empty() {
+            self.cut_slow_consumers();
+        }
+        ran
+    }
+
+    /// Processes the first waiting `EndSession` command, if any: true if it was processed. It
+    /// stays first while it leaves bound orders (at most `max_fills` go per command) or the
+    /// journal's ring is full.
+    fn end_one_session(&mut self) -> bool {
+        let Some(&end) = self.ending.front() else {
+            return false;
+        };
+        let Some(outcome) = self.process_own(CommandBody::EndSession(end)) else {
+            return false;
+        };
+        if let Outcome::CancelledAll { left: 0, .. } = outcome {
+            self.ending.pop_front();
+            if self.ending.is_empty() && self.ending_earlier_run {
+                self.ending_earlier_run = false;
+                tracing::info!("orders bound to the sessions of the run before are cancelled");
+            }
+        }
         if !self.cut.is_empty() {
             self.cut_slow_consumers();
         }
