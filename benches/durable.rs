@@ -11,6 +11,9 @@
 //! Each round starts with the projection caught up with the journal (the bench waits for it),
 //! so a round measures its own load and not the lag the loads before it left.
 //!
+//! Printed with the plain commit: a plain Unix-socket echo of one order frame, and their sum,
+//! the least a durable answer can take on this machine whatever the daemon does.
+//!
 //! `cargo bench --bench durable` (`-- --quick` for short runs). The environment narrows or
 //! changes it: `BENCH_SYNC=normal`, `BENCH_CLIENTS=64`, `BENCH_WINDOW=16`,
 //! `BENCH_CONFIG='nice=0,idle="park"'` (config lines), `BENCH_VERBOSE=1` (journal counters).
@@ -199,6 +202,27 @@ fn caught_up(d: &Daemon) {
     }
 }
 
+/// What no implementation of a durable answer over a Unix socket can go below on this machine,
+/// besides the commit: one round trip of an order frame to a plain echo server (one thread,
+/// blocking reads and writes, on the I/O thread's core) and back. p50 in µs.
+fn echo_round_trip(n: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("echo.sock");
+    let _echo = common::echo_server(&path);
+    // The client on the echo's core too: a round trip between two threads of one core is the
+    // quickest this machine makes (a wake-up across cores costs an idle core's exit).
+    let frame = order(0, true);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            common::pin_to_first_core();
+            let h = common::frame_round_trips(&path, &frame, false, n, 0);
+            h.value_at_quantile(0.5) as f64 / 1e3
+        })
+        .join()
+        .unwrap()
+    })
+}
+
 /// The baseline a durable acknowledgement is compared with: a plain rusqlite loop committing
 /// one row per transaction into a WAL database with the same `synchronous` level, on this
 /// machine's disk, in this run. Returns p50 and p99 of one commit, in µs.
@@ -265,6 +289,13 @@ fn main() {
         let (p50, p99) = plain_commit(sync, if quick { 2_000 } else { 20_000 });
         println!(
             "{sync:<7} plain rusqlite commit of one row (autocommit, WAL): p50 {p50:.1} us, p99 {p99:.1} us"
+        );
+        let echo = echo_round_trip(if quick { 2_000 } else { 20_000 });
+        println!(
+            "{sync:<7} plain echo of one order frame over a Unix socket: p50 {echo:.1} us; \
+             a durable answer needs at least one round trip and one commit: {:.1} us = {:.2} x the commit",
+            echo + p50,
+            (echo + p50) / p50
         );
         let d = Daemon::start(&common::funded_config(&all));
         for (&window, &clients) in windows

@@ -6,8 +6,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 use common::{Daemon, machine, spread};
@@ -15,29 +15,6 @@ use hdrhistogram::Histogram;
 use orderpipe::engine::{OrderType, Side, TimeInForce};
 use orderpipe::num::Decimal;
 use orderpipe::wire::{OrderRequest, Request, binary};
-
-/// A plain echo server: one thread, blocking reads and writes, sends back what it reads.
-fn echo_server(path: &std::path::Path) -> std::thread::JoinHandle<()> {
-    let listener = UnixListener::bind(path).unwrap();
-    std::thread::spawn(move || {
-        // The same core as the daemon's I/O thread and the client: only the work differs.
-        common::pin_to_first_core();
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            let mut buf = [0u8; 4096];
-            loop {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if s.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    })
-}
 
 /// Round trips of one line each: write it, read one line back (the reply; the clock stops
 /// there), then read `extra` more lines untimed (the IOC's cancellation report).
@@ -93,7 +70,7 @@ fn main() {
     common::pin_to_first_core();
     let dir = tempfile::tempdir().unwrap();
     let echo_path = dir.path().join("echo.sock");
-    let _echo = echo_server(&echo_path);
+    let _echo = common::echo_server(&echo_path);
 
     let line = br#"{"type":"new_order","client_order_id":"c-1","username":"alice","market":"BTC-USD","side":"buy","order_type":"limit","price":"50000.5","size":"0.01","tif":"ioc"}
 "#;

@@ -291,6 +291,29 @@ pub fn machine() -> String {
     format!("{cores} cores ({model}), {date}")
 }
 
+/// A plain echo server: one thread, blocking reads and writes, sends back what it reads.
+pub fn echo_server(path: &std::path::Path) -> std::thread::JoinHandle<()> {
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        // The same core as the daemon's I/O thread and the client: only the work differs.
+        pin_to_first_core();
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 4096];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
 /// Pins the calling thread to the first core (the engine takes the last one).
 pub fn pin_to_first_core() {
     if let Some(core) = core_affinity::get_core_ids().unwrap_or_default().first() {
