@@ -560,7 +560,7 @@ fn read_engine(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<Engine
 
 fn read_journal(mut t: Table<'_>, errors: &mut Vec<ConfigError>) -> Option<JournalConfig> {
     let batch_size = t.u64("batch_size", Some(4096), 1, 1 << 20, errors);
-    let max_delay_us = t.u64("max_delay_us", Some(500), 0, 10_000_000, errors);
+    let max_delay_us = t.u64("max_delay_us", Some(1000), 0, 10_000_000, errors);
     let synchronous = t.choice(
         "synchronous",
         Some(Synchronous::Normal),
