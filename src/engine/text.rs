@@ -119,10 +119,8 @@ impl<const N: usize> bincode::Encode for Text<N> {
     ) -> Result<(), bincode::error::EncodeError> {
         bincode::Encode::encode(&self.len, e)?;
         bincode::Encode::encode(&self.overflow, e)?;
-        for b in &self.bytes[..self.len as usize] {
-            bincode::Encode::encode(b, e)?;
-        }
-        Ok(())
+        // Bytes are written as they are: the same layout as one `u8` after another.
+        bincode::enc::write::Writer::write(e.writer(), &self.bytes[..self.len as usize])
     }
 }
 
@@ -138,9 +136,8 @@ impl<Ctx, const N: usize> bincode::Decode<Ctx> for Text<N> {
             ));
         }
         let mut bytes = [0u8; N];
-        for b in bytes.iter_mut().take(len as usize) {
-            *b = bincode::Decode::decode(d)?;
-        }
+        d.claim_bytes_read(len as usize)?;
+        bincode::de::read::Reader::read(d.reader(), &mut bytes[..len as usize])?;
         if std::str::from_utf8(&bytes[..len as usize]).is_err() {
             return Err(bincode::error::DecodeError::Other("text is not UTF-8"));
         }
