@@ -164,8 +164,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
              (a benchmark baseline; every acknowledgement is a lie)"
         );
     }
-    let (records_tx, records_rx) =
-        rtrb::RingBuffer::<crate::engine::CommandRecord>::new(config.engine.journal_ring);
+    let (records_tx, records_rx) = journal::ring::ring(config.engine.journal_ring);
     let bridge = if config.amqp.enabled {
         Some(
             amqp::Bridge::spawn(&config, counters.clone(), projected.clone())

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use orderpipe::config::Config;
 use orderpipe::engine::{Command, CommandRecord, Engine, Event, Output, Owner, Report};
+use orderpipe::journal::ring::{self, RecordSender};
 use orderpipe::journal::{self, Followers, JournalHandle, recovery};
 use orderpipe::telemetry::Counters;
 use orderpipe::wake::Doorbell;
@@ -14,13 +15,13 @@ use orderpipe::wake::Doorbell;
 /// The engine's command records into the journal ring, waiting for room (the daemon's engine
 /// answers `busy` instead; here nothing may be refused).
 struct Ring {
-    tx: rtrb::Producer<CommandRecord>,
+    tx: RecordSender,
     bell: Arc<Doorbell>,
 }
 
 impl Output for Ring {
     fn has_room(&mut self, _: usize) -> bool {
-        while self.tx.slots() == 0 {
+        while !self.tx.has_room() {
             self.bell.ring();
             std::thread::yield_now();
         }
@@ -28,7 +29,7 @@ impl Output for Ring {
     }
     fn event(&mut self, _: Event) {}
     fn command(&mut self, c: CommandRecord) {
-        let _ = self.tx.push(c);
+        let _ = self.tx.push(&c);
     }
     fn report(&mut self, _: Owner, _: Report) {}
 }
@@ -40,7 +41,7 @@ pub fn build_journal(config: &Config, commands: &[Command]) -> (u64, Duration) {
     let files = recovery::open(config).unwrap();
     drop(files.tables);
     let counters = Arc::new(Counters::default());
-    let (tx, rx) = rtrb::RingBuffer::new(config.engine.journal_ring);
+    let (tx, rx) = ring::ring(config.engine.journal_ring);
     let handle = JournalHandle::spawn(
         Some(files.journal),
         rx,

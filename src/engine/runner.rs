@@ -20,6 +20,7 @@ use super::machine::Engine;
 use super::output::Output;
 use super::read::{Depth, FeeAccount};
 use crate::config::{Config, IdleStrategy};
+use crate::journal::ring::RecordSender;
 use crate::telemetry::{Counters, LatencyHistogram, bump, mono_ns};
 use crate::wake::{Doorbell, TaskBell};
 
@@ -147,7 +148,7 @@ impl EngineHandle {
     pub fn spawn(
         config: &Config,
         engine: Engine,
-        journal: rtrb::Producer<CommandRecord>,
+        journal: RecordSender,
         journal_bell: Arc<Doorbell>,
         counters: Arc<Counters>,
     ) -> std::io::Result<EngineHandle> {
@@ -366,7 +367,7 @@ struct Runner {
     control: Receiver<Control>,
     /// Every processed command, to the command journal (the only thing the engine records:
     /// the projection's replica makes the events again from the committed commands).
-    journal: rtrb::Producer<CommandRecord>,
+    journal: RecordSender,
     journal_bell: Arc<Doorbell>,
     doorbell: Arc<Doorbell>,
     heartbeat: Arc<AtomicU64>,
@@ -388,7 +389,7 @@ struct Runner {
 
 /// The engine's outputs while one command is processed.
 struct Sink<'a> {
-    journal: &'a mut rtrb::Producer<CommandRecord>,
+    journal: &'a mut RecordSender,
     connections: &'a mut [Entry],
     tokens: &'a HashMap<Owner, usize, IdBuild>,
     origin: Owner,
@@ -402,8 +403,7 @@ impl Output for Sink<'_> {
     /// number of its events.
     #[inline]
     fn has_room(&mut self, _events: usize) -> bool {
-        // The cached count avoids touching the consumer's cache line on most calls.
-        self.journal.cached_slots() >= 1 || self.journal.slots() >= 1
+        self.journal.has_room()
     }
 
     /// The live engine's events are not recorded: the projection's replica makes them again
@@ -412,8 +412,8 @@ impl Output for Sink<'_> {
     fn event(&mut self, _event: Event) {}
 
     fn command(&mut self, record: CommandRecord) {
-        let pushed = self.journal.push(record);
-        debug_assert!(pushed.is_ok(), "room was checked for the command");
+        let pushed = self.journal.push(&record);
+        debug_assert!(pushed, "room was checked for the command");
     }
 
     fn report(&mut self, owner: Owner, report: Report) {
@@ -499,7 +499,7 @@ impl Runner {
         }
         tracing::info!(last_seq = self.engine.last_seq(), "engine stopped");
         // Dropping the producer tells the journal that nothing more will come.
-        let (dead, _) = rtrb::RingBuffer::new(1);
+        let (dead, _) = crate::journal::ring::ring(1);
         drop(std::mem::replace(&mut self.journal, dead));
         self.journal_bell.ring();
     }

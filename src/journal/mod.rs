@@ -10,6 +10,8 @@
 //!   commands writes `Events`, `Orders`, `Trades`, `Balances` in large transactions, with its
 //!   cursor; `projected_cseq` after each commit; snapshots of the replica.
 //! - [`checkpoint`]: the `checkpoint` thread, copying both files' WAL pages back.
+//! - [`ring`]: the journal ring, the engine's records into the journal thread, encoded on the
+//!   engine's side.
 //! - [`recovery`]: start-up. Opens and migrates both files, restores the newest snapshot,
 //!   completes the projection from the journal, and hands over the live engine.
 //! - [`read`]: every read-side query (bus, RabbitMQ bridge, HTTP, projection, recovery).
@@ -26,6 +28,7 @@ pub mod payload;
 pub mod projector;
 pub mod read;
 pub mod recovery;
+pub mod ring;
 mod schema;
 pub mod store;
 pub mod writer;

@@ -15,9 +15,9 @@ use crossbeam_channel::{Receiver, Sender};
 use rusqlite::Connection;
 
 use super::block::BlockWriter;
+use super::ring::RecordReceiver;
 use super::{JournalControl, lower_priority};
 use crate::config::Config;
-use crate::engine::CommandRecord;
 use crate::telemetry::{Counters, LatencyHistogram, bump, mono_ns, wall_ns};
 use crate::wake::Doorbell;
 
@@ -101,7 +101,7 @@ impl JournalHandle {
     /// benchmarks' null sink: commands are counted as committed and recorded nowhere.
     pub fn spawn(
         conn: Option<Connection>,
-        records: rtrb::Consumer<CommandRecord>,
+        records: RecordReceiver,
         config: &Config,
         counters: Arc<Counters>,
         followers: Followers,
@@ -117,7 +117,7 @@ impl JournalHandle {
             bell: bell.clone(),
             block: BlockWriter::new(),
             followers,
-            batch: Vec::with_capacity(config.journal.batch_size),
+            stamps: Vec::with_capacity(config.journal.batch_size),
             batch_size: config.journal.batch_size,
             max_delay: config.journal.max_delay,
             counters,
@@ -171,7 +171,7 @@ impl JournalHandle {
 struct Writer {
     /// The command journal; `None` in the null sink.
     conn: Option<Connection>,
-    records: rtrb::Consumer<CommandRecord>,
+    records: RecordReceiver,
     control: Receiver<JournalControl>,
     /// Commits someone waits for.
     wanted: Arc<Wanted>,
@@ -179,8 +179,9 @@ struct Writer {
     /// The block being built (its buffer reused).
     block: BlockWriter,
     followers: Followers,
-    /// Commands taken from the ring and not yet committed (at most `batch_size`).
-    batch: Vec<CommandRecord>,
+    /// The engine times of the commands in the block, taken from the ring and not yet
+    /// committed (at most `batch_size`).
+    stamps: Vec<u64>,
     batch_size: usize,
     max_delay: Duration,
     counters: Arc<Counters>,
@@ -223,17 +224,12 @@ impl Writer {
         let mut idle_since: Option<Instant> = None;
         loop {
             self.answer_control();
-            while self.batch.len() < self.batch_size {
-                let Ok(record) = self.records.pop() else {
-                    break;
-                };
-                if self.batch.is_empty() {
-                    first_at = Instant::now();
-                }
-                self.batch.push(record);
+            let was_empty = self.stamps.is_empty();
+            if self.take(self.batch_size - self.stamps.len()) > 0 && was_empty {
+                first_at = Instant::now();
             }
             let finished = self.records.is_abandoned() && self.records.is_empty();
-            if self.batch.is_empty() {
+            if self.stamps.is_empty() {
                 if finished {
                     break;
                 }
@@ -242,7 +238,7 @@ impl Writer {
             }
             idle_since = None;
             let waited = first_at.elapsed();
-            if self.batch.len() < self.batch_size
+            if self.stamps.len() < self.batch_size
                 && !finished
                 && waited < self.max_delay
                 && !self.hurried()
@@ -294,11 +290,17 @@ impl Writer {
         });
     }
 
+    /// Takes up to `n` records off the ring into the block (they come encoded: a copy each);
+    /// only their engine times are kept, for the latency figures. Returns how many it took.
+    fn take(&mut self, n: usize) -> usize {
+        let (block, stamps) = (&mut self.block, &mut self.stamps);
+        self.records.take(n, |head, encoded| {
+            block.push_encoded(head.cseq, head.seq_end, encoded);
+            stamps.push(head.engine_mono);
+        })
+    }
+
     fn commit_with_retry(&mut self) {
-        self.block.clear();
-        for c in &self.batch {
-            self.block.push(c);
-        }
         let mut pause = Duration::from_millis(10);
         let mut failures = 0u64;
         loop {
@@ -322,19 +324,20 @@ impl Writer {
             tracing::info!(failures, "journal commit succeeded after retries");
         }
         let now = mono_ns();
-        for c in &self.batch {
-            self.latency.record(now.saturating_sub(c.engine_mono));
+        for &engine_mono in &self.stamps {
+            self.latency.record(now.saturating_sub(engine_mono));
         }
         let (_, last_cseq, last_seq) = self.block.range();
         let c = &self.counters.journal;
         c.rows.store(
-            c.rows.load(Ordering::Relaxed) + self.batch.len() as u64,
+            c.rows.load(Ordering::Relaxed) + self.stamps.len() as u64,
             Ordering::Relaxed,
         );
         bump(&c.batches);
         c.durable_seq.store(last_seq, Ordering::Release);
         c.durable_cseq.store(last_cseq, Ordering::Release);
-        self.batch.clear();
+        self.stamps.clear();
+        self.block.clear();
         self.followers.committed.notify_waiters();
         if let Some(p) = &self.followers.projector {
             p.ring();

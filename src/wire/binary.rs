@@ -5,7 +5,7 @@
 //! (little endian, fixed-width integers), so the byte layout is simple enough to write by hand
 //! in another language; docs/PROTOCOL.md spells it out and the tests below lock it.
 
-use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
+use bincode::config::{Configuration, Fixint, Limit, LittleEndian, Varint};
 
 use super::{Decoded, Request};
 use crate::config::Config;
@@ -34,6 +34,30 @@ fn codec() -> Codec {
         .with_little_endian()
         .with_fixed_int_encoding()
         .with_limit::<{ FRAME_BYTES_LIMIT as usize }>()
+}
+
+type CompactCodec = Configuration<LittleEndian, Varint, Limit<{ FRAME_BYTES_LIMIT as usize }>>;
+
+/// The command journal's configuration: the same layout with variable-length integers (an
+/// enum's variant, a price's digits and most lengths take one to three bytes instead of four
+/// or eight). Never on the wire.
+fn compact() -> CompactCodec {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_variable_int_encoding()
+        .with_limit::<{ FRAME_BYTES_LIMIT as usize }>()
+}
+
+/// Appends `value` in the command journal's compact layout (see [`compact`]).
+pub fn encode_compact_into<T: bincode::Encode>(value: &T, out: &mut Vec<u8>) {
+    // Encoding our own types into a Vec cannot fail.
+    let _ = bincode::encode_into_writer(value, Append(out), compact());
+}
+
+/// Decodes one value in the compact layout from the start of `bytes`; returns it and how
+/// many bytes it took.
+pub fn decode_compact_prefix<T: bincode::Decode<()>>(bytes: &[u8]) -> Result<(T, usize), String> {
+    bincode::decode_from_slice(bytes, compact()).map_err(|e| e.to_string())
 }
 
 /// The handshake bytes for our version (the client sends them; the server echoes them).
@@ -73,7 +97,7 @@ pub fn write_frame<T: bincode::Encode>(message: &T, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&[0; PREFIX_LEN]);
     // Encoding our own types into a Vec cannot fail (the limit is far above any reply).
-    let _ = bincode::encode_into_std_write(message, out, codec());
+    let _ = bincode::encode_into_writer(message, Append(out), codec());
     let len = (out.len() - start - PREFIX_LEN) as u32;
     out[start..start + PREFIX_LEN].copy_from_slice(&len.to_le_bytes());
 }
@@ -374,7 +398,19 @@ pub fn encode<T: bincode::Encode>(value: &T) -> Vec<u8> {
 /// journal block, one after another.
 pub fn encode_into<T: bincode::Encode>(value: &T, out: &mut Vec<u8>) {
     // Encoding our own types into a Vec cannot fail.
-    let _ = bincode::encode_into_std_write(value, out, codec());
+    let _ = bincode::encode_into_writer(value, Append(out), codec());
+}
+
+/// Appends what bincode writes to a `Vec`, each piece with one `extend_from_slice` (no
+/// `std::io::Write` in between).
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for Append<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// Decodes one value from the start of `bytes`; returns it and how many bytes it took.
