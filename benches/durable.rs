@@ -12,7 +12,9 @@
 //! so a round measures its own load and not the lag the loads before it left.
 //!
 //! Printed with the plain commit: a plain Unix-socket echo of one order frame, and their sum,
-//! the least a durable answer can take on this machine whatever the daemon does.
+//! the least a durable answer can take on this machine whatever the daemon does; then a
+//! hand-off to another thread of the same core and back, which a durable answer committed by a
+//! thread other than the socket's also crosses.
 //!
 //! `cargo bench --bench durable` (`-- --quick` for short runs). The environment narrows or
 //! changes it: `BENCH_SYNC=normal`, `BENCH_CLIENTS=64`, `BENCH_WINDOW=16`,
@@ -223,16 +225,75 @@ fn echo_round_trip(n: usize) -> f64 {
     })
 }
 
+/// The least a hand-off to another thread costs here: one thread wakes a second on the same
+/// core (the core the I/O thread and the journal share) and parks; the second wakes it back
+/// and parks. A durable answer made by a thread other than the one that reads the socket
+/// crosses at least this (I/O thread → journal → I/O thread). p50 of the round trip in µs.
+fn handoff_round_trip(n: usize, commit: Option<&str>) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    // Both threads are fresh and pinned; the bench's own thread keeps its affinity.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            common::pin_to_first_core();
+            let turn = std::sync::atomic::AtomicU64::new(0);
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+            std::thread::scope(|s| {
+                let me = std::thread::current();
+                let turn = &turn;
+                let path = dir.path().join("handoff.db");
+                let other = s.spawn(move || {
+                    common::pin_to_first_core();
+                    let conn = commit.map(|sync| plain_table(&path, sync));
+                    let body = vec![7u8; 80];
+                    // Odd turns are this thread's: answer each one, then wait for the next.
+                    for i in 0..n as u64 {
+                        while turn.load(Ordering::Acquire) != 2 * i + 1 {
+                            std::thread::park();
+                        }
+                        if let Some(conn) = &conn {
+                            conn.execute(
+                                "INSERT INTO T (id, body) VALUES (?1, ?2)",
+                                rusqlite::params![i as i64, body],
+                            )
+                            .unwrap();
+                        }
+                        turn.store(2 * i + 2, Ordering::Release);
+                        me.unpark();
+                    }
+                });
+                for i in 0..n as u64 {
+                    let start = Instant::now();
+                    turn.store(2 * i + 1, Ordering::Release);
+                    other.thread().unpark();
+                    while turn.load(Ordering::Acquire) != 2 * i + 2 {
+                        std::thread::park();
+                    }
+                    h.saturating_record(start.elapsed().as_nanos() as u64);
+                }
+            });
+            h.value_at_quantile(0.5) as f64 / 1e3
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+/// A WAL database with one table `T (id, body)` at `path`, for plain commits.
+fn plain_table(path: &std::path::Path, sync: &str) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", sync).unwrap();
+    conn.execute_batch("CREATE TABLE T (id INTEGER PRIMARY KEY, body BLOB)")
+        .unwrap();
+    conn
+}
+
 /// The baseline a durable acknowledgement is compared with: a plain rusqlite loop committing
 /// one row per transaction into a WAL database with the same `synchronous` level, on this
 /// machine's disk, in this run. Returns p50 and p99 of one commit, in µs.
 fn plain_commit(sync: &str, n: usize) -> (f64, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let conn = rusqlite::Connection::open(dir.path().join("plain.db")).unwrap();
-    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-    conn.pragma_update(None, "synchronous", sync).unwrap();
-    conn.execute_batch("CREATE TABLE T (id INTEGER PRIMARY KEY, body BLOB)")
-        .unwrap();
+    let conn = plain_table(&dir.path().join("plain.db"), sync);
     let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
     let body = vec![7u8; 80];
     for i in 0..n {
@@ -296,6 +357,21 @@ fn main() {
              a durable answer needs at least one round trip and one commit: {:.1} us = {:.2} x the commit",
             echo + p50,
             (echo + p50) / p50
+        );
+        let n = if quick { 2_000 } else { 20_000 };
+        let handoff = handoff_round_trip(n, None);
+        println!(
+            "{sync:<7} a hand-off to another thread of the same core and back: p50 {handoff:.1} us; \
+             with a separate journal thread a durable answer needs at least {:.1} us = {:.2} x the commit",
+            echo + p50 + handoff,
+            (echo + p50 + handoff) / p50
+        );
+        let woken = handoff_round_trip(n, Some(sync));
+        println!(
+            "{sync:<7} the same hand-off to a thread that commits one row before it answers: p50 {woken:.1} us; \
+             with the echo {:.1} us = {:.2} x the commit",
+            echo + woken,
+            (echo + woken) / p50
         );
         let d = Daemon::start(&common::funded_config(&all));
         for (&window, &clients) in windows
