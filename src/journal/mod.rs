@@ -131,7 +131,15 @@ pub fn open_for_writing(
     conn.set_prepared_statement_cache_capacity(64);
     // Room for a large batch's pages: with SQLite's default 2 MB, a projection transaction
     // spills dirty pages into the WAL before it commits, and writes them again at the commit.
-    conn.pragma_update(None, "cache_size", -65_536)?;
+    // The command journal only appends, and its largest transaction (a block of
+    // `journal.batch_size` commands: about 190 KB at the default, 1.3 MB if every command were
+    // the largest) fits many times in 8 MB; a larger cache would only grow, a fresh
+    // allocation and page fault for each new page, for the first minute of every run.
+    let cache_kib = match pages {
+        Pages::Small => 8_192,
+        Pages::Large => 65_536,
+    };
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
     Ok(conn)
 }
 
