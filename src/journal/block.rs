@@ -239,14 +239,34 @@ mod tests {
 
     fn stored(w: &BlockWriter) -> StoredBlock {
         let (first_cseq, last_cseq, last_seq) = w.range();
+        block(first_cseq, last_cseq, last_seq, w.body().to_vec())
+    }
+
+    /// A stored block of `body` with its right checksum.
+    fn block(first_cseq: u64, last_cseq: u64, last_seq: u64, body: Vec<u8>) -> StoredBlock {
         StoredBlock {
             first_cseq,
             last_cseq,
             last_seq,
-            checksum: w.checksum(),
-            body: w.body().to_vec(),
+            checksum: block_checksum(first_cseq, last_cseq, last_seq, &body),
+            body,
             written_ns: 0,
         }
+    }
+
+    /// What a block gives back, or what it should: `(cseq, recv_ns, body)` of each command.
+    fn decoded(b: &StoredBlock) -> Vec<(u64, u64, CommandBody)> {
+        let mut got = Vec::new();
+        b.commands(|cseq, recv_ns, body| got.push((cseq, recv_ns, body)))
+            .unwrap();
+        got
+    }
+
+    fn expected(records: &[CommandRecord]) -> Vec<(u64, u64, CommandBody)> {
+        records
+            .iter()
+            .map(|r| (r.cseq, r.recv_ns, r.body))
+            .collect()
     }
 
     #[test]
@@ -257,15 +277,7 @@ mod tests {
             w.push(r);
         }
         assert_eq!(w.range(), (41, 60, 180));
-        let b = stored(&w);
-        let mut got = Vec::new();
-        b.commands(|cseq, recv_ns, body| got.push((cseq, recv_ns, body)))
-            .unwrap();
-        let want: Vec<_> = records
-            .iter()
-            .map(|r| (r.cseq, r.recv_ns, r.body))
-            .collect();
-        assert_eq!(got, want);
+        assert_eq!(decoded(&stored(&w)), expected(&records));
         w.clear();
         assert!(w.is_empty());
     }
@@ -279,22 +291,8 @@ mod tests {
             body.extend_from_slice(&r.recv_ns.to_le_bytes());
             binary::encode_into(&r.body, &mut body);
         }
-        let old = StoredBlock {
-            first_cseq: 7,
-            last_cseq: 12,
-            last_seq: 36,
-            checksum: block_checksum(7, 12, 36, &body),
-            body,
-            written_ns: 0,
-        };
-        let mut got = Vec::new();
-        old.commands(|cseq, recv_ns, body| got.push((cseq, recv_ns, body)))
-            .unwrap();
-        let want: Vec<_> = records
-            .iter()
-            .map(|r| (r.cseq, r.recv_ns, r.body))
-            .collect();
-        assert_eq!(got, want);
+        let old = block(7, 12, 36, body);
+        assert_eq!(decoded(&old), expected(&records));
         // The same commands in this build's format: the same commands, in fewer bytes.
         let mut w = BlockWriter::new();
         for r in &records {
@@ -307,25 +305,14 @@ mod tests {
             w.body().len(),
             old.body.len()
         );
-        let mut again = Vec::new();
-        stored(&w)
-            .commands(|cseq, recv_ns, body| again.push((cseq, recv_ns, body)))
-            .unwrap();
-        assert_eq!(again, want);
+        assert_eq!(decoded(&stored(&w)), expected(&records));
     }
 
     #[test]
     fn a_body_of_an_unknown_format_is_refused() {
         let mut body = vec![9u8];
         body.extend_from_slice(&1u64.to_le_bytes());
-        let b = StoredBlock {
-            first_cseq: 1,
-            last_cseq: 1,
-            last_seq: 1,
-            checksum: block_checksum(1, 1, 1, &body),
-            body,
-            written_ns: 0,
-        };
+        let b = block(1, 1, 1, body);
         let e = b.commands(|_, _, _| panic!("nothing decodes")).unwrap_err();
         assert_eq!(e, BlockError::Format(9));
         assert!(e.to_string().contains("format 9"), "{e}");
