@@ -144,7 +144,7 @@ impl Conn {
             {
                 self.commands = None;
                 self.ingress.engine.ring();
-                return Some((request, mask));
+                return Some((*request, mask));
             }
             if self.blocked && collected > 0 {
                 // Answers came in, so the ring or the pending queue has room again: go back

@@ -48,7 +48,7 @@ impl Conn {
                         .bad_requests
                         .fetch_add(1, Ordering::Relaxed);
                     self.pending
-                        .push_back(Pending::Ready(WireReply::error(code, reason)));
+                        .push_back(Pending::Ready(Box::new(WireReply::error(code, reason))));
                     self.rpos += consumed;
                 }
                 Step::Fatal(code, reason) => {
@@ -58,7 +58,7 @@ impl Conn {
                         .bad_requests
                         .fetch_add(1, Ordering::Relaxed);
                     self.pending
-                        .push_back(Pending::Ready(WireReply::error(code, reason)));
+                        .push_back(Pending::Ready(Box::new(WireReply::error(code, reason))));
                     self.closing = true;
                     self.rpos = self.rbuf.len();
                     break;
@@ -84,7 +84,7 @@ impl Conn {
             return Ok(false);
         }
         if let Some(refused) = self.ingress.refuse_while_journal_fails(&req) {
-            self.pending.push_back(Pending::Ready(refused));
+            self.pending.push_back(Pending::Ready(Box::new(refused)));
             return Ok(false);
         }
         if let Some(cmd) = req.to_command(self.recv_ns, self.recv_mono) {
@@ -104,7 +104,7 @@ impl Conn {
                     _ => {}
                 }
                 self.pending
-                    .push_back(Pending::Ready(WireReply::Hello { ack: self.ack }));
+                    .push_back(Pending::Ready(Box::new(WireReply::Hello { ack: self.ack })));
                 return Ok(false);
             }
             Request::Subscribe(sub) => {
@@ -118,7 +118,8 @@ impl Conn {
                     Ok(patterns) => {
                         let mask = crate::bus::mask(&patterns);
                         self.subscribing = true;
-                        self.pending.push_back(Pending::Subscribe(sub, mask));
+                        self.pending
+                            .push_back(Pending::Subscribe(Box::new(sub), mask));
                     }
                     Err(reason) => {
                         self.ingress
@@ -126,10 +127,11 @@ impl Conn {
                             .ingress
                             .bad_requests
                             .fetch_add(1, Ordering::Relaxed);
-                        self.pending.push_back(Pending::Ready(WireReply::error(
-                            ErrorCode::BadRequest,
-                            reason,
-                        )));
+                        self.pending
+                            .push_back(Pending::Ready(Box::new(WireReply::error(
+                                ErrorCode::BadRequest,
+                                reason,
+                            ))));
                     }
                 }
                 return Ok(false);
@@ -139,7 +141,8 @@ impl Conn {
             Request::Fees => Query::Fees,
             _ => Query::Stats,
         };
-        self.pending.push_back(Pending::Query(query, None));
+        self.pending
+            .push_back(Pending::Query(Box::new(query), None));
         Ok(false)
     }
 
@@ -151,7 +154,7 @@ impl Conn {
             return Ok(false);
         }
         if let Some(refused) = self.ingress.refuse_command_while_journal_fails(&body) {
-            self.pending.push_back(Pending::Ready(refused));
+            self.pending.push_back(Pending::Ready(Box::new(refused)));
             return Ok(false);
         }
         let cmd = Command {
@@ -195,10 +198,11 @@ impl Conn {
 
     /// Answers a request the caller may not send with `forbidden`.
     fn refuse(&mut self, denied: crate::ingress::Denied) {
-        self.pending.push_back(Pending::Ready(WireReply::error(
-            ErrorCode::Forbidden,
-            denied.to_string(),
-        )));
+        self.pending
+            .push_back(Pending::Ready(Box::new(WireReply::error(
+                ErrorCode::Forbidden,
+                denied.to_string(),
+            ))));
     }
 
     pub(super) fn next_line(&mut self) -> Step {

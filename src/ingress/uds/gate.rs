@@ -32,7 +32,7 @@ impl Conn {
                     let ingress = self.ingress.clone();
                     let query = query.clone();
                     tokio::spawn(async move {
-                        let _ = tx.send(ingress.answer(query).await);
+                        let _ = tx.send(ingress.answer(*query).await);
                     });
                     *slot = Some(rx);
                 }
@@ -98,14 +98,15 @@ impl Conn {
         }
         tracing::warn!(resume_at, "client cut off as a slow consumer");
         self.pending.clear();
-        self.pending.push_back(Pending::Ready(WireReply::error(
-            ErrorCode::SlowConsumer,
-            format!(
-                "disconnected: the client did not read its execution reports; everything up to \
+        self.pending
+            .push_back(Pending::Ready(Box::new(WireReply::error(
+                ErrorCode::SlowConsumer,
+                format!(
+                    "disconnected: the client did not read its execution reports; everything up to \
                  sequence number {} is recorded, resume from {resume_at}",
-                resume_at - 1
-            ),
-        )));
+                    resume_at - 1
+                ),
+            ))));
         self.closing = true;
         self.commands = None;
         true
