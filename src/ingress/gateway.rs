@@ -205,11 +205,13 @@ impl Dispatcher {
             body: job.body,
         };
         super::stamp_day_expiry(&self.ingress.config, &mut command);
-        let body = command.body;
+        let expires = super::expires(&command.body);
         // The caller checked that the ring has room.
         if self.commands.push(command).is_ok() {
             self.pending.push_back((job.reply, job.ack));
-            self.ingress.timed_order_sent(&body);
+            if expires {
+                self.ingress.timed_order_sent();
+            }
         }
     }
 

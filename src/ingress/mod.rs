@@ -411,16 +411,20 @@ pub(crate) fn stamp_day_expiry(config: &Config, cmd: &mut crate::engine::Command
     }
 }
 
+/// True if `body` is an order with an expiry time: once it is pushed, the expiry timer is
+/// told ([`Ingress::timed_order_sent`]). Asked before the push, so that the command itself
+/// (some hundreds of bytes) is not copied to be looked at after it moved into the ring.
+pub(crate) fn expires(body: &crate::engine::CommandBody) -> bool {
+    use crate::engine::CommandBody;
+    matches!(body,
+        CommandBody::OrderWith(w)
+        | CommandBody::StopOrder(crate::engine::StopOrder { with: w, .. }) if w.expire_ns != 0)
+}
+
 impl Ingress {
-    /// Call after pushing `cmd` to the engine: an order with an expiry time wakes the expiry
-    /// timer if it waits with no timed order resting.
-    pub(crate) fn timed_order_sent(&self, body: &crate::engine::CommandBody) {
-        use crate::engine::CommandBody;
-        if let CommandBody::OrderWith(w)
-        | CommandBody::StopOrder(crate::engine::StopOrder { with: w, .. }) = body
-            && w.expire_ns != 0
-        {
-            self.expiry_wake.notify_one();
-        }
+    /// Call after pushing an order that [`expires`]: wakes the expiry timer if it waits with
+    /// no timed order resting.
+    pub(crate) fn timed_order_sent(&self) {
+        self.expiry_wake.notify_one();
     }
 }

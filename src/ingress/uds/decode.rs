@@ -187,9 +187,11 @@ impl Conn {
             }
         }
         crate::ingress::stamp_day_expiry(&self.ingress.config, &mut cmd);
-        let body = cmd.body;
+        let expires = crate::ingress::expires(&cmd.body);
         let pushed = ring.push(cmd);
-        self.ingress.timed_order_sent(&body);
+        if expires {
+            self.ingress.timed_order_sent();
+        }
         debug_assert!(pushed.is_ok());
         let ack = ack.unwrap_or(self.ack);
         self.pending.push_back(Pending::Engine { ack });
