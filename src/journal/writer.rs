@@ -334,6 +334,8 @@ impl Writer {
             Ordering::Relaxed,
         );
         bump(&c.batches);
+        c.last_batch
+            .store(self.stamps.len() as u64, Ordering::Relaxed);
         c.durable_seq.store(last_seq, Ordering::Release);
         c.durable_cseq.store(last_cseq, Ordering::Release);
         self.stamps.clear();

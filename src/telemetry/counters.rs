@@ -46,6 +46,9 @@ pub struct JournalCounters {
     pub batches: AtomicU64,
     /// Commands committed.
     pub rows: AtomicU64,
+    /// Commands in the last block committed: 1 while a lone client waits for each commit,
+    /// more while several connections' commands share them (the socket's reply spin reads it).
+    pub last_batch: AtomicU64,
     /// Failed commit attempts (each retried; nothing is dropped).
     pub commit_errors: AtomicU64,
     /// Highest sequence number of an event whose command is committed: the `durable_seq`.

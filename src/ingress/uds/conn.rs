@@ -290,12 +290,17 @@ impl Conn {
     }
 
     /// True when the journal has committed every command the engine processed but at most
-    /// one (the one this connection just sent, if the engine was that quick).
+    /// one (the one this connection just sent, if the engine was that quick), and its last
+    /// commit held one command: a lone client, whose commit nothing else would join. When
+    /// the last commit held several, other connections are sending too: a spin that hurried
+    /// the journal for this command alone would commit it by itself (a commit each for the
+    /// first request after every commit), where waiting on the bell lets the requests that
+    /// arrive meanwhile join it.
     fn journal_is_idle(&self) -> bool {
         let c = &self.ingress.counters;
         let processed = c.engine.last_cseq.load(Ordering::Relaxed);
         let durable = c.journal.durable_cseq.load(Ordering::Relaxed);
-        processed <= durable.saturating_add(1)
+        processed <= durable.saturating_add(1) && c.journal.last_batch.load(Ordering::Relaxed) <= 1
     }
 
     /// What decides whether the ring's next message may be written yet.
